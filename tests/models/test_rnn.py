@@ -1,0 +1,85 @@
+"""Path parity for the RNN encoder-decoder: teacher forcing == step-by-step, batch == singles."""
+
+import pytest
+import torch
+
+from atento.attention import lengths_to_mask
+from atento.models.rnn import RNNSeq2Seq
+
+ATTENTIONS = ["none", "cosine", "additive", "location", "general", "dot", "scaled_dot"]
+
+
+def _model(attention="additive", cell="gru", input_feeding=False, layers=1):
+    torch.manual_seed(0)
+    return RNNSeq2Seq(
+        src_vocab=17, tgt_vocab=13, emb_size=8, hidden_size=10, enc_layers=layers,
+        dec_layers=layers, cell=cell, dropout=0.1, attention=attention,
+        input_feeding=input_feeding, max_src_len=12,
+    ).eval()  # fmt: skip
+
+
+def _batch():
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([7, 4, 2])
+    src_mask = lengths_to_mask(lengths, 7)
+    src = torch.randint(4, 17, (3, 7), generator=g).masked_fill(~src_mask, 0)
+    tgt = torch.randint(4, 13, (3, 5), generator=g)
+    return src, src_mask, tgt
+
+
+VARIANTS = [(a, "gru", False, 1) for a in ATTENTIONS] + [
+    ("additive", "lstm", False, 2),
+    ("general", "gru", True, 1),
+    ("dot", "lstm", True, 2),
+    ("none", "lstm", False, 2),
+]
+
+
+@pytest.mark.parametrize("attention,cell,feed,layers", VARIANTS)
+def test_teacher_forcing_equals_step_by_step(attention, cell, feed, layers):
+    model = _model(attention, cell, feed, layers)
+    src, src_mask, tgt = _batch()
+    with torch.no_grad():
+        logits, weights = model(src, src_mask, tgt)
+        state = model.init_state(model.encode(src, src_mask))
+        for t in range(tgt.size(1)):
+            log_probs, state, w = model.step(tgt[:, t], state)
+            torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1))
+            if weights is None:
+                assert w is None
+            else:
+                torch.testing.assert_close(w, weights[:, t])
+
+
+@pytest.mark.parametrize("attention,cell,feed,layers", VARIANTS)
+def test_batch_of_three_equals_three_batches_of_one(attention, cell, feed, layers):
+    model = _model(attention, cell, feed, layers)
+    src, src_mask, tgt = _batch()
+    with torch.no_grad():
+        logits, _ = model(src, src_mask, tgt)
+        for b in range(3):
+            n = int(src_mask[b].sum())
+            single, _ = model(src[b : b + 1, :n], src_mask[b : b + 1, :n], tgt[b : b + 1])
+            torch.testing.assert_close(single, logits[b : b + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_no_attention_decoder_ignores_annotations_beyond_final_state():
+    model = _model("none")
+    src, src_mask, tgt = _batch()
+    enc = model.encode(src, src_mask)
+    state = model.init_state(enc)
+    logits1, _, w = model.decoder(tgt, state)
+    assert w is None
+    state.memory = torch.randn_like(state.memory)
+    logits2, _, _ = model.decoder(tgt, state)
+    torch.testing.assert_close(logits1, logits2)
+
+
+def test_state_index_select_reorders_rows():
+    model = _model("additive", "lstm", True, 2)
+    src, src_mask, _ = _batch()
+    state = model.init_state(model.encode(src, src_mask))
+    picked = state.index_select(torch.tensor([2, 0, 0]))
+    torch.testing.assert_close(picked.hidden[0][:, 0], state.hidden[0][:, 2])
+    torch.testing.assert_close(picked.memory[1], state.memory[0])
+    torch.testing.assert_close(picked.keys[0], state.keys[2])
