@@ -178,9 +178,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif typ is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+    elif typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
     name = getattr(typ, "__name__", str(typ))
     raise AtentoError(f"config: {key} must be {name}, got {value!r}")
 
