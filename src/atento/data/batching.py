@@ -1,0 +1,196 @@
+"""Padded batches with the teacher-forcing shift, and a length-bucketing token-budget sampler.
+
+Conventions (one place for all of them):
+- sources get EOS appended: `src_ids = x + [EOS]` (an end marker for the encoder);
+- the decoder reads `tgt_in = [BOS] + y` and predicts `tgt_out = y + [EOS]`;
+- padding is PAD_ID = 0 on the right, and every mask is True for real tokens.
+
+    sampler = TokenBatchSampler(pair_lengths(pairs), batch_tokens=3000, shuffle=True, seed=1)
+    sampler.set_epoch(epoch)
+    for idx in sampler:
+        batch = collate([pairs[i] for i in idx]).to(device)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+IdPair = tuple[list[int], list[int]]
+
+
+@dataclass
+class Batch:
+    """A padded batch of B sentence pairs. S and T include the appended EOS / prepended BOS.
+
+    src_ids: (B, S) long, source ids + EOS, PAD on the right
+    src_mask: (B, S) bool, True = real token (EOS included)
+    tgt_in: (B, T) long, BOS + target ids (decoder input under teacher forcing)
+    tgt_out: (B, T) long, target ids + EOS (what the decoder must predict)
+    tgt_mask: (B, T) bool, True where tgt_out is a real token (same positions as tgt_in's)
+    n_tgt_tokens: number of real tokens in tgt_out (the loss normaliser)
+    """
+
+    src_ids: Tensor
+    src_mask: Tensor
+    tgt_in: Tensor
+    tgt_out: Tensor
+    tgt_mask: Tensor
+    n_tgt_tokens: int
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The same batch with every tensor on `device`."""
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return Batch(
+            src_ids=move(self.src_ids),
+            src_mask=move(self.src_mask),
+            tgt_in=move(self.tgt_in),
+            tgt_out=move(self.tgt_out),
+            tgt_mask=move(self.tgt_mask),
+            n_tgt_tokens=self.n_tgt_tokens,
+        )
+
+    @property
+    def size(self) -> int:
+        """B, the number of sentence pairs."""
+        return self.src_ids.size(0)
+
+    @property
+    def src_lengths(self) -> Tensor:
+        """(B,) long: real source tokens per row, EOS included (for packing RNN inputs)."""
+        return self.src_mask.sum(dim=1)
+
+
+def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists with PAD_ID -> ids (N, L) long and mask (N, L) bool."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if s:
+            ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    lengths = torch.as_tensor([len(s) for s in seqs], dtype=torch.long)
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (N, L)
+    return ids, mask
+
+
+def collate_sources(src_list: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """Sources for decoding: (src_ids (B, S) long with EOS appended, src_mask (B, S) bool)."""
+    return _pad([[*s, EOS_ID] for s in src_list])
+
+
+def collate(pairs: Sequence[IdPair]) -> Batch:
+    """Pad (source ids, target ids) pairs, given without BOS / EOS, into a `Batch`."""
+    src_ids, src_mask = collate_sources([s for s, _ in pairs])
+    tgt_in, _ = _pad([[BOS_ID, *t] for _, t in pairs])
+    tgt_out, tgt_mask = _pad([[*t, EOS_ID] for _, t in pairs])
+    return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
+
+
+def pair_lengths(pairs: Sequence[IdPair]) -> list[tuple[int, int]]:
+    """(source length, target length) of each pair, without the EOS / BOS that batching adds."""
+    return [(len(s), len(t)) for s, t in pairs]
+
+
+class TokenBatchSampler(Sampler[list[int]]):
+    """Batches of example indices that fit a padded-token budget, bucketed by length.
+
+    Examples are sorted by (target length, source length) so that a batch holds sentences
+    of similar length; with `shuffle` ties are broken at random and the batch order is
+    shuffled, both from (seed, epoch) only, so an epoch's batches can be rebuilt exactly
+    when resuming (`batches(epoch)[k:]`, or `set_epoch(epoch, skip=k)`).
+
+    A batch of n examples costs n * (longest target + 1) padded target tokens (the +1 is EOS)
+    and likewise for sources; both stay <= `batch_tokens`, except that an example too long
+    for the budget on its own still forms a batch of one. `max_sentences > 0` also caps n.
+
+    Args:
+        lengths: (source length, target length) per example, without EOS / BOS.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[tuple[int, int]],
+        *,
+        batch_tokens: int,
+        shuffle: bool,
+        seed: int,
+        max_sentences: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_tokens <= 0:
+            raise ValueError("batch_tokens must be positive")
+        arr = np.asarray(lengths, dtype=np.int64).reshape(-1, 2)
+        self.src_lens = arr[:, 0] + 1  # + EOS
+        self.tgt_lens = arr[:, 1] + 1  # + EOS (tgt_out) / BOS (tgt_in)
+        self.batch_tokens = batch_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.max_sentences = max_sentences
+        self.epoch = 0
+        self.skip = 0
+        self._n_batches: int | None = None
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order for iteration, leaving out its first `skip` batches."""
+        self.epoch = epoch
+        self.skip = skip
+
+    def _sorted_indices(self, epoch: int) -> np.ndarray:
+        n = len(self.tgt_lens)
+        if not self.shuffle:
+            return np.lexsort((np.arange(n), self.src_lens, self.tgt_lens))
+        perm = _rng(self.seed, epoch).permutation(n)
+        order = np.lexsort((self.src_lens[perm], self.tgt_lens[perm]))  # stable: random ties
+        return perm[order]
+
+    def _chunk(self, indices: np.ndarray) -> list[list[int]]:
+        batches: list[list[int]] = []
+        current: list[int] = []
+        max_src = max_tgt = 0
+        budget, cap = self.batch_tokens, self.max_sentences
+        for i in indices.tolist():
+            s, t = int(self.src_lens[i]), int(self.tgt_lens[i])
+            new_src, new_tgt = max(max_src, s), max(max_tgt, t)
+            n = len(current) + 1
+            too_big = n * new_tgt > budget or n * new_src > budget or (cap > 0 and n > cap)
+            if current and too_big:
+                batches.append(current)
+                current, new_src, new_tgt = [], s, t
+            current.append(i)
+            max_src, max_tgt = new_src, new_tgt
+        if current:
+            batches.append(current)
+        return batches
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of `epoch`, in order; the same (seed, epoch) gives the same list."""
+        batches = self._chunk(self._sorted_indices(epoch))
+        if self.shuffle:
+            order = _rng(self.seed, epoch, 1).permutation(len(batches))
+            batches = [batches[j] for j in order.tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.skip :]
+
+    def __len__(self) -> int:
+        """Batches left to yield in the current epoch (the batch count is the same every epoch,
+        since it depends only on the sorted lengths)."""
+        if self._n_batches is None:
+            self._n_batches = len(self.batches(0))
+        return max(self._n_batches - self.skip, 0)
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    """A generator seeded by integers of any sign (SeedSequence wants non-negative ones)."""
+    return np.random.default_rng([k % 2**63 for k in keys])

@@ -1,0 +1,295 @@
+"""Tokenizers: SentencePiece (unigram) and characters, with the special ids fixed in `vocab`.
+
+Every tokenizer maps text to ids WITHOUT adding BOS/EOS (batching adds those) and back:
+
+    tok = train_sentencepiece(texts, vocab_size=8000, directory=run_dir, name="joint")
+    ids = tok.encode("Ein Hund rennt.")       # list[int], no BOS / EOS
+    tok.decode(ids)                           # "Ein Hund rennt." (PAD / BOS / EOS dropped)
+    tok.save(run_dir, "joint"); load_tokenizer(run_dir, "joint")
+
+On disk a tokenizer is `{name}.json` (its kind, plus the characters for `char`) and, for
+SentencePiece, `{name}.model`. `build_tokenizers` saves a joint vocabulary once under the name
+`joint` and separate ones as `src` and `tgt`; `load_tokenizers` reads back either layout.
+For checkpoints, `tok.state()` is a plain dict (bytes for the SentencePiece model) and
+`tokenizer_from_state(state)` rebuilds the tokenizer with no files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+
+from atento.config import DataConfig
+from atento.data.vocab import (
+    BOS_ID,
+    EOS_ID,
+    N_SPECIAL,
+    PAD_ID,
+    SPECIAL_PIECES,
+    UNK_ID,
+    UNK_PIECE,
+)
+from atento.errors import AtentoError
+
+_DROPPED_ON_DECODE = frozenset((PAD_ID, BOS_ID, EOS_ID))
+UNK_SURFACE = "\u2047"  # "⁇", what decode writes for UNK (as SentencePiece does)
+
+
+class Tokenizer(ABC):
+    """Text <-> ids. Ids 0..3 are PAD, UNK, BOS, EOS for every tokenizer."""
+
+    kind: str = ""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids, specials included (V)."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text`, no BOS / EOS added."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`; PAD, BOS and EOS are dropped (nothing is cut at EOS)."""
+
+    @abstractmethod
+    def pieces(self, text: str) -> list[str]:
+        """The pieces `encode(text)` produces, one per id (labels for attention heatmaps)."""
+
+    @abstractmethod
+    def id_to_piece(self, i: int) -> str:
+        """The piece of one id (specials give `<pad>`, `<unk>`, `<s>`, `</s>`)."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild this tokenizer, as a plain dict (for checkpoints)."""
+
+    @abstractmethod
+    def save(self, directory: Path, name: str) -> None:
+        """Write `{name}.json` (and any model file) into `directory`."""
+
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        """`encode` over many texts."""
+        return [self.encode(t) for t in texts]
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character: specials, then the sorted characters seen when building."""
+
+    kind = "char"
+
+    def __init__(self, chars: Iterable[str]) -> None:
+        self.chars: list[str] = sorted(set(chars))
+        if any(len(c) != 1 for c in self.chars):
+            raise ValueError("CharTokenizer needs single characters")
+        self._index = {c: i + N_SPECIAL for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
+        """Build the vocabulary from every character in `texts`."""
+        chars: set[str] = set()
+        for t in texts:
+            chars.update(t)
+        return cls(chars)
+
+    @property
+    def vocab_size(self) -> int:
+        return N_SPECIAL + len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        index = self._index
+        return [index.get(c, UNK_ID) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i in _DROPPED_ON_DECODE:
+                continue
+            out.append(
+                self.chars[i - N_SPECIAL] if N_SPECIAL <= i < self.vocab_size else UNK_SURFACE
+            )
+        return "".join(out)
+
+    def pieces(self, text: str) -> list[str]:
+        # The characters themselves, unknown ones included: more readable than "<unk>".
+        return list(text)
+
+    def id_to_piece(self, i: int) -> str:
+        if 0 <= i < N_SPECIAL:
+            return SPECIAL_PIECES[i]
+        if i < self.vocab_size:
+            return self.chars[i - N_SPECIAL]
+        return UNK_PIECE
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "chars": "".join(self.chars)}
+
+    def save(self, directory: Path, name: str) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(directory / f"{name}.json", self.state())
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece model whose pad/unk/bos/eos ids are 0/1/2/3."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.model_proto = bytes(model_proto)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        expected = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
+        found = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if found != expected:
+            raise AtentoError(f"sentencepiece model has special ids {found}, expected {expected}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text, out_type=int)
+
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        return self.sp.encode(list(texts), out_type=int)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) not in _DROPPED_ON_DECODE])
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(int(i))
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model_proto": self.model_proto}
+
+    def save(self, directory: Path, name: str) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{name}.model").write_bytes(self.model_proto)
+        _write_json(directory / f"{name}.json", {"kind": self.kind, "model": f"{name}.model"})
+
+
+def train_sentencepiece(
+    texts: Iterable[str], *, vocab_size: int, directory: Path, name: str
+) -> SentencePieceTokenizer:
+    """Train a unigram SentencePiece model on `texts`, save it as `{name}.model` / `.json`.
+
+    Deterministic for the same texts (no sampling, no shuffling, one thread). The vocabulary
+    size is a soft limit (`hard_vocab_limit=False`), so a toy corpus of a few sentences trains
+    with a smaller vocabulary instead of failing.
+    """
+    sentences = [t for t in texts if t.strip()]
+    if not sentences:
+        raise AtentoError("cannot train a sentencepiece model on empty text")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        input_sentence_size=2_000_000,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    tok = SentencePieceTokenizer(model.getvalue())
+    tok.save(Path(directory), name)
+    return tok
+
+
+def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from `Tokenizer.state()` (as stored in a checkpoint)."""
+    kind = state.get("kind")
+    if kind == CharTokenizer.kind:
+        return CharTokenizer(state["chars"])
+    if kind == SentencePieceTokenizer.kind:
+        return SentencePieceTokenizer(state["model_proto"])
+    raise AtentoError(f"unknown tokenizer kind {kind!r}")
+
+
+def load_tokenizer(directory: Path, name: str) -> Tokenizer:
+    """Read back the tokenizer that `save(directory, name)` wrote, whichever kind it is."""
+    path = Path(directory) / f"{name}.json"
+    if not path.is_file():
+        raise AtentoError(f"tokenizer not found: {path}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AtentoError(f"tokenizer file is not valid JSON: {path}") from None
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind == CharTokenizer.kind:
+        return CharTokenizer(meta.get("chars", ""))
+    if kind == SentencePieceTokenizer.kind:
+        model_path = Path(directory) / meta.get("model", f"{name}.model")
+        if not model_path.is_file():
+            raise AtentoError(f"sentencepiece model not found: {model_path}")
+        try:
+            return SentencePieceTokenizer(model_path.read_bytes())
+        except RuntimeError:
+            raise AtentoError(f"not a sentencepiece model: {model_path}") from None
+    raise AtentoError(f"unknown tokenizer kind {kind!r} in {path}")
+
+
+def build_tokenizers(
+    cfg: DataConfig, src_texts: list[str], tgt_texts: list[str], directory: Path
+) -> tuple[Tokenizer, Tokenizer]:
+    """Build (src_tok, tgt_tok) from training text as `cfg` says and save them in `directory`.
+
+    With `cfg.joint_vocab` both sides share one tokenizer (the same object is returned twice),
+    saved once as `joint`; otherwise they are saved as `src` and `tgt`, each SentencePiece model
+    with `cfg.vocab_size` pieces.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if cfg.tokenizer == "char":
+        if cfg.joint_vocab:
+            tok = CharTokenizer.from_texts([*src_texts, *tgt_texts])
+            tok.save(directory, "joint")
+            return tok, tok
+        src_tok, tgt_tok = CharTokenizer.from_texts(src_texts), CharTokenizer.from_texts(tgt_texts)
+        src_tok.save(directory, "src")
+        tgt_tok.save(directory, "tgt")
+        return src_tok, tgt_tok
+    if cfg.tokenizer == "sentencepiece":
+        size = cfg.vocab_size
+        if cfg.joint_vocab:
+            tok = train_sentencepiece(
+                [*src_texts, *tgt_texts], vocab_size=size, directory=directory, name="joint"
+            )
+            return tok, tok
+        src_sp = train_sentencepiece(src_texts, vocab_size=size, directory=directory, name="src")
+        tgt_sp = train_sentencepiece(tgt_texts, vocab_size=size, directory=directory, name="tgt")
+        return src_sp, tgt_sp
+    raise AtentoError(f"config: data.tokenizer={cfg.tokenizer!r} is not valid")
+
+
+def load_tokenizers(directory: Path) -> tuple[Tokenizer, Tokenizer]:
+    """Read back what `build_tokenizers` saved: (src_tok, tgt_tok), one object twice if joint."""
+    directory = Path(directory)
+    if (directory / "joint.json").is_file():
+        tok = load_tokenizer(directory, "joint")
+        return tok, tok
+    if (directory / "src.json").is_file() and (directory / "tgt.json").is_file():
+        return load_tokenizer(directory, "src"), load_tokenizer(directory, "tgt")
+    raise AtentoError(f"no tokenizers in {directory} (expected joint.json or src.json + tgt.json)")
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,243 @@
+"""Batched beam search with length normalisation and n-best output.
+
+All B sentences are decoded together as B*K rows of one decoder state. Each step:
+
+1. every live beam proposes all V next tokens, scored by its accumulated log-prob;
+2. the top 2K of the K*V candidates are kept, so that up to K candidates ending in EOS cannot
+   crowd out the live ones (each beam has one EOS candidate, so at least K are not EOS);
+3. EOS candidates ranked within the top K are finished: moved to the sentence's finished list
+   with the score `length_penalty(log_prob, Ty)`;
+4. the K best non-EOS candidates continue, and the state is reordered with
+   `state.index_select(flat_beam_indices)`, together with each beam's token ids, per-token
+   log-probs and attention rows.
+
+Stopping rule (fairseq's): a sentence is done once it has K finished hypotheses; live beams are
+then dropped, even if a longer one could still win under a length penalty. A sentence that
+reaches its maximum length (tokens generated, EOS included) first also finishes its live beams,
+with `finished=False`. Done sentences are dropped from the batch. With K=1 this is exactly greedy
+search: an EOS argmax finishes the sentence, otherwise the argmax continues (an EOS ranked second
+is outside the top K and ignored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from atento.errors import AtentoError
+from atento.search.hypothesis import Hypothesis, make_hypothesis
+from atento.search.length_penalty import LengthPenalty
+from atento.search.step import SearchState, StepFn, ban_specials, max_lengths, resolve_device
+
+
+class _Candidates(NamedTuple):
+    """The top 2K of K*V extensions per sentence, best first; all (A, 2K)."""
+
+    log_prob: Tensor  # accumulated log-prob
+    beam: Tensor  # parent beam in 0..K-1
+    token: Tensor  # next token id
+    step_log_prob: Tensor  # log P(token | parent)
+
+
+@dataclass
+class _Beams:
+    """The live beams of the A sentences still being decoded; t tokens generated so far."""
+
+    active: Tensor  # (A,) batch index of each sentence
+    log_prob: Tensor  # (A, K) accumulated; -inf marks a dead beam
+    token_ids: Tensor  # (A, K, t)
+    token_log_probs: Tensor  # (A, K, t)
+    attention: Tensor | None  # (A, K, t, S)
+
+    @classmethod
+    def start(cls, B: int, K: int, device: torch.device) -> _Beams:
+        # only beam 0 is live at first, so the K copies of BOS do not yield K duplicates
+        log_prob = torch.full((B, K), float("-inf"), device=device)
+        log_prob[:, 0] = 0.0
+        empty = torch.zeros(B, K, 0, device=device)
+        return cls(torch.arange(B, device=device), log_prob, empty.long(), empty, None)
+
+    def extended(
+        self, a: int, k: int, token: Tensor, step_lp: Tensor, step_attention: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Beam (a, k) plus one token: ids (t+1,), log-probs (t+1,), attention (t+1, S)."""
+        ids = torch.cat([self.token_ids[a, k], token.view(1)])
+        lps = torch.cat([self.token_log_probs[a, k], step_lp.view(1)])
+        if step_attention is None:
+            return ids, lps, None
+        rows = step_attention[None]  # (1, S)
+        if self.attention is not None:
+            rows = torch.cat([self.attention[a, k], rows])
+        return ids, lps, rows
+
+    def advance(self, cand: _Candidates, chosen: Tensor, attention: Tensor | None) -> _Beams:
+        """Keep candidates `chosen` (A, K) (positions in 0..2K-1); reorder the histories."""
+
+        def pick(x: Tensor) -> Tensor:
+            return x.gather(1, chosen)
+
+        parent = pick(cand.beam)  # (A, K)
+
+        def reorder(history: Tensor) -> Tensor:  # (A, K, t, ...) by parent beam
+            index = parent.view(*parent.shape, *[1] * (history.dim() - 2)).expand_as(history)
+            return history.gather(1, index)
+
+        token_ids = torch.cat([reorder(self.token_ids), pick(cand.token)[..., None]], dim=2)
+        lps = torch.cat([reorder(self.token_log_probs), pick(cand.step_log_prob)[..., None]], 2)
+        new_attention = None
+        if attention is not None:  # (A, K, S)
+            step_rows = reorder(attention[:, :, None])
+            past = reorder(self.attention) if self.attention is not None else step_rows[:, :, :0]
+            new_attention = torch.cat([past, step_rows], dim=2)
+        return _Beams(self.active, pick(cand.log_prob), token_ids, lps, new_attention)
+
+    def select(self, keep: Tensor) -> _Beams:
+        """Only the sentences at positions `keep` (A',)."""
+        attention = None if self.attention is None else self.attention[keep]
+        return _Beams(
+            self.active[keep],
+            self.log_prob[keep],
+            self.token_ids[keep],
+            self.token_log_probs[keep],
+            attention,
+        )
+
+
+def _top_candidates(beam_log_prob: Tensor, log_probs: Tensor) -> _Candidates:
+    """beam_log_prob (A, K) + log_probs (A*K, V) -> the best 2K of the K*V extensions."""
+    A, K = beam_log_prob.shape
+    V = log_probs.size(-1)
+    step = log_probs.reshape(A, K * V)  # (A, K*V)
+    total = (beam_log_prob[:, :, None] + log_probs.reshape(A, K, V)).reshape(A, K * V)
+    top_lp, flat = total.topk(min(2 * K, K * V), dim=1)  # (A, 2K), sorted best first
+    return _Candidates(top_lp, flat // V, flat % V, step.gather(1, flat))
+
+
+def _continuing(cand: _Candidates, K: int, eos_id: int) -> Tensor:
+    """Positions (A, K) of the K best candidates that do not end in EOS, best first."""
+    rank = torch.arange(cand.token.size(1), device=cand.token.device)
+    key = rank + (cand.token == eos_id).long() * cand.token.size(1)  # EOS ranks after the rest
+    return key.argsort(dim=1)[:, :K]
+
+
+def _finish_eos(
+    beams: _Beams,
+    cand: _Candidates,
+    attention: Tensor | None,
+    finished: list[list[Hypothesis]],
+    *,
+    K: int,
+    eos_id: int,
+    penalty: LengthPenalty,
+) -> None:
+    """Move the EOS candidates ranked in the top K to their sentence's finished list (<= K).
+
+    attention: (A, K, S) this step's rows, or None.
+    """
+    is_eos = (cand.token[:, :K] == eos_id) & cand.log_prob[:, :K].isfinite()  # (A, K)
+    active = beams.active.tolist()
+    for a, i in is_eos.nonzero().tolist():
+        hyps = finished[active[a]]
+        if len(hyps) >= K:
+            continue
+        k = int(cand.beam[a, i])
+        step_attention = None if attention is None else attention[a, k]
+        ids, lps, rows = beams.extended(
+            a, k, cand.token[a, i], cand.step_log_prob[a, i], step_attention
+        )
+        hyps.append(
+            make_hypothesis(
+                ids, lps, cand.log_prob[a, i], rows, finished=True, length_penalty=penalty
+            )
+        )
+
+
+def _finish_live(
+    beams: _Beams,
+    at_max: Tensor,
+    finished: list[list[Hypothesis]],
+    *,
+    K: int,
+    penalty: LengthPenalty,
+) -> None:
+    """Sentences at their maximum length (at_max (A,)) keep their live beams, unfinished."""
+    active = beams.active.tolist()
+    for a in at_max.nonzero().squeeze(1).tolist():
+        hyps = finished[active[a]]
+        if len(hyps) >= K:
+            continue
+        for k in range(K):
+            if not bool(beams.log_prob[a, k].isfinite()):
+                continue  # a dead beam: fewer than K sequences were possible
+            rows = None if beams.attention is None else beams.attention[a, k]
+            hyps.append(
+                make_hypothesis(
+                    beams.token_ids[a, k],
+                    beams.token_log_probs[a, k],
+                    beams.log_prob[a, k],
+                    rows,
+                    finished=False,
+                    length_penalty=penalty,
+                )
+            )
+
+
+def beam_search(
+    step_fn: StepFn,
+    state: SearchState,
+    *,
+    batch_size: int,
+    beam_size: int,
+    max_len: int | Tensor,
+    length_penalty: LengthPenalty,
+    nbest: int = 1,
+    bos_id: int = 2,
+    eos_id: int = 3,
+    pad_id: int = 0,
+    device: torch.device | str | None = None,
+) -> list[list[Hypothesis]]:
+    """Beam search of width K over a batch of B sentences (see the module docstring).
+
+    state: B rows; expanded here to B*K rows (beam k of sentence b is row b*K + k).
+    max_len: int or LongTensor (B,), the most tokens a hypothesis may generate, EOS included.
+    length_penalty: ranks finished hypotheses by log_prob / Ty^alpha.
+    nbest: how many hypotheses to return per sentence (1 <= nbest <= K).
+    PAD and BOS are never generated. `device` is where ids and indices are made (default
+    `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses, best first.
+    """
+    B, K = batch_size, beam_size
+    if K < 1:
+        raise AtentoError(f"beam size must be >= 1, got {K}")
+    if not 1 <= nbest <= K:
+        raise AtentoError(f"nbest must be between 1 and the beam size {K}, got {nbest}")
+    device = resolve_device(state, device)
+    lens = max_lengths(max_len, B, device)  # (B,)
+    state = state.index_select(torch.arange(B, device=device).repeat_interleave(K))  # B*K rows
+    beams = _Beams.start(B, K, device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    last_ids = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    for t in range(int(lens.max()) if B else 0):
+        log_probs, state, attention = step_fn(last_ids, state)  # (A*K, V), (A*K, S)
+        log_probs = ban_specials(log_probs, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+        A = beams.active.numel()
+        attention = None if attention is None else attention.float().view(A, K, -1)
+        cand = _top_candidates(beams.log_prob, log_probs)  # (A, 2K)
+        _finish_eos(beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty)
+        chosen = _continuing(cand, K, eos_id)  # (A, K)
+        parent = cand.beam.gather(1, chosen)  # (A, K)
+        beams = beams.advance(cand, chosen, attention)
+        at_max = lens[beams.active] <= t + 1  # (A,)
+        _finish_live(beams, at_max, finished, K=K, penalty=length_penalty)
+        full = [len(finished[b]) >= K for b in beams.active.tolist()]
+        done = at_max | torch.tensor(full, dtype=torch.bool, device=device)
+        keep = (~done).nonzero().squeeze(1)  # (A',)
+        if keep.numel() == 0:
+            break
+        rows = torch.arange(A, device=device)[:, None] * K + parent  # (A, K) flat beam indices
+        state = state.index_select(rows[keep].reshape(-1))  # (A'*K) rows, reordered
+        beams = beams.select(keep)
+        last_ids = beams.token_ids[:, :, -1].reshape(-1)  # (A'*K,)
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]

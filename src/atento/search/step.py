@@ -1,0 +1,63 @@
+"""The contract between the searchers and a model, and helpers shared by greedy and beam search.
+
+Search never looks at the model family. A model side provides, per batch of N flattened rows:
+
+- `state`: any object with `index_select(index: LongTensor (N',)) -> same type` that selects,
+  reorders or repeats rows (beam search expands B -> B*K with it and reorders beams with it).
+- `step_fn(last_ids (N,), state) -> (log_probs (N, V), new_state, attention (N, S) | None)`:
+  log_probs are already log_softmax-ed; attention is this step's source attention, or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+import torch
+from torch import Tensor
+
+from atento.errors import AtentoError
+
+S_co = TypeVar("S_co", bound="SearchState")
+
+
+class SearchState(Protocol):
+    """Decoder state over N flattened rows; `index_select` picks rows (N',) -> new state."""
+
+    def index_select(self: S_co, index: Tensor) -> S_co: ...
+
+
+StepFn = Callable[[Tensor, SearchState], tuple[Tensor, SearchState, Tensor | None]]
+
+
+def resolve_device(state: SearchState, device: torch.device | str | None) -> torch.device:
+    """The device for ids and indices: `device`, else `state.device` when it has one, else CPU."""
+    if device is None:
+        device = getattr(state, "device", None)
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def max_lengths(max_len: int | Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """Per-sentence maximum number of generated tokens (EOS included) as a LongTensor (B,)."""
+    if isinstance(max_len, Tensor):
+        lens = max_len.to(device=device, dtype=torch.long).reshape(-1)
+        if lens.numel() != batch_size:
+            raise ValueError(f"max_len has {lens.numel()} entries for a batch of {batch_size}")
+    else:
+        lens = torch.full((batch_size,), int(max_len), dtype=torch.long, device=device)
+    if batch_size and int(lens.min()) < 1:
+        raise AtentoError(f"maximum output length must be >= 1, got {int(lens.min())}")
+    return lens
+
+
+def ban_specials(log_probs: Tensor, *, pad_id: int, bos_id: int, eos_id: int) -> Tensor:
+    """(N, V) float log-probs with PAD and BOS made impossible (never output); a copy.
+
+    BOS is left alone when it is also the EOS id (one shared boundary token).
+    """
+    banned = [i for i in {pad_id, bos_id} if i != eos_id and 0 <= i < log_probs.size(-1)]
+    log_probs = log_probs.float()
+    if not banned:
+        return log_probs
+    index = torch.tensor(banned, device=log_probs.device)
+    return log_probs.index_fill(-1, index, float("-inf"))
