@@ -1,8 +1,15 @@
-"""Attention heatmaps as PNG files: output pieces down the side, source pieces along the top."""
+"""Attention heatmaps as PNG files: output pieces down the side, source pieces along the top.
+
+`plot_attention` draws any (T, S) weight matrix; `hypothesis_heatmap` labels a decoded
+hypothesis (Bahdanau et al. 2015, Fig. 3): source pieces plus the EOS the encoder reads, output
+pieces plus the EOS the decoder wrote. The PNG carries `atento:rows` / `atento:cols` text
+chunks, so tools and tests can check the drawn matrix's shape without parsing pixels.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +17,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from atento.data.tokenizers import Tokenizer  # noqa: E402
+from atento.data.vocab import EOS_PIECE  # noqa: E402
+from atento.search import Hypothesis  # noqa: E402
 
 
 def plot_attention(
@@ -43,6 +54,46 @@ def plot_attention(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"atento:rows": str(rows), "atento:cols": str(cols)})
     plt.close(fig)
     return path
+
+
+@dataclass
+class Heatmap:
+    """A drawn heatmap: weights (T, S), one row per output label, one column per source label."""
+
+    path: Path | None
+    weights: Tensor
+    src_labels: list[str]
+    tgt_labels: list[str]
+
+
+def hypothesis_heatmap(
+    sentence: str,
+    hyp: Hypothesis,
+    src_tok: Tokenizer,
+    tgt_tok: Tokenizer,
+    path: str | Path | None,
+    *,
+    title: str | None = None,
+) -> Heatmap:
+    """Label and draw hyp.attention (Ty, S_batch) for `sentence`; path None = no file.
+
+    Columns: the sentence's pieces and the EOS appended to every source (padding columns of a
+    batch are cut). Rows: the output pieces and, when finished, the EOS step.
+    Raises ValueError when the model returned no attention (e.g. attention `none`).
+    """
+    if hyp.attention is None:
+        raise ValueError("this model has no attention to draw (model.attention = none)")
+    src_labels = [*src_tok.pieces(sentence), EOS_PIECE]
+    tgt_labels = [tgt_tok.id_to_piece(i) for i in hyp.tokens]
+    if hyp.finished:
+        tgt_labels.append(EOS_PIECE)
+    weights = hyp.attention[: len(tgt_labels), : len(src_labels)]  # (T, S)
+    if title is None:
+        title = f"{sentence} -> {tgt_tok.decode(hyp.tokens)}"
+    out = (
+        None if path is None else plot_attention(weights, src_labels, tgt_labels, path, title=title)
+    )
+    return Heatmap(out, weights, src_labels, tgt_labels)

@@ -1,0 +1,119 @@
+"""Every command through the CLI on toy data; bad input exits 2 with a one-line message."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from atento.cli.main import main
+from conftest import CONFIGS
+
+
+def run_cli(args, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_writes_summary_and_heatmap(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    overrides = ["data.n_train=300", "data.n_test=30", "train.max_steps=8", "train.valid_every=4"]
+    code, out, _ = run_cli(["demo", "--out", out_dir, *overrides], capsys)
+    assert code == 0
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["test_sentences"] == 30
+    assert 0.0 <= summary["exact_match"] <= 1.0 and summary["seconds"] > 0
+    assert (out_dir / "attention.png").stat().st_size > 1000
+    assert "exact match on 30 held-out dates" in out
+    # running it again resumes the finished run instead of refusing the directory
+    assert run_cli(["demo", "--out", out_dir, *overrides], capsys)[0] == 0
+
+
+def test_train_translate_evaluate_on_files(tmp_path, toy_corpus, capsys, monkeypatch):
+    (tr_src, tr_tgt), (va_src, va_tgt) = toy_corpus["train"], toy_corpus["valid"]
+    # gzip accepted on input
+    gz = tmp_path / "train.en.gz"
+    gz.write_bytes(gzip.compress(tr_tgt.read_bytes()))
+    run_dir = tmp_path / "run"
+    code, out, _ = run_cli(
+        ["train", CONFIGS / "toy_files.yaml", f"data.train.src={tr_src}", f"data.train.tgt={gz}",
+         f"data.valid.src={va_src}", f"data.valid.tgt={va_tgt}", "--out", run_dir],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["steps"] == 12
+
+    sources = va_src.read_text().splitlines()
+    code, out, _ = run_cli(["translate", run_dir], capsys, stdin="\n".join(sources[:5]) + "\n",
+                           monkeypatch=monkeypatch)  # fmt: skip
+    assert code == 0 and len(out.splitlines()) == 5
+
+    hyp = tmp_path / "hyp.txt"
+    code, _, _ = run_cli(["translate", run_dir, "-i", va_src, "-o", hyp, "--beam", "1"], capsys)
+    assert code == 0 and len(hyp.read_text().splitlines()) == len(sources)
+
+    code, out, _ = run_cli(
+        ["translate", run_dir, "-i", va_src, "--beam", "2", "--nbest", "2"], capsys
+    )
+    assert code == 0 and len(out.splitlines()) == 2 * len(sources) and " ||| " in out
+
+    code, out, _ = run_cli(
+        ["evaluate", run_dir, "--src", va_src, "--ref", va_tgt, "--json"], capsys
+    )
+    assert code == 0
+    report = json.loads(out)
+    for key in ("bleu", "chrf", "sentences", "seconds", "sentences_per_second", "beam", "alpha"):
+        assert key in report
+    assert report["sentences"] == len(sources) and report["beam"] == 2
+
+
+def test_evaluate_greedy_equals_beam_one_output(toy_run, tmp_path, capsys):
+    src, ref = tmp_path / "s.txt", tmp_path / "r.txt"
+    src.write_text("9 April 1974\n1. Dez. 1960\n")
+    ref.write_text("1974-04-09\n1960-12-01\n")
+    code, out, _ = run_cli(["evaluate", toy_run, "--src", src, "--ref", ref, "--beam", "1"], capsys)
+    assert code == 0 and "BLEU" in out and "beam 1" in out
+
+
+BAD = [
+    (["translate", "{missing}"], "run directory not found"),
+    (["translate", "{notrun}"], "is not an atento run directory"),
+    (["evaluate", "{run}", "--src", "{missing}", "--ref", "{ref}"], "file not found"),
+    (["evaluate", "{run}", "--src", "{src}", "--ref", "{short}"], "line counts differ"),
+    (["translate", "{run}", "-i", "{empty}"], "empty input"),
+    (["translate", "{run}", "-i", "{src}", "--beam", "0"], "--beam must be at least 1"),
+    (["translate", "{run}", "-i", "{src}", "--beam", "2", "--nbest", "3"], "--nbest"),
+    (["train", "{cfg}", "train.max_stepz=3", "--out", "{out}"], "did you mean train.max_steps"),
+    (["train", "{missing}"], "config file not found"),
+    (["train", "{cfg}", "--out", "{notrun}", "--resume"], "cannot resume"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a[:1] + [m]) for a, m in BAD])
+def test_bad_input_exits_2_with_one_line(args, message, toy_run, tmp_path, capsys):
+    paths = {
+        "missing": tmp_path / "nope.txt", "notrun": tmp_path, "run": toy_run,
+        "src": tmp_path / "s.txt", "ref": tmp_path / "r.txt", "short": tmp_path / "short.txt",
+        "empty": tmp_path / "empty.txt", "cfg": CONFIGS / "toy_dates.yaml", "out": tmp_path / "o",
+    }  # fmt: skip
+    paths["src"].write_text("a\nb\n")
+    paths["ref"].write_text("x\ny\n")
+    paths["short"].write_text("x\n")
+    paths["empty"].write_text("")
+    code, _, err = run_cli([a.format(**paths) for a in args], capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "atento.cli.main", "--version"], capture_output=True
+    )
+    assert out.returncode == 0 and b"atento" in out.stdout

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny seeded runs and toy corpora (seconds on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from atento.config import load_config
+from atento.training.loop import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+WORDS = "le la un une chat chien maison rouge bleu grand petit mange court dort voit".split()
+TRANS = dict(
+    zip(
+        WORDS,
+        "the the a a cat dog house red blue big small eats runs sleeps sees".split(),
+        strict=True,
+    )
+)
+
+
+def write_toy_corpus(directory: Path, n: int, seed: int, name: str) -> tuple[Path, Path]:
+    """Word-for-word 'French' -> 'English' sentences in two line-aligned files."""
+    rng = random.Random(seed)
+    src, tgt = [], []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(2, 7))]
+        src.append(" ".join(words))
+        tgt.append(" ".join(TRANS[w] for w in words))
+    directory.mkdir(parents=True, exist_ok=True)
+    s, t = directory / f"{name}.fr", directory / f"{name}.en"
+    s.write_text("\n".join(src) + "\n", encoding="utf-8")
+    t.write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    return s, t
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    root = tmp_path_factory.mktemp("toy_corpus")
+    return {
+        "train": write_toy_corpus(root, 300, 1, "train"),
+        "valid": write_toy_corpus(root, 20, 2, "valid"),
+    }
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """A tiny trained dates run directory (char tokenizer, additive attention)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "toy_dates"
+    cfg = load_config(CONFIGS / "toy_dates.yaml")
+    Trainer(cfg, run_dir, progress=False).fit()
+    return run_dir

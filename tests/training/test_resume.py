@@ -1,0 +1,77 @@
+"""Resuming: a run stopped (or killed with -9) and resumed reaches the same weights."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from atento.config import load_config
+from atento.training.checkpoint import LAST, load_checkpoint
+from atento.training.loop import Trainer
+from conftest import CONFIGS
+
+BASE = ["train.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / LAST)["model"]
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_stop_and_resume_equals_uninterrupted(tmp_path):
+    # 200 pairs at this budget is ~7 batches an epoch, so the runs cross an epoch boundary
+    full = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=16"])
+    Trainer(full, tmp_path / "full", progress=False).fit()
+
+    half = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=9"])
+    Trainer(half, tmp_path / "split", progress=False).fit()
+    resumed = Trainer(full, tmp_path / "split", resume=True, progress=False)
+    assert resumed.state.step == 9
+    resumed.fit()
+    _assert_same(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
+    ckpt = load_checkpoint(tmp_path / "split" / LAST)
+    assert ckpt["progress"]["step"] == 16
+    assert ckpt["optimizer"]["state"]  # optimiser moments travel with the checkpoint
+
+
+def test_kill_minus_nine_then_resume(tmp_path):
+    args = [*BASE, "train.max_steps=60", "train.checkpoint_every=3", "train.valid_every=0"]
+    cli = [sys.executable, "-m", "atento.cli.main", "train", str(CONFIGS / "toy_dates.yaml")]
+    ref = tmp_path / "ref"
+    assert subprocess.run([*cli, *args, "--out", str(ref)], capture_output=True).returncode == 0
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*cli, *args, "--out", str(run)], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / LAST).is_file():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = load_checkpoint(run / LAST)["progress"]["step"]  # readable: written atomically
+    assert stopped_at % 3 == 0 or stopped_at == 60
+    assert not list(run.glob("*.tmp"))
+    out = subprocess.run([*cli, *args, "--out", str(run), "--resume"], capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()
+    _assert_same(_weights(ref), _weights(run))
+
+
+def test_fresh_run_refuses_to_overwrite(tmp_path):
+    from atento.errors import AtentoError
+
+    cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=2"])
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    try:
+        Trainer(cfg, tmp_path / "r", progress=False)
+    except AtentoError as exc:
+        assert "--resume" in str(exc)
+    else:
+        raise AssertionError("a second run into the same directory must be refused")

@@ -1,0 +1,69 @@
+"""Training loop pieces: loss, schedule, metrics, run-directory contents."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from atento.training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from atento.training.loop import sequence_loss
+from atento.training.metrics import corpus_scores
+from atento.training.schedule import warmup_inverse_sqrt
+
+
+def test_sequence_loss_ignores_padding_and_matches_hand_value():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]]))
+    tgt = torch.tensor([[1, 0]])  # second position is PAD (id 0)
+    assert sequence_loss(logits, tgt).item() == pytest.approx(-math.log(0.25))
+
+
+def test_label_smoothing_spreads_mass():
+    logits = torch.log(torch.tensor([[[0.1, 0.6, 0.3]]]))
+    tgt = torch.tensor([[1]])
+    eps = 0.3
+    expected = -(1 - eps) * math.log(0.6) - eps / 3 * sum(math.log(p) for p in (0.1, 0.6, 0.3))
+    assert sequence_loss(logits, tgt, label_smoothing=eps).item() == pytest.approx(expected)
+
+
+def test_warmup_then_inverse_sqrt():
+    f = warmup_inverse_sqrt(100)
+    assert f(50) == pytest.approx(0.5)
+    assert f(100) == pytest.approx(1.0)
+    assert f(400) == pytest.approx(0.5)
+
+
+def test_corpus_scores_perfect_and_signature():
+    s = corpus_scores(["a cat sat on the mat"], ["a cat sat on the mat"])
+    assert s.bleu == pytest.approx(100.0) and s.chrf == pytest.approx(100.0)
+    assert "nrefs:1" in s.bleu_signature
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"x": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"x": Boom()}, path)
+    assert load_checkpoint(path) == {"x": 1}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_run_directory_contents(toy_run):
+    assert (toy_run / "config.yaml").is_file() and (toy_run / "joint.json").is_file()
+    rows = [json.loads(line) for line in (toy_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20]
+    assert {"step", "epoch", "loss", "ppl", "bleu", "seconds"} <= rows[0].keys()
+    best = load_checkpoint(toy_run / BEST)
+    assert best["config"]["model"]["attention"] == "additive"
+    assert best["tokenizers"]["src"]["kind"] == "char"
+    assert "optimizer" in load_checkpoint(toy_run / LAST)
+
+
+def test_training_lowers_validation_loss(toy_run):
+    rows = [json.loads(line) for line in (toy_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < rows[0]["loss"]
