@@ -14,11 +14,43 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-WORDS = "le la un une chat chien maison rouge bleu grand petit mange court dort voit".split()
+WORDS = [
+    "le",
+    "la",
+    "un",
+    "une",
+    "chat",
+    "chien",
+    "maison",
+    "rouge",
+    "bleu",
+    "grand",
+    "petit",
+    "mange",
+    "court",
+    "dort",
+    "voit",
+]
 TRANS = dict(
     zip(
         WORDS,
-        "the the a a cat dog house red blue big small eats runs sleeps sees".split(),
+        [
+            "the",
+            "the",
+            "a",
+            "a",
+            "cat",
+            "dog",
+            "house",
+            "red",
+            "blue",
+            "big",
+            "small",
+            "eats",
+            "runs",
+            "sleeps",
+            "sees",
+        ],
         strict=True,
     )
 )
