@@ -14,46 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-WORDS = [
-    "le",
-    "la",
-    "un",
-    "une",
-    "chat",
-    "chien",
-    "maison",
-    "rouge",
-    "bleu",
-    "grand",
-    "petit",
-    "mange",
-    "court",
-    "dort",
-    "voit",
-]
-TRANS = dict(
-    zip(
-        WORDS,
-        [
-            "the",
-            "the",
-            "a",
-            "a",
-            "cat",
-            "dog",
-            "house",
-            "red",
-            "blue",
-            "big",
-            "small",
-            "eats",
-            "runs",
-            "sleeps",
-            "sees",
-        ],
-        strict=True,
-    )
-)
+FRENCH = "le la un une chat chien maison rouge bleu grand petit mange court dort voit"
+ENGLISH = "the the a a cat dog house red blue big small eats runs sleeps sees"
+WORDS = FRENCH.split()
+TRANS = dict(zip(WORDS, ENGLISH.split(), strict=True))
 
 
 def write_toy_corpus(directory: Path, n: int, seed: int, name: str) -> tuple[Path, Path]:
