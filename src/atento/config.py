@@ -66,6 +66,18 @@ class ModelConfig:
     input_feeding: bool = False  # feed the previous attentional vector into the decoder RNN
     max_src_len: int = 0  # location attention's window; 0 = data.max_len + 2
     tie_embeddings: bool = False  # output layer shares the target embedding matrix
+    # Transformer (arch: transformer); emb_size / hidden_size / dropout above are not used by it
+    d_model: int = 256
+    heads: int = 4
+    ff_size: int = 1024
+    layers: int = 3  # encoder layers and decoder layers (each)
+    pre_norm: bool = False  # post-norm as in Vaswani et al. 2017; pre-norm as an option
+    positions: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 256  # learned positions / precomputed sinusoids
+    share_embeddings: bool = (
+        True  # one embedding matrix for source, target and output (joint vocab)
+    )
+    attention_dropout: float = 0.0
 
 
 @dataclass
@@ -117,7 +129,12 @@ class Config:
                 "data.tokenizer",
                 "sentencepiece, char",
             ),
-            (self.model.arch in ("rnn",), "model.arch", "rnn"),
+            (self.model.arch in ("rnn", "transformer"), "model.arch", "rnn, transformer"),
+            (
+                self.model.positions in ("sinusoidal", "learned"),
+                "model.positions",
+                "sinusoidal, learned",
+            ),
             (self.model.cell in ("gru", "lstm"), "model.cell", "gru, lstm"),
             (
                 self.model.attention in ATTENTION_CHOICES,

@@ -1,4 +1,5 @@
-"""`atento evaluate RUN_DIR --src FILE --ref FILE [--beam K] [--alpha A] [--json]`."""
+"""`atento evaluate RUN_DIR --src FILE --ref FILE [--beam K] [--alpha A] [--json]
+[--by-length FILE.png [--buckets 10,15,20]]`."""
 
 from __future__ import annotations
 
@@ -21,10 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_search_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--hyp-out", help="also write the hypotheses to this file")
+    p.add_argument("--by-length", help="PNG file: BLEU by source length (adds `by_length`)")
+    p.add_argument("--buckets", default="10,15,20,25,30,40", help="--by-length bucket edges")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    edges = None
+    if args.by_length:
+        from atento.analysis.length import parse_edges
+
+        edges = parse_edges(args.buckets)
     loaded = load_run(args.run_dir)
     translator = configured(loaded.translator(), args)
     pairs = read_parallel(args.src, args.ref)
@@ -51,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         "chrf_signature": scores.chrf_signature,
         "checkpoint_step": loaded.step,
     }
+    if edges is not None:
+        from atento.analysis.length import bleu_by_length, plot_bleu_by_length
+
+        buckets = bleu_by_length(sources, outputs, refs, edges=edges)
+        report["by_length"] = [b.to_json() for b in buckets]
+        name = f"{loaded.path.name} (beam {translator.search.beam})"
+        report["by_length_plot"] = str(plot_bleu_by_length({name: buckets}, args.by_length))
     if args.hyp_out:
         from atento.cli.common import write_text
 
@@ -64,4 +79,9 @@ def run(args: argparse.Namespace) -> int:
             f"{len(pairs)} sentences in {seconds:.1f} s ({report['sentences_per_second']} sent/s), "
             f"beam {translator.search.beam}, alpha {translator.search.alpha}"
         )
+        for b in report.get("by_length", []):
+            low, high = b["bounds"]
+            print(f"  source {low}-{high or ''} words: BLEU {b['bleu']:.2f} (n={b['sentences']})")
+        if "by_length_plot" in report:
+            print(f"BLEU by length plot: {report['by_length_plot']}")
     return 0

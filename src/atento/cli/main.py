@@ -8,18 +8,34 @@ import sys
 from atento import __version__
 from atento.errors import AtentoError
 
-COMMANDS = ("demo", "train", "translate", "evaluate")
+COMMANDS = (
+    "demo", "train", "translate", "evaluate", "attention", "score", "compare-length",
+    "beam-sweep", "search-errors",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from atento.cli import demo, evaluate, train, translate
+    from atento.cli import (
+        attention,
+        beam_sweep,
+        compare_length,
+        demo,
+        evaluate,
+        score,
+        search_errors,
+        train,
+        translate,
+    )
 
     parser = argparse.ArgumentParser(
         prog="atento", description="Train, decode and inspect attention-based sequence models."
     )
     parser.add_argument("--version", action="version", version=f"atento {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, train, translate, evaluate):
+    for module in (
+        demo, train, translate, evaluate, attention, score, compare_length, beam_sweep,
+        search_errors,
+    ):  # fmt: skip
         module.register(sub)
     return parser
 

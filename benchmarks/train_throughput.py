@@ -1,0 +1,79 @@
+"""Steady-state training throughput (target tokens/s) and peak memory of an atento config.
+
+    python benchmarks/train_throughput.py configs/multi30k_fr_en_rnn.yaml \
+        data.dir=../shared/data/multi30k --seconds 180 --skip 30
+
+Trains for `--seconds` of wall time on the configured data (no validation), ignores the
+first `--skip` seconds (start-up, allocator warm-up), and prints one JSON line: real target
+tokens per second (EOS included, padding excluded, as OpenNMT-py counts them), updates, target
+tokens per update, and peak resident memory. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from atento.config import load_config  # noqa: E402
+from atento.data.batching import collate  # noqa: E402
+from atento.models.factory import count_parameters  # noqa: E402
+from atento.training.loop import Trainer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--skip", type=float, default=30.0)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        start = time.perf_counter()
+        tokens = updates = 0
+        measured_from = None
+        epoch = 0
+        while time.perf_counter() - start < args.seconds:
+            for idx in trainer.sampler.batches(epoch):
+                batch = collate([trainer.train_pairs[i] for i in idx])
+                trainer.train_step(batch)
+                now = time.perf_counter()
+                if measured_from is None and now - start >= args.skip:
+                    measured_from = now
+                elif measured_from is not None:
+                    tokens += batch.n_tgt_tokens
+                    updates += 1
+                if now - start >= args.seconds:
+                    break
+            epoch += 1
+        seconds = time.perf_counter() - measured_from
+    print(
+        json.dumps(
+            {
+                "label": args.label or Path(args.config).stem,
+                "target_tokens_per_second": round(tokens / seconds, 1),
+                "updates": updates,
+                "target_tokens_per_update": round(tokens / max(updates, 1), 1),
+                "measured_seconds": round(seconds, 1),
+                "parameters": count_parameters(trainer.model),
+                "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "threads": torch.get_num_threads(),
+                "overrides": args.overrides,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

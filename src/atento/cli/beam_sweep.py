@@ -1,0 +1,65 @@
+"""`atento beam-sweep RUN_DIR --src F --ref F --beams 1,2,3,5,10 [--alpha A] [--plot FILE.png]`.
+
+Decodes the set once per beam width (and per alpha with --alphas) and reports BLEU, chrF, the
+mean length-normalised score and sentences/s for each: the lecture's diminishing returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from atento.cli.analysis_io import read_pairs, show_progress
+from atento.cli.common import print_json
+from atento.errors import AtentoError
+from atento.inference import load_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("beam-sweep", help="BLEU and speed against beam width")
+    p.add_argument("run_dir", help="run directory written by `atento train`")
+    p.add_argument("--src", required=True, help="source file (plain or .gz)")
+    p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    p.add_argument("--beams", default="1,2,3,5,10", help="beam widths, e.g. 1,2,3,5,10")
+    p.add_argument("--alpha", type=float, help="length normalisation alpha; default: config")
+    p.add_argument("--alphas", help="several alphas, e.g. 0,0.5,0.7,1 (overrides --alpha)")
+    p.add_argument("--batch-size", type=int, help="sentences per decoding batch")
+    p.add_argument("--plot", help="PNG file: BLEU and sentences/s against beam width")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atento.analysis import sweep
+
+    beams = sweep.parse_int_list(args.beams, name="--beams")
+    loaded = load_run(args.run_dir)
+    alphas = [loaded.cfg.search.alpha if args.alpha is None else args.alpha]
+    if args.alphas:
+        alphas = sweep.parse_float_list(args.alphas, name="--alphas")
+    if min(alphas) < 0:
+        raise AtentoError(f"--alpha must be >= 0, got {min(alphas)}")
+    translator = loaded.translator()
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
+        translator = translator.with_search(batch_size=args.batch_size)
+    sources, refs = read_pairs(args.src, args.ref)
+    points = sweep.beam_sweep(
+        translator, sources, refs, beams=beams, alphas=alphas, progress=show_progress(args)
+    )
+    report = {"sentences": len(sources), "beams": beams, "alphas": alphas}
+    report["results"] = sweep.points_to_json(points)
+    if args.plot:
+        report["plot"] = str(sweep.plot_sweep(points, args.plot))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{'beam':>4} {'alpha':>5} {'BLEU':>6} {'chrF':>6} {'mean score':>10} {'sent/s':>8}")
+    for p in points:
+        print(
+            f"{p.beam:>4} {p.alpha:>5g} {p.bleu:>6.2f} {p.chrf:>6.2f} "
+            f"{p.mean_score:>10.4f} {p.sentences_per_second:>8.1f}"
+        )
+    if args.plot:
+        print(f"plot: {report['plot']}")
+    return 0
