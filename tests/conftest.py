@@ -6,9 +6,14 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from atento.config import load_config
 from atento.training.loop import Trainer
+
+# Tiny models gain nothing from a second thread, and one thread keeps the suite steady on a
+# shared machine (2-thread PyTorch slows down several-fold next to another busy process).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

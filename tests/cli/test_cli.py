@@ -23,7 +23,8 @@ def run_cli(args, capsys, stdin=None, monkeypatch=None):
 
 def test_demo_writes_summary_and_heatmap(tmp_path, capsys):
     out_dir = tmp_path / "demo"
-    overrides = ["data.n_train=300", "data.n_test=30", "train.max_steps=8", "train.valid_every=4"]
+    overrides = ["data.n_train=300", "data.n_valid=20", "data.n_test=30", "train.max_steps=8"]
+    overrides += ["train.valid_every=4"]
     code, out, _ = run_cli(["demo", "--out", out_dir, *overrides], capsys)
     assert code == 0
     summary = json.loads((out_dir / "summary.json").read_text())

@@ -1,7 +1,8 @@
 """Attention: one mask convention, six score functions, one Attention module."""
 
-from atento.attention.attention import Attention
+from atento.attention.attention import Attention, masked_softmax
 from atento.attention.masks import causal_mask, lengths_to_mask
+from atento.attention.multihead import KVCache, MultiHeadAttention
 from atento.attention.scores import (
     AdditiveScore,
     AttentionScore,
@@ -20,9 +21,12 @@ __all__ = [
     "CosineScore",
     "DotScore",
     "GeneralScore",
+    "KVCache",
     "LocationScore",
+    "MultiHeadAttention",
     "ScaledDotScore",
     "causal_mask",
     "lengths_to_mask",
     "make_score",
+    "masked_softmax",
 ]

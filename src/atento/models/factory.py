@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from atento.config import Config
+from atento.errors import AtentoError
 
 
 def build_model(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
@@ -25,6 +26,33 @@ def build_model(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
             attention=m.attention,
             input_feeding=m.input_feeding,
             max_src_len=m.max_src_len or cfg.data.max_len + 2,
+            tie_embeddings=m.tie_embeddings,
+        )
+    if m.arch == "transformer":
+        from atento.models.transformer import TransformerSeq2Seq
+
+        if m.share_embeddings and not cfg.data.joint_vocab:
+            raise AtentoError(
+                "config: model.share_embeddings=true needs data.joint_vocab=true "
+                "(one vocabulary for source and target), or set model.share_embeddings=false"
+            )
+        if m.heads < 1 or m.d_model % m.heads:
+            raise AtentoError(
+                f"config: model.d_model={m.d_model} must be a multiple of model.heads={m.heads}"
+            )
+        return TransformerSeq2Seq(
+            src_vocab=src_vocab,
+            tgt_vocab=tgt_vocab,
+            d_model=m.d_model,
+            heads=m.heads,
+            ff_size=m.ff_size,
+            layers=m.layers,
+            dropout=m.dropout,
+            attention_dropout=m.attention_dropout,
+            pre_norm=m.pre_norm,
+            positions=m.positions,
+            max_positions=m.max_positions,
+            share_embeddings=m.share_embeddings,
             tie_embeddings=m.tie_embeddings,
         )
     raise ValueError(f"unknown model.arch {m.arch!r}")

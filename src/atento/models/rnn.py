@@ -28,23 +28,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from atento.attention import Attention, make_score
 from atento.data.vocab import PAD_ID
+from atento.models.base import EncoderOutput  # re-exported: atento.models.rnn.EncoderOutput
 
 RNNState = Tensor | tuple[Tensor, Tensor]  # GRU: h (L, B, H); LSTM: (h, c)
+
+__all__ = ["DecoderState", "EncoderOutput", "RNNDecoder", "RNNEncoder", "RNNSeq2Seq"]
 
 
 def _select(state: RNNState, index: Tensor, dim: int) -> RNNState:
     if isinstance(state, tuple):
         return tuple(s.index_select(dim, index) for s in state)
     return state.index_select(dim, index)
-
-
-@dataclass
-class EncoderOutput:
-    """memory (B, S, D) annotations; memory_mask (B, S) True = real token; final RNN state."""
-
-    memory: Tensor
-    memory_mask: Tensor
-    final: RNNState
 
 
 @dataclass

@@ -124,6 +124,9 @@ class Trainer:
         if resume:
             if not last.is_file():
                 raise AtentoError(f"cannot resume: no {LAST} in {self.run_dir}")
+            for stale in self.run_dir.glob("checkpoint_*.pt.*.tmp"):  # a save cut short by a kill
+                stale.unlink()
+            dump_config(self.cfg, self.run_dir / "config.yaml")
             return load_checkpoint(last)
         if last.is_file() or (self.run_dir / BEST).is_file():
             raise AtentoError(

@@ -1,0 +1,134 @@
+"""Multi-head scaled dot-product attention with a key/value cache (Vaswani et al. 2017, 3.2).
+
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O,
+    head_h = Attention(Q W_h^Q, K W_h^K, V W_h^V),
+    Attention(q, k, v) = softmax(q k^T / sqrt(d_k)) v
+
+One module serves self-attention (keys and values from the queries' own sequence) and
+encoder-decoder (cross) attention (keys and values from the encoder memory). Masks follow the one
+convention of atento: a BoolTensor, True = may attend, broadcastable to (B, T, S).
+
+Two paths compute the same thing:
+- fast: `torch.nn.functional.scaled_dot_product_attention` (fused kernels), used when no
+  weights are requested;
+- explicit: the energies come from the very `ScaledDotScore` the RNN decoder uses and the weights
+  from the same `masked_softmax` as `Attention`, so heatmaps and analysis get (B, H, T, S) weights.
+
+Incremental decoding keeps a `KVCache` per layer in the decoder state (never on the module):
+self-attention appends one step of keys/values per call; cross-attention keys/values are projected
+once per source with `project_kv(memory)` and reused at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atento.attention.attention import masked_softmax
+from atento.attention.scores import ScaledDotScore
+
+
+@dataclass
+class KVCache:
+    """Projected keys and values of one attention layer, split into heads.
+
+    keys, values: (N, H, S, Dh); S grows by one per decoding step for self-attention and is the
+    source length for cross-attention.
+    """
+
+    keys: Tensor
+    values: Tensor
+
+    @property
+    def length(self) -> int:
+        """S, the number of cached positions."""
+        return self.keys.size(2)
+
+    def append(self, other: KVCache) -> KVCache:
+        """This cache followed by `other`'s positions (along S)."""
+        keys = torch.cat([self.keys, other.keys], dim=2)  # (N, H, S1 + S2, Dh)
+        return KVCache(keys=keys, values=torch.cat([self.values, other.values], dim=2))
+
+    def index_select(self, index: Tensor) -> KVCache:
+        """Keep / repeat / reorder rows (N) by `index` (N',): beam expansion and pruning."""
+        return KVCache(self.keys.index_select(0, index), self.values.index_select(0, index))
+
+
+class MultiHeadAttention(nn.Module):
+    """H heads of width Dh = D / H, with learned Q/K/V projections and an output projection.
+
+    `fast=True` lets the forward use `F.scaled_dot_product_attention` whenever the weights are
+    not requested; `fast=False` always takes the explicit path (for tests and teaching).
+    """
+
+    def __init__(
+        self, *, d_model: int, heads: int, dropout: float = 0.0, bias: bool = True,
+        fast: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model={d_model} is not divisible by heads={heads}")
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.dropout = dropout
+        self.fast = fast
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.score = ScaledDotScore()  # the scaled_dot energies of the RNN decoder, reused
+
+    def _split(self, x: Tensor) -> Tensor:
+        """(N, L, D) -> (N, H, L, Dh)."""
+        n, length, _ = x.shape
+        return x.view(n, length, self.heads, self.head_dim).transpose(1, 2)  # (N, H, L, Dh)
+
+    def project_kv(self, x: Tensor) -> KVCache:
+        """Keys and values of x (N, S, D), split into heads: a cache of S positions."""
+        return KVCache(keys=self._split(self.k_proj(x)), values=self._split(self.v_proj(x)))
+
+    def forward(
+        self, query: Tensor, memory: Tensor | None = None, *, mask: Tensor | None = None,
+        cache: KVCache | None = None, need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, KVCache]:  # fmt: skip
+        """Self-attention (memory None) or cross-attention over `memory`.
+
+        query (B, T, D); memory (B, S, D) or None; mask broadcastable to (B, T, S), True = may
+        attend, or None. Self-attention: keys/values of `query` are appended to `cache` (when
+        given, for incremental decoding T = 1 with no mask needed). Cross-attention: `cache`
+        holds `project_kv(memory)` computed once per source; without it the memory is projected.
+        Returns output (B, T, D), weights (B, H, T, S) when `need_weights` else None, and the
+        cache to carry to the next step.
+        """
+        if memory is None:
+            new = self.project_kv(query)
+            kv = new if cache is None else cache.append(new)
+        else:
+            kv = cache if cache is not None else self.project_kv(memory)
+        q = self._split(self.q_proj(query))  # (B, H, T, Dh)
+        head_mask = None if mask is None else mask.unsqueeze(1)  # (B, 1, T, S)
+        out, weights = self.attend(q, kv, head_mask, need_weights=need_weights)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)  # (B, T, D)
+        return self.out_proj(out), weights, kv
+
+    def attend(
+        self, q: Tensor, kv: KVCache, mask: Tensor | None, *, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """softmax(q k^T / sqrt(Dh)) v per head: q (B, H, T, Dh), mask (B|1, 1, T|1, S).
+
+        Returns (B, H, T, Dh) and the weights (B, H, T, S) or None (fast path).
+        """
+        p = self.dropout if self.training else 0.0
+        if self.fast and not need_weights:
+            out = F.scaled_dot_product_attention(q, kv.keys, kv.values, attn_mask=mask, dropout_p=p)
+            return out, None
+        b, h, t, dh = q.shape
+        s = kv.length
+        energies = self.score(q.reshape(b * h, t, dh), kv.keys.reshape(b * h, s, dh))  # (BH, T, S)
+        weights = masked_softmax(energies.view(b, h, t, s), mask)  # (B, H, T, S)
+        out = F.dropout(weights, p=p, training=self.training) @ kv.values  # (B, H, T, Dh)
+        return out, weights

@@ -1,0 +1,213 @@
+"""Transformer encoder-decoder (Vaswani et al. 2017) behind the same interface as `RNNSeq2Seq`.
+
+    x_0 = Dropout(E[y] * sqrt(D) + PE)           embeddings scaled by sqrt(D) (3.4), positions (3.5)
+    encoder: N x [self-attention, feed-forward]   decoder: N x [causal self-, cross-attention, FFN]
+    p(y_t | y_<t, x) = softmax(W_o h_t)            W_o = E with shared / tied embeddings (3.4)
+
+The searchers see `encode`, `init_state` and `step`, exactly as for the RNN: `step` feeds one
+token per row; with `use_cache` (default) every decoder layer keeps a `LayerCache` in the
+`TransformerState`: self-attention keys/values grow by one step, cross-attention keys/values are
+projected once per source. `state.index_select` reorders every cached tensor when beam search
+expands, prunes or reorders rows. With `use_cache = False` each step re-runs the decoder over
+the whole prefix (the baseline of benchmarks/kv_cache.py); both give the same log-probs.
+
+The attention returned to search, heatmaps and analysis is the cross-attention of one layer and
+head, chosen with `set_attention_view(layer, head)` (default: last layer, mean over heads).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atento.attention.masks import causal_mask
+from atento.data.vocab import PAD_ID
+from atento.models.base import EncoderOutput
+from atento.nn.positional import make_positions
+from atento.nn.transformer_layers import DecoderLayer, EncoderLayer, LayerCache
+
+
+@dataclass
+class TransformerState:
+    """Decoder state over N rows; `index_select` keeps / repeats / reorders rows.
+
+    memory (N, S, D), memory_mask (N, S) True = real token, tgt_ids (N, t) the tokens fed so far
+    (BOS first; t is the next position), caches: one `LayerCache` per decoder layer, or None
+    when decoding without the cache.
+    """
+
+    memory: Tensor
+    memory_mask: Tensor
+    tgt_ids: Tensor
+    caches: list[LayerCache] | None
+
+    @property
+    def device(self) -> torch.device:
+        return self.memory.device
+
+    def index_select(self, index: Tensor) -> TransformerState:
+        caches = None if self.caches is None else [c.index_select(index) for c in self.caches]
+        return TransformerState(
+            memory=self.memory.index_select(0, index),
+            memory_mask=self.memory_mask.index_select(0, index),
+            tgt_ids=self.tgt_ids.index_select(0, index),
+            caches=caches,
+        )
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Encoder-decoder Transformer; `step` is what the searchers call, `forward` teacher forcing."""
+
+    def __init__(
+        self, *, src_vocab: int, tgt_vocab: int, d_model: int = 256, heads: int = 4,
+        ff_size: int = 1024, layers: int = 3, dropout: float = 0.1,
+        attention_dropout: float = 0.0, pre_norm: bool = False, positions: str = "sinusoidal",
+        max_positions: int = 256, share_embeddings: bool = True, tie_embeddings: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if share_embeddings and src_vocab != tgt_vocab:
+            raise ValueError(
+                f"model.share_embeddings needs one joint vocabulary, but the source has "
+                f"{src_vocab} entries and the target {tgt_vocab} (set data.joint_vocab: true "
+                f"or model.share_embeddings: false)"
+            )
+        self.d_model, self.heads, self.n_layers = d_model, heads, layers
+        self.tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=PAD_ID)
+        self.src_embed = (
+            self.tgt_embed if share_embeddings
+            else nn.Embedding(src_vocab, d_model, padding_idx=PAD_ID)
+        )  # fmt: skip
+        self.positions = make_positions(positions, d_model=d_model, max_positions=max_positions)
+        self.dropout = nn.Dropout(dropout)
+        kw = dict(d_model=d_model, heads=heads, ff_size=ff_size, dropout=dropout,
+                  attention_dropout=attention_dropout, pre_norm=pre_norm)  # fmt: skip
+        self.encoder_layers = nn.ModuleList(EncoderLayer(**kw) for _ in range(layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(**kw) for _ in range(layers))
+        # pre-norm leaves the residual stream un-normalised: one final LayerNorm per stack
+        self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.output = nn.Linear(d_model, tgt_vocab, bias=False)
+        self._reset_parameters()
+        if share_embeddings or tie_embeddings:
+            self.output.weight = self.tgt_embed.weight
+        self.use_cache = True  # False: every step re-runs the decoder over the whole prefix
+        self.view_layer, self.view_head = layers - 1, None
+
+    def _reset_parameters(self) -> None:
+        """Xavier-uniform for every matrix (Glorot & Bengio 2010); PAD embeddings stay zero."""
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        with torch.no_grad():
+            self.tgt_embed.weight[PAD_ID].zero_()
+            self.src_embed.weight[PAD_ID].zero_()
+
+    def set_attention_view(self, layer: int = -1, head: int | None = None) -> None:
+        """Which cross-attention `step` / `forward` return: `layer` (negative counts from the
+        top) and `head` (None = the mean over heads). ValueError when out of range."""
+        if not -self.n_layers <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} out of range: the decoder has {self.n_layers} layers")
+        if head is not None and not 0 <= head < self.heads:
+            raise ValueError(f"head {head} out of range: layers have {self.heads} heads (0..)")
+        self.view_layer, self.view_head = layer % self.n_layers, head
+
+    def _embed(self, embed: nn.Embedding, ids: Tensor, offset: int = 0) -> Tensor:
+        """ids (B, T) at positions offset.. -> Dropout(E ids * sqrt(D) + PE) (B, T, D)."""
+        x = embed(ids) * math.sqrt(self.d_model) + self.positions(ids.size(1), offset)
+        return self.dropout(x)
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
+        """src_ids (B, S), src_mask (B, S) True = real token -> memory (B, S, D)."""
+        x = self._embed(self.src_embed, src_ids)
+        mask = src_mask.unsqueeze(1)  # (B, 1, S): every position may attend to real tokens
+        for layer in self.encoder_layers:
+            x = layer(x, mask)
+        return EncoderOutput(memory=self.enc_norm(x), memory_mask=src_mask, final=None)
+
+    def _decode(
+        self, ids: Tensor, memory: Tensor, memory_mask: Tensor, *, offset: int = 0,
+        caches: list[LayerCache] | None = None, weights_layer: int | None = None,
+    ) -> tuple[Tensor, Tensor | None, list[LayerCache]]:  # fmt: skip
+        """ids (B, T) at positions offset.. -> logits (B, T, V), cross weights (B, H, T, S) of
+        `weights_layer` (or None) and the new caches. `caches` hold positions < offset."""
+        x = self._embed(self.tgt_embed, ids, offset)  # (B, T, D)
+        T = ids.size(1)
+        # rows offset..offset+T-1 of the causal mask over all offset+T positions: (1, T, P+T)
+        self_mask = None if T == 1 else causal_mask(offset + T, ids.device)[offset:].unsqueeze(0)
+        mem_mask = memory_mask.unsqueeze(1)  # (B, 1, S)
+        weights, new_caches = None, []
+        for i, layer in enumerate(self.decoder_layers):
+            x, w, cache = layer(
+                x, memory, self_mask=self_mask, memory_mask=mem_mask,
+                cache=None if caches is None else caches[i], need_weights=i == weights_layer,
+            )  # fmt: skip
+            weights = w if i == weights_layer else weights
+            new_caches.append(cache)
+        return self.output(self.dec_norm(x)), weights, new_caches
+
+    def _view(self, weights: Tensor | None) -> Tensor | None:
+        """(B, H, T, S) -> (B, T, S): the chosen head, or the mean over heads."""
+        if weights is None:
+            return None
+        return weights.mean(1) if self.view_head is None else weights[:, self.view_head]
+
+    def forward(
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: logits (B, T, V) and cross-attention weights (B, T, S).
+
+        Weights are None in training mode (every layer then takes the fused fast path).
+        """
+        enc = self.encode(src_ids, src_mask)
+        layer = None if self.training else self.view_layer
+        logits, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
+        return logits, self._view(weights)
+
+    def attention_heads(
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, layer: int = -1
+    ) -> Tensor:
+        """Teacher-forced cross-attention weights of every head of `layer`: (B, H, T, S)."""
+        enc = self.encode(src_ids, src_mask)
+        _, weights, _ = self._decode(
+            tgt_in, enc.memory, src_mask, weights_layer=layer % self.n_layers
+        )
+        return weights
+
+    def init_state(self, enc: EncoderOutput) -> TransformerState:
+        """Nothing decoded yet; with the cache, cross keys/values are projected once per layer."""
+        caches = None
+        if self.use_cache:
+            caches = [
+                LayerCache(None, layer.cross_attn.project_kv(enc.memory))
+                for layer in self.decoder_layers
+            ]
+        empty = enc.memory_mask.new_zeros(enc.memory.size(0), 0, dtype=torch.long)  # (N, 0)
+        return TransformerState(enc.memory, enc.memory_mask, empty, caches)
+
+    def step(
+        self, last_ids: Tensor, state: TransformerState
+    ) -> tuple[Tensor, TransformerState, Tensor | None]:
+        """One incremental step: last_ids (N,) -> log-probs (N, V), new state, weights (N, S).
+
+        The new token sits at position t = tokens decoded so far (BOS is position 0).
+        """
+        t = state.tgt_ids.size(1)
+        tgt_ids = torch.cat([state.tgt_ids, last_ids.unsqueeze(1)], dim=1)  # (N, t+1)
+        if self.use_cache and state.caches is not None:
+            logits, weights, caches = self._decode(
+                last_ids.unsqueeze(1), state.memory, state.memory_mask, offset=t,
+                caches=state.caches, weights_layer=self.view_layer,
+            )  # fmt: skip
+        else:  # recompute the whole prefix: the uncached baseline
+            logits, weights, _ = self._decode(
+                tgt_ids, state.memory, state.memory_mask, weights_layer=self.view_layer
+            )
+            caches = None
+        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        view = self._view(weights)
+        new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches)
+        return log_probs, new_state, None if view is None else view[:, -1]

@@ -1,0 +1,112 @@
+"""Transformer encoder and decoder layers (Vaswani et al. 2017, 3.1, Fig. 1).
+
+Each sub-layer (self-attention, cross-attention, feed-forward) is wrapped in a residual
+connection with dropout and layer norm:
+    post-norm (the paper):  x = LayerNorm(x + Dropout(Sublayer(x)))
+    pre-norm (option):      x = x + Dropout(Sublayer(LayerNorm(x)))
+(pre-norm needs a final LayerNorm after the stack; the model adds it.)
+Masks are BoolTensors, True = may attend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from atento.attention.multihead import KVCache, MultiHeadAttention
+from atento.nn.feedforward import PositionwiseFeedForward
+
+
+class Residual(nn.Module):
+    """Residual + dropout + layer norm around a sub-layer, post- or pre-norm."""
+
+    def __init__(self, *, d_model: int, dropout: float, pre_norm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def inp(self, x: Tensor) -> Tensor:
+        """What the sub-layer reads: LayerNorm(x) with pre-norm, else x."""
+        return self.norm(x) if self.pre_norm else x
+
+    def out(self, x: Tensor, y: Tensor) -> Tensor:
+        """Combine the input x and the sub-layer output y (both (B, T, D))."""
+        x = x + self.dropout(y)
+        return x if self.pre_norm else self.norm(x)
+
+
+@dataclass
+class LayerCache:
+    """One decoder layer's caches: self-attention keys/values of the steps decoded so far
+    (N, H, t, Dh) and cross-attention keys/values of the source (N, H, S, Dh)."""
+
+    self_kv: KVCache | None
+    cross_kv: KVCache | None
+
+    def index_select(self, index: Tensor) -> LayerCache:
+        """Keep / repeat / reorder rows (N) of both caches by `index` (N',)."""
+        return LayerCache(
+            self_kv=None if self.self_kv is None else self.self_kv.index_select(index),
+            cross_kv=None if self.cross_kv is None else self.cross_kv.index_select(index),
+        )
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention over the source, then the position-wise feed-forward network."""
+
+    def __init__(
+        self, *, d_model: int, heads: int, ff_size: int, dropout: float,
+        attention_dropout: float = 0.0, pre_norm: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model=d_model, heads=heads, dropout=attention_dropout)
+        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout)
+        self.res_attn = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+        self.res_ff = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, S, D), mask (B, 1, S) True = real source token -> (B, S, D)."""
+        y, _, _ = self.self_attn(self.res_attn.inp(x), mask=mask)
+        x = self.res_attn.out(x, y)
+        return self.res_ff.out(x, self.ff(self.res_ff.inp(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention over the encoder memory, feed-forward."""
+
+    def __init__(
+        self, *, d_model: int, heads: int, ff_size: int, dropout: float,
+        attention_dropout: float = 0.0, pre_norm: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        attn = dict(d_model=d_model, heads=heads, dropout=attention_dropout)
+        self.self_attn = MultiHeadAttention(**attn)
+        self.cross_attn = MultiHeadAttention(**attn)
+        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout)
+        self.res_self = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+        self.res_cross = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+        self.res_ff = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+
+    def forward(
+        self, x: Tensor, memory: Tensor, *, self_mask: Tensor | None, memory_mask: Tensor,
+        cache: LayerCache | None = None, need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, LayerCache]:  # fmt: skip
+        """x (B, T, D) target states, memory (B, S, D).
+
+        self_mask (1|B, T, T_total) causal mask (None when T = 1 with a cache: a new step may see
+        every cached step); memory_mask (B, 1, S). With `cache`, x holds only the new step(s) and
+        their keys/values are appended to the cached ones; cross keys/values are reused.
+        Returns (B, T, D), the cross-attention weights (B, H, T, S) or None, the new cache.
+        """
+        cache = cache or LayerCache(None, None)
+        y, _, self_kv = self.self_attn(self.res_self.inp(x), mask=self_mask, cache=cache.self_kv)
+        x = self.res_self.out(x, y)
+        y, weights, cross_kv = self.cross_attn(
+            self.res_cross.inp(x), memory, mask=memory_mask, cache=cache.cross_kv,
+            need_weights=need_weights,
+        )  # fmt: skip
+        x = self.res_cross.out(x, y)
+        x = self.res_ff.out(x, self.ff(self.res_ff.inp(x)))
+        return x, weights, LayerCache(self_kv, cross_kv)

@@ -1,0 +1,112 @@
+"""Multi-head attention: identities with the scaled-dot score path, fast == explicit, KV cache."""
+
+import pytest
+import torch
+
+from atento.attention import (
+    Attention,
+    KVCache,
+    MultiHeadAttention,
+    ScaledDotScore,
+    causal_mask,
+    lengths_to_mask,
+)
+
+D = 16
+
+
+def _mha(heads=4, fast=True, seed=0):
+    torch.manual_seed(seed)
+    return MultiHeadAttention(d_model=D, heads=heads, fast=fast).eval()
+
+
+def _inputs(batch=3, tgt=5, src=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(batch, tgt, D, generator=g)
+    memory = torch.randn(batch, src, D, generator=g)
+    key_mask = lengths_to_mask(torch.tensor([7, 4, 1][:batch]), src)  # (B, S)
+    return query, memory, key_mask
+
+
+def _identity(mha):
+    with torch.no_grad():
+        for proj in (mha.q_proj, mha.k_proj, mha.v_proj, mha.out_proj):
+            proj.weight.copy_(torch.eye(D))
+            proj.bias.zero_()
+    return mha
+
+
+def test_single_head_identity_projections_equal_scaled_dot_attention():
+    mha = _identity(_mha(heads=1, fast=False))
+    query, memory, key_mask = _inputs()
+    out, weights, _ = mha(query, memory, mask=key_mask.unsqueeze(1), need_weights=True)
+    attn = Attention(ScaledDotScore())
+    context, expected = attn(query, attn.prepare_keys(memory), memory, key_mask)
+    torch.testing.assert_close(out, context)
+    torch.testing.assert_close(weights[:, 0], expected)
+
+
+def test_explicit_path_reuses_the_scaled_dot_score_module():
+    assert isinstance(_mha().score, ScaledDotScore)
+
+
+@pytest.mark.parametrize("kind", ["none", "padding", "causal", "both"])
+def test_fast_path_equals_explicit_path(kind):
+    mha = _mha()
+    query, _, key_mask = _inputs(src=5)
+    pad = key_mask.unsqueeze(1)  # (B, 1, S)
+    causal = causal_mask(5).unsqueeze(0)  # (1, T, T)
+    mask = {"none": None, "padding": pad, "causal": causal, "both": pad & causal}[kind]
+    fast, none_weights, _ = mha(query, mask=mask)
+    explicit, weights, _ = mha(query, mask=mask, need_weights=True)
+    assert none_weights is None and weights.shape == (3, 4, 5, 5)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    mha.fast = False
+    torch.testing.assert_close(mha(query, mask=mask)[0], explicit)
+
+
+def test_cross_attention_fast_equals_explicit_with_padding():
+    mha = _mha()
+    query, memory, key_mask = _inputs()
+    fast, _, _ = mha(query, memory, mask=key_mask.unsqueeze(1))
+    explicit, weights, _ = mha(query, memory, mask=key_mask.unsqueeze(1), need_weights=True)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 5))
+    masked = ~key_mask[:, None, None, :].expand_as(weights)
+    assert torch.all(weights[masked] == 0)
+
+
+def test_incremental_self_attention_with_cache_equals_causal_full_pass():
+    mha = _mha()
+    query, _, _ = _inputs()
+    full, full_w, _ = mha(query, mask=causal_mask(5).unsqueeze(0), need_weights=True)
+    cache = None
+    for t in range(5):
+        out, w, cache = mha(query[:, t : t + 1], cache=cache, need_weights=True)
+        assert cache.length == t + 1
+        torch.testing.assert_close(out[:, 0], full[:, t], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(w[..., 0, :], full_w[..., t, : t + 1])
+
+
+def test_cross_attention_cache_is_the_projected_memory():
+    mha = _mha()
+    query, memory, key_mask = _inputs()
+    cache = mha.project_kv(memory)
+    with_cache, _, same = mha(query, memory, mask=key_mask.unsqueeze(1), cache=cache)
+    without, _, _ = mha(query, memory, mask=key_mask.unsqueeze(1))
+    assert same is cache
+    torch.testing.assert_close(with_cache, without)
+
+
+def test_kv_cache_index_select_and_append():
+    keys = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 2, 4, 5)
+    cache = KVCache(keys, keys + 10)
+    picked = cache.index_select(torch.tensor([2, 2, 0, 1]))
+    assert picked.keys[:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0, 1.0]
+    assert picked.values[:, 0, 0, 0].tolist() == [12.0, 12.0, 10.0, 11.0]
+    assert cache.append(cache).length == 8
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(d_model=10, heads=4)

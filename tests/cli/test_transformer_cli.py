@@ -1,0 +1,76 @@
+"""The CLI trains, translates, evaluates, scores and draws attention for a toy Transformer."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from atento.cli.main import main
+from conftest import CONFIGS
+
+DATES = ["9 April 1974", "1. Dez. 1960", "tuesday, 3 march 2015"]
+
+
+@pytest.fixture(scope="module")
+def tf_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "toy_transformer"
+    assert main(["train", str(CONFIGS / "toy_transformer.yaml"), "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+@pytest.fixture
+def files(tmp_path):
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("\n".join(DATES) + "\n")
+    ref.write_text("1974-04-09\n1960-12-01\n2015-03-03\n")
+    return src, ref
+
+
+def _png(path):
+    with Image.open(path) as image:
+        return dict(image.text)
+
+
+def test_train_translate_evaluate(tf_run, files, capsys):
+    capsys.readouterr()
+    src, ref = files
+    out = tf_run / "hyp.txt"
+    assert main(["translate", str(tf_run), "-i", str(src), "-o", str(out), "--beam", "3"]) == 0
+    assert len(out.read_text().splitlines()) == len(DATES)
+    assert main(["evaluate", str(tf_run), "--src", str(src), "--ref", str(ref), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sentences"] == 3 and report["beam"] == 3 and "bleu" in report
+    code = main(["search-errors", str(tf_run), "--src", str(src), "--ref", str(ref), "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["sentences"] == 3
+
+
+def test_attention_default_layer_head_and_grid(tf_run, tmp_path, capsys):
+    mean = tmp_path / "mean.png"
+    assert main(["attention", str(tf_run), DATES[0], "--out", str(mean)]) == 0
+    text = _png(mean)
+    assert int(text["atento:cols"]) == len(DATES[0]) + 1  # characters + EOS
+    one = tmp_path / "one.png"
+    args = ["attention", str(tf_run), DATES[0], "--out", str(one), "--layer", "0", "--head", "1"]
+    assert main(args) == 0
+    assert _png(one)["atento:rows"] == text["atento:rows"]
+    grid = tmp_path / "grid.png"
+    assert main(["attention", str(tf_run), DATES[0], "--out", str(grid), "--grid"]) == 0
+    assert _png(grid)["atento:heads"] == "4"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [(["--layer", "2"], "layer 2 out of range"), (["--head", "4"], "head 4 out of range"),
+     (["--grid", "--head", "0"], "--grid draws every head")],
+)  # fmt: skip
+def test_attention_bad_view_is_a_one_line_error(tf_run, tmp_path, capsys, extra, message):
+    code = main(["attention", str(tf_run), DATES[0], "--out", str(tmp_path / "x.png"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_layer_and_head_are_refused_for_rnn_runs(toy_run, tmp_path, capsys):
+    code = main(["attention", str(toy_run), DATES[0], "--out", str(tmp_path / "x.png"),
+                 "--layer", "0"])  # fmt: skip
+    assert code == 2 and "Transformer runs" in capsys.readouterr().err
