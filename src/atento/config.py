@@ -97,6 +97,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between "last" checkpoints; 0 = at each validation
     seed: int = 1
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
+    bf16: bool = False  # bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16 / AMX)
 
 
 @dataclass

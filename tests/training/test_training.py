@@ -67,3 +67,20 @@ def test_run_directory_contents(toy_run):
 def test_training_lowers_validation_loss(toy_run):
     rows = [json.loads(line) for line in (toy_run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_bf16_autocast_step_close_to_fp32(tmp_path):
+    from atento.config import load_config
+    from atento.data.batching import collate
+    from atento.training.loop import Trainer
+    from conftest import CONFIGS
+
+    losses = {}
+    for bf16 in (False, True):
+        over = ["data.n_train=64", "train.max_steps=1", f"train.bf16={bf16}"]
+        trainer = Trainer(load_config(CONFIGS / "toy_dates.yaml", over), tmp_path / str(bf16),
+                          progress=False)  # fmt: skip
+        batch = collate(trainer.train_pairs[:16])
+        losses[bf16] = trainer.train_step(batch)
+    assert math.isfinite(losses[True])
+    assert losses[True] == pytest.approx(losses[False], rel=0.02)

@@ -200,7 +200,8 @@ class Trainer:
     def train_step(self, batch: Batch) -> float:
         """One update on `batch`; returns the mean (smoothed) loss per target token."""
         self.model.train()
-        logits, _ = self.model(batch.src_ids, batch.src_mask, batch.tgt_in)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
+            logits, _ = self.model(batch.src_ids, batch.src_mask, batch.tgt_in)
         loss = sequence_loss(logits, batch.tgt_out, label_smoothing=self.cfg.train.label_smoothing)
         loss = loss / batch.n_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)

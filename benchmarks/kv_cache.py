@@ -1,0 +1,118 @@
+"""Beam-search decoding speed of a Transformer with and without the key/value cache.
+
+    python benchmarks/kv_cache.py runs/multi30k_transformer            # a trained run (preferred)
+    python benchmarks/kv_cache.py --config configs/multi30k_fr_en_transformer.yaml   # untrained
+    python benchmarks/kv_cache.py RUN --quick                            # 40 sentences, smoke run
+
+Decodes Multi30k test_2016_flickr (`../shared/data/multi30k` beside the checkout, or --data)
+with beam 5 twice in one process, through the same `model.step` API: once with the KV cache
+(each step feeds one token; self-attention keys/values grow by one step, cross-attention
+keys/values are projected once per source) and once without (`model.use_cache = False`: each
+step re-runs the decoder over the whole prefix). Prints one JSON line with both rates in
+sentences/s and output pieces/s, their ratio, and whether the outputs agree.
+
+Without a run directory the model is freshly initialised at the config's size, with a joint
+SentencePiece vocabulary trained on the fly on Multi30k train: its outputs rarely end, so nearly
+every hypothesis runs to the maximum length (1.5 * source + 10), the cache's best case.
+A trained run gives the realistic numbers. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from atento.config import load_config  # noqa: E402
+from atento.data.corpus import load_split  # noqa: E402
+from atento.data.tokenizers import train_sentencepiece  # noqa: E402
+from atento.inference import Translator, load_run  # noqa: E402
+from atento.models.factory import build_model  # noqa: E402
+
+
+def _untrained(config: str, data_dir: str, vocab_size: int | None):
+    """A fresh model of the config's size and a SentencePiece vocabulary trained now."""
+    cfg = load_config(config, [f"data.dir={data_dir}"])
+    train = load_split(cfg.data, "train")
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = train_sentencepiece(
+            [s for s, _ in train] + [t for _, t in train],
+            vocab_size=vocab_size or cfg.data.vocab_size, directory=Path(tmp), name="joint",
+        )  # fmt: skip
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg, src_vocab=tok.vocab_size, tgt_vocab=tok.vocab_size)
+    return cfg, Translator(model.eval(), tok, tok, cfg.search)
+
+
+def _time(translator: Translator, sources: list[str], use_cache: bool) -> dict:
+    translator.model.use_cache = use_cache
+    translator.translate(sources[:4])  # warm-up (allocator, kernels)
+    start = time.perf_counter()
+    hyps = translator.translate(sources)
+    seconds = time.perf_counter() - start
+    pieces = sum(h[0].length for h in hyps)
+    return {
+        "seconds": round(seconds, 2),
+        "sentences_per_second": round(len(sources) / seconds, 2),
+        "pieces_per_second": round(pieces / seconds, 1),
+        "mean_output_pieces": round(pieces / len(sources), 2),
+        "tokens": [h[0].tokens for h in hyps],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", help="trained Transformer run (else untrained)")
+    parser.add_argument("--config", default=str(ROOT / "configs/multi30k_fr_en_transformer.yaml"))
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/multi30k"))
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=0, help="0 = the config's")
+    parser.add_argument("--sentences", type=int, default=0, help="0 = all 1,000")
+    parser.add_argument("--vocab-size", type=int, default=0, help="untrained: 0 = the config's")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
+    parser.add_argument("--quick", action="store_true", help="40 sentences (a smoke run)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.run_dir:
+        loaded = load_run(args.run_dir)
+        cfg, translator = loaded.cfg, loaded.translator()
+    else:
+        cfg, translator = _untrained(args.config, args.data, args.vocab_size or None)
+    if not hasattr(translator.model, "use_cache"):
+        sys.exit(
+            f"kv_cache.py: {args.run_dir} is not a Transformer run (model.arch={cfg.model.arch})"
+        )
+    cfg.data.dir = args.data  # the test set always comes from --data
+    sources = [s for s, _ in load_split(cfg.data, "test")]
+    limit = 40 if args.quick else args.sentences
+    sources = sources[:limit] if limit else sources
+    translator = translator.with_search(beam=args.beam, nbest=1, batch_size=args.batch_size or None)
+    with torch.inference_mode():
+        cached = _time(translator, sources, True)
+        uncached = _time(translator, sources, False)
+    same = sum(a == b for a, b in zip(cached.pop("tokens"), uncached.pop("tokens"), strict=True))
+    print(json.dumps({
+        "run": args.run_dir or f"untrained {Path(args.config).name}",
+        "sentences": len(sources), "beam": args.beam,
+        "batch_size": translator.search.batch_size,
+        "max_len": f"{cfg.search.max_len_a} * source + {cfg.search.max_len_b}",
+        "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "cached": cached, "uncached": uncached,
+        "speedup": round(cached["sentences_per_second"] / uncached["sentences_per_second"], 2),
+        "identical_outputs": same,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
