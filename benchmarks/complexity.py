@@ -117,7 +117,7 @@ def time_layer(layer: nn.Module, batch: int, n: int, d: int, min_seconds: float)
 
     once()  # warm-up
     times, spent = [], 0.0
-    while spent < min_seconds or len(times) < 2:
+    while spent < min_seconds or len(times) < 5:
         times.append(once())
         spent += times[-1]
         if len(times) >= 20:

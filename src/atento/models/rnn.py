@@ -62,6 +62,15 @@ class DecoderState:
         )
 
 
+def _embedding(vocab_size: int, emb_size: int) -> nn.Embedding:
+    """Embeddings ~ N(0, 1/emb_size): unit-norm rows, so tied output logits start near uniform."""
+    embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+    nn.init.normal_(embed.weight, std=emb_size**-0.5)
+    with torch.no_grad():
+        embed.weight[PAD_ID].zero_()
+    return embed
+
+
 def _rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout: float, **kw):
     cls = nn.GRU if cell == "gru" else nn.LSTM
     return cls(
@@ -82,7 +91,7 @@ class RNNEncoder(nn.Module):
         super().__init__()
         if hidden_size % 2:
             raise ValueError("model.hidden_size must be even (it is split over two directions)")
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.embed = _embedding(vocab_size, emb_size)
         self.dropout = nn.Dropout(dropout)
         self.rnn = _rnn(cell, emb_size, hidden_size // 2, layers, dropout, bidirectional=True)
 
@@ -112,7 +121,7 @@ class RNNDecoder(nn.Module):
         self.layers = layers
         self.cell = cell
         self.input_feeding = input_feeding and attention != "none"
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.embed = _embedding(vocab_size, emb_size)
         self.dropout = nn.Dropout(dropout)
         in_size = emb_size + (hidden_size if self.input_feeding else 0)
         self.rnn = _rnn(cell, in_size, hidden_size, layers, dropout)
