@@ -75,3 +75,19 @@ def test_fresh_run_refuses_to_overwrite(tmp_path):
         assert "--resume" in str(exc)
     else:
         raise AssertionError("a second run into the same directory must be refused")
+
+
+def test_ctrl_c_saves_before_stopping(tmp_path):
+    args = [*BASE, "train.max_steps=100000", "train.valid_every=0"]
+    cli = [sys.executable, "-m", "atento.cli.main", "train", str(CONFIGS / "toy_dates.yaml")]
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [*cli, *args, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert b"training pairs" in proc.stdout.readline()  # the loop is about to start
+    time.sleep(1.0)  # let it take some steps
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"--resume continues" in out
+    assert load_checkpoint(run / LAST)["progress"]["step"] > 0
