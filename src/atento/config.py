@@ -66,7 +66,7 @@ class ModelConfig:
     input_feeding: bool = False  # feed the previous attentional vector into the decoder RNN
     max_src_len: int = 0  # location attention's window; 0 = data.max_len + 2
     tie_embeddings: bool = False  # output layer shares the target embedding matrix
-    # Transformer (arch: transformer); emb_size / hidden_size / dropout above are not used by it
+    # Transformer (arch: transformer): uses dropout above, not emb_size / hidden_size / cell
     d_model: int = 256
     heads: int = 4
     ff_size: int = 1024

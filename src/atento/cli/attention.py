@@ -114,6 +114,7 @@ def _draw_heads(
         ax.set_yticks(range(rows), labels=heatmap.tgt_labels, fontsize=7)
         ax.xaxis.tick_top()
         ax.set_title(f"layer {layer % loaded.model.n_layers}, head {h}", fontsize=9, pad=10)
+    fig.suptitle(f"{sentence} -> {loaded.tgt_tok.decode(hyp.tokens)}", fontsize=9)
     fig.tight_layout()
     meta = {"atento:rows": str(rows), "atento:cols": str(cols), "atento:heads": str(n)}
     fig.savefig(heatmap.path, dpi=100, metadata=meta)
