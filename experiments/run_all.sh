@@ -42,7 +42,7 @@ export OMP_NUM_THREADS=$THREADS
 machine() {
   {
     date -u +"%Y-%m-%d %H:%M UTC"
-    echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p') x $(nproc) cores"
+    echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p') x $(nproc --all) cores"
     echo "torch $($PY -c 'import torch; print(torch.__version__)'), threads $THREADS"
     echo "budget: $MINUTES min per model; beam $BEAM, alpha $ALPHA"
   } > "$RESULTS/machine.txt"
