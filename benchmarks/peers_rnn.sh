@@ -45,3 +45,5 @@ rm -rf "$run"
   train.max_minutes="$(python3 -c "print($SECONDS_BUDGET / 60)")" train.valid_every=0 --out "$run" | tail -n 1 | tee -a "$OUT"
 echo "atento (R) beam-5 decode: $(.venv/bin/atento evaluate "$run" --src "$DATA/test_2016_flickr.fr.gz" \
   --ref "$DATA/test_2016_flickr.en.gz" --beam 5 --batch-size 32 --json)" | tee -a "$OUT"
+# keep this machine's paths out of the committed results
+sed -i "s#$WORK#\$WORK#g" "$OUT"
