@@ -16,23 +16,20 @@ from atento.analysis.search_errors import (
     blame,
 )
 from atento.search import LengthPenalty, beam_search
-from search.scripted import EOS, ScriptedModel, table_from_probs
+from search.scripted import (
+    AFRICA,
+    GOING,
+    IN,
+    IS,
+    JANE,
+    LECTURE,
+    SEPTEMBER,
+    TO,
+    VISITING,
+    ScriptedModel,
+    table_from_probs,
+)
 
-# "Jane visite l'Afrique en septembre" (the table of tests/search/test_beam.py)
-JANE, IS, VISITING, GOING, TO, AFRICA, IN, SEPTEMBER = range(4, 12)
-LECTURE = {
-    (): {JANE: 1.0},
-    (JANE,): {IS: 1.0},
-    (JANE, IS): {GOING: 0.5, VISITING: 0.4, EOS: 0.1},
-    (JANE, IS, VISITING): {AFRICA: 0.9, EOS: 0.1},
-    (JANE, IS, VISITING, AFRICA): {IN: 0.9, EOS: 0.1},
-    (JANE, IS, VISITING, AFRICA, IN): {SEPTEMBER: 0.9, EOS: 0.1},
-    (JANE, IS, GOING): {TO: 0.45, IN: 0.3, EOS: 0.25},
-    (JANE, IS, GOING, TO): {AFRICA: 0.5, SEPTEMBER: 0.2, EOS: 0.3},
-    (JANE, IS, GOING, TO, AFRICA): {IN: 0.6, EOS: 0.4},
-    (JANE, IS, GOING, TO, AFRICA, IN): {SEPTEMBER: 0.6, EOS: 0.4},
-    (JANE, IS, GOING, IN): {SEPTEMBER: 0.6, EOS: 0.4},
-}
 VISITING_AFRICA = [JANE, IS, VISITING, AFRICA, IN, SEPTEMBER]  # P = 0.4 * 0.9^3 = 0.2916
 GOING_TO_AFRICA = [JANE, IS, GOING, TO, AFRICA, IN, SEPTEMBER]  # greedy: P = 0.0405
 GOING_IN = [JANE, IS, GOING, IN, SEPTEMBER]  # P = 0.5 * 0.3 * 0.6 = 0.09

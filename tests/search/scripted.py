@@ -127,3 +127,20 @@ class ScriptedModel:
         lps = [float(self.log_probs(source, tuple(ids[:t]))[y]) for t, y in enumerate(ids)]
         rows = [self.attention(source, tuple(ids[:t])) for t in range(len(ids))]
         return lps, torch.stack(rows) if rows else torch.zeros(0, self.source_len)
+
+
+# the lecture's sentence: "Jane visite l'Afrique en septembre"
+JANE, IS, VISITING, GOING, TO, AFRICA, IN, SEPTEMBER = range(4, 12)
+LECTURE = {
+    (): {JANE: 1.0},
+    (JANE,): {IS: 1.0},
+    (JANE, IS): {GOING: 0.5, VISITING: 0.4, EOS: 0.1},
+    (JANE, IS, VISITING): {AFRICA: 0.9, EOS: 0.1},
+    (JANE, IS, VISITING, AFRICA): {IN: 0.9, EOS: 0.1},
+    (JANE, IS, VISITING, AFRICA, IN): {SEPTEMBER: 0.9, EOS: 0.1},
+    (JANE, IS, GOING): {TO: 0.45, IN: 0.3, EOS: 0.25},
+    (JANE, IS, GOING, TO): {AFRICA: 0.5, SEPTEMBER: 0.2, EOS: 0.3},
+    (JANE, IS, GOING, TO, AFRICA): {IN: 0.6, EOS: 0.4},
+    (JANE, IS, GOING, TO, AFRICA, IN): {SEPTEMBER: 0.6, EOS: 0.4},
+    (JANE, IS, GOING, IN): {SEPTEMBER: 0.6, EOS: 0.4},
+}  # any other prefix: EOS with probability 1

@@ -12,12 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from atento.analysis.plotting import plt, save_figure
 from atento.data.tokenizers import Tokenizer  # noqa: E402
 from atento.data.vocab import EOS_PIECE  # noqa: E402
 from atento.search import Hypothesis  # noqa: E402
@@ -51,12 +48,7 @@ def plot_attention(
     if title:
         ax.set_title(title, fontsize=9, pad=12)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"atento:rows": str(rows), "atento:cols": str(cols)})
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, metadata={"atento:rows": str(rows), "atento:cols": str(cols)})
 
 
 @dataclass

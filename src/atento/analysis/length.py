@@ -15,11 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
+from atento.analysis.plotting import plt, save_figure
 from atento.errors import AtentoError  # noqa: E402
 from atento.training.metrics import corpus_bleu  # noqa: E402
 
@@ -95,12 +91,7 @@ def plot_bleu_by_length(
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title or "BLEU by source sentence length (Bahdanau et al. 2015, Fig. 2)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _midpoint(b: LengthBucket) -> float:

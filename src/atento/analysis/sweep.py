@@ -14,11 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
+from atento.analysis.plotting import plt, save_figure
 from atento.errors import AtentoError  # noqa: E402
 from atento.inference import Translator  # noqa: E402
 from atento.training.metrics import corpus_scores  # noqa: E402
@@ -117,9 +113,4 @@ def plot_sweep(points: Sequence[SweepPoint], path: str | Path, *, title: str = "
     more = speed_ax.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="lower right")
     ax.set_title(title or "Beam width: BLEU and speed")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
