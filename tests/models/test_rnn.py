@@ -83,3 +83,12 @@ def test_state_index_select_reorders_rows():
     torch.testing.assert_close(picked.hidden[0][:, 0], state.hidden[0][:, 2])
     torch.testing.assert_close(picked.memory[1], state.memory[0])
     torch.testing.assert_close(picked.keys[0], state.keys[2])
+
+
+def test_select_returns_the_chosen_rows_of_the_full_logits():
+    model = _model()
+    src, src_mask, tgt = _batch()
+    select = torch.rand(tgt.shape, generator=torch.Generator().manual_seed(5)) > 0.3
+    full, _ = model(src, src_mask, tgt)
+    picked, _ = model(src, src_mask, tgt, select=select)
+    assert torch.allclose(picked, full[select], atol=1e-6)

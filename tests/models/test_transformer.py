@@ -205,3 +205,23 @@ def test_factory_builds_a_transformer_from_the_config():
     bad = config_from_dict({"model": {"arch": "transformer", "d_model": 10, "heads": 4}})
     with pytest.raises(AtentoError, match="multiple"):
         build_model(bad, src_vocab=V, tgt_vocab=V)
+
+
+def test_select_returns_the_chosen_rows_of_the_full_logits():
+    model = _model()
+    src, src_mask, tgt = _batch()
+    select = torch.rand(tgt.shape, generator=torch.Generator().manual_seed(5)) > 0.3
+    full, _ = model(src, src_mask, tgt)
+    picked, _ = model(src, src_mask, tgt, select=select)
+    assert torch.allclose(picked, full[select], atol=1e-6)
+
+
+def test_bf16_autocast_training_step_keeps_fused_attention_close_to_fp32():
+    model = _model(dropout=0.0).train()
+    src, src_mask, tgt = _batch()
+    ref, _ = model(src, src_mask, tgt)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = model(src, src_mask, tgt)
+    low.float().sum().backward()  # the fp32 attention path under autocast has a backward
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), ref, atol=0.1)

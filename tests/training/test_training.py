@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from atento.training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from atento.training.loop import sequence_loss
+from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_scores
 from atento.training.schedule import warmup_inverse_sqrt
 

@@ -124,8 +124,16 @@ class MultiHeadAttention(nn.Module):
         """
         p = self.dropout if self.training else 0.0
         if self.fast and not need_weights:
-            out = F.scaled_dot_product_attention(q, kv.keys, kv.values, attn_mask=mask, dropout_p=p)
-            return out, None
+            k, v = kv.keys, kv.values
+            if q.device.type == "cpu" and q.dtype != torch.float32 and q.requires_grad:
+                # the fused CPU kernel's backward is ~8x slower in bf16 than in fp32 (torch
+                # 2.13): under bf16 autocast, training runs attention itself in fp32
+                with torch.autocast("cpu", enabled=False):
+                    out = F.scaled_dot_product_attention(
+                        q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=p
+                    )
+                return out.to(q.dtype), None
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
         b, h, t, dh = q.shape
         s = kv.length
         energies = self.score(q.reshape(b * h, t, dh), kv.keys.reshape(b * h, s, dh))  # (BH, T, S)

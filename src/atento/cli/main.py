@@ -7,6 +7,7 @@ import sys
 
 from atento import __version__
 from atento.errors import AtentoError
+from atento.runtime import tune_allocator
 
 COMMANDS = (
     "demo", "train", "translate", "evaluate", "attention", "score", "compare-length",
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()
     try:
         return int(args.run(args) or 0)
     except AtentoError as exc:

@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from atento.attention import Attention, make_score
 from atento.data.vocab import PAD_ID
 from atento.models.base import EncoderOutput  # re-exported: atento.models.rnn.EncoderOutput
+from atento.nn.dropout import Dropout
 
 RNNState = Tensor | tuple[Tensor, Tensor]  # GRU: h (L, B, H); LSTM: (h, c)
 
@@ -92,7 +93,7 @@ class RNNEncoder(nn.Module):
         if hidden_size % 2:
             raise ValueError("model.hidden_size must be even (it is split over two directions)")
         self.embed = _embedding(vocab_size, emb_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = _rnn(cell, emb_size, hidden_size // 2, layers, dropout, bidirectional=True)
 
     def forward(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
@@ -122,7 +123,7 @@ class RNNDecoder(nn.Module):
         self.cell = cell
         self.input_feeding = input_feeding and attention != "none"
         self.embed = _embedding(vocab_size, emb_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         in_size = emb_size + (hidden_size if self.input_feeding else 0)
         self.rnn = _rnn(cell, in_size, hidden_size, layers, dropout)
         self.bridge = nn.Linear(hidden_size, layers * hidden_size)
@@ -158,9 +159,10 @@ class RNNDecoder(nn.Module):
         )
 
     def forward(
-        self, tgt_ids: Tensor, state: DecoderState
+        self, tgt_ids: Tensor, state: DecoderState, select: Tensor | None = None
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """tgt_ids (B, T) -> logits (B, T, V), the state after step T, weights (B, T, S) or None."""
+        """tgt_ids (B, T) -> logits (B, T, V) (or (N, V) at the `select`ed positions), the state
+        after step T, weights (B, T, S) or None."""
         emb = self.dropout(self.embed(tgt_ids))  # (B, T, E)
         if self.input_feeding:
             outs, weights, prev, hidden = [], [], state.prev_out, state.hidden
@@ -176,7 +178,8 @@ class RNNDecoder(nn.Module):
             out, w = self._attend(rnn_out, state)
             prev = None
         new_state = DecoderState(hidden, prev, state.memory, state.keys, state.memory_mask)
-        return self.output(self.dropout(out)), new_state, w
+        out = self.dropout(out)
+        return self.output(out if select is None else out[select]), new_state, w
 
     def _attend(self, rnn_out: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
         if self.attention is None:
@@ -215,11 +218,14 @@ class RNNSeq2Seq(nn.Module):
         return self.decoder.init_state(enc)
 
     def forward(
-        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits (B, T, V) and attention weights (B, T, S) or None."""
+        """Teacher forcing: logits (B, T, V) and attention weights (B, T, S) or None.
+
+        `select` (B, T) bool: logits only at those positions, (N, V) in row-major order.
+        """
         state = self.init_state(self.encode(src_ids, src_mask))
-        logits, _, weights = self.decoder(tgt_in, state)
+        logits, _, weights = self.decoder(tgt_in, state, select)
         return logits, weights
 
     def step(

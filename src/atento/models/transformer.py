@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from atento.attention.masks import causal_mask
 from atento.data.vocab import PAD_ID
 from atento.models.base import EncoderOutput
+from atento.nn.dropout import Dropout
 from atento.nn.positional import make_positions
 from atento.nn.transformer_layers import DecoderLayer, EncoderLayer, LayerCache
 
@@ -82,7 +83,7 @@ class TransformerSeq2Seq(nn.Module):
             else nn.Embedding(src_vocab, d_model, padding_idx=PAD_ID)
         )  # fmt: skip
         self.positions = make_positions(positions, d_model=d_model, max_positions=max_positions)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         kw = dict(d_model=d_model, heads=heads, ff_size=ff_size, dropout=dropout,
                   attention_dropout=attention_dropout, pre_norm=pre_norm)  # fmt: skip
         self.encoder_layers = nn.ModuleList(EncoderLayer(**kw) for _ in range(layers))
@@ -132,8 +133,9 @@ class TransformerSeq2Seq(nn.Module):
         self, ids: Tensor, memory: Tensor, memory_mask: Tensor, *, offset: int = 0,
         caches: list[LayerCache] | None = None, weights_layer: int | None = None,
     ) -> tuple[Tensor, Tensor | None, list[LayerCache]]:  # fmt: skip
-        """ids (B, T) at positions offset.. -> logits (B, T, V), cross weights (B, H, T, S) of
-        `weights_layer` (or None) and the new caches. `caches` hold positions < offset."""
+        """ids (B, T) at positions offset.. -> top states (B, T, D) (the output layer's input),
+        cross weights (B, H, T, S) of `weights_layer` (or None) and the new caches. `caches` hold
+        positions < offset."""
         x = self._embed(self.tgt_embed, ids, offset)  # (B, T, D)
         T = ids.size(1)
         # rows offset..offset+T-1 of the causal mask over all offset+T positions: (1, T, P+T)
@@ -147,7 +149,7 @@ class TransformerSeq2Seq(nn.Module):
             )  # fmt: skip
             weights = w if i == weights_layer else weights
             new_caches.append(cache)
-        return self.output(self.dec_norm(x)), weights, new_caches
+        return self.dec_norm(x), weights, new_caches
 
     def _view(self, weights: Tensor | None) -> Tensor | None:
         """(B, H, T, S) -> (B, T, S): the chosen head, or the mean over heads."""
@@ -156,16 +158,18 @@ class TransformerSeq2Seq(nn.Module):
         return weights.mean(1) if self.view_head is None else weights[:, self.view_head]
 
     def forward(
-        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: logits (B, T, V) and cross-attention weights (B, T, S).
 
+        `select` (B, T) bool: logits only at those positions, (N, V) in row-major order (the
+        trainer passes the real target tokens, so the output layer and loss skip padding).
         Weights are None in training mode (every layer then takes the fused fast path).
         """
         enc = self.encode(src_ids, src_mask)
         layer = None if self.training else self.view_layer
-        logits, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
-        return logits, self._view(weights)
+        h, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
+        return self.output(h if select is None else h[select]), self._view(weights)
 
     def attention_heads(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, layer: int = -1
@@ -198,16 +202,16 @@ class TransformerSeq2Seq(nn.Module):
         t = state.tgt_ids.size(1)
         tgt_ids = torch.cat([state.tgt_ids, last_ids.unsqueeze(1)], dim=1)  # (N, t+1)
         if self.use_cache and state.caches is not None:
-            logits, weights, caches = self._decode(
+            h, weights, caches = self._decode(
                 last_ids.unsqueeze(1), state.memory, state.memory_mask, offset=t,
                 caches=state.caches, weights_layer=self.view_layer,
             )  # fmt: skip
         else:  # recompute the whole prefix: the uncached baseline
-            logits, weights, _ = self._decode(
+            h, weights, _ = self._decode(
                 tgt_ids, state.memory, state.memory_mask, weights_layer=self.view_layer
             )
             caches = None
-        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        log_probs = F.log_softmax(self.output(h[:, -1]).float(), dim=-1)  # (N, V)
         view = self._view(weights)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches)
         return log_probs, new_state, None if view is None else view[:, -1]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from atento.nn.dropout import Dropout
+
 
 class PositionwiseFeedForward(nn.Module):
     """Two linear maps D -> F -> D with a ReLU between, applied at every position alike."""
@@ -15,7 +17,7 @@ class PositionwiseFeedForward(nn.Module):
         super().__init__()
         self.w1 = nn.Linear(d_model, ff_size)
         self.w2 = nn.Linear(ff_size, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, D) -> (B, T, D)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache, MultiHeadAttention
+from atento.nn.dropout import Dropout
 from atento.nn.feedforward import PositionwiseFeedForward
 
 
@@ -24,7 +25,7 @@ class Residual(nn.Module):
     def __init__(self, *, d_model: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def inp(self, x: Tensor) -> Tensor:

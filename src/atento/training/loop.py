@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from atento.config import Config, config_to_dict, dump_config
@@ -35,6 +34,7 @@ from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.inference import Translator
 from atento.models.factory import build_model, count_parameters
+from atento.runtime import tune_allocator
 from atento.training.checkpoint import (
     BEST,
     LAST,
@@ -43,21 +43,9 @@ from atento.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu
 from atento.training.schedule import warmup_inverse_sqrt
-
-
-def sequence_loss(
-    logits: torch.Tensor, tgt_out: torch.Tensor, *, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Summed (label-smoothed) cross-entropy over real tokens. logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        tgt_out.reshape(-1),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
 
 
 @dataclass
@@ -97,6 +85,7 @@ class Trainer:
         ckpt = self._open_run_dir(resume)
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
+        tune_allocator()
         self._seed(cfg.train.seed)
         self.src_tok, self.tgt_tok = self._tokenizers(ckpt)
         self.train_pairs, self.valid_pairs, self.valid_refs = self._data()
@@ -201,8 +190,11 @@ class Trainer:
         """One update on `batch`; returns the mean (smoothed) loss per target token."""
         self.model.train()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
-            logits, _ = self.model(batch.src_ids, batch.src_mask, batch.tgt_in)
-        loss = sequence_loss(logits, batch.tgt_out, label_smoothing=self.cfg.train.label_smoothing)
+            real = batch.tgt_out != PAD_ID  # the output layer and loss skip padding
+            logits, _ = self.model(batch.src_ids, batch.src_mask, batch.tgt_in, select=real)
+        loss = sequence_loss(
+            logits, batch.tgt_out[real], label_smoothing=self.cfg.train.label_smoothing
+        )
         loss = loss / batch.n_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,37 @@
+"""Process-wide CPU settings that training and decoding share.
+
+glibc serves every allocation above 32 MB (the Transformer's (tokens, vocabulary) logits, its
+dropout masks, their gradients) with a fresh `mmap` and returns it with `munmap` when freed, so
+each training step page-faults its way through hundreds of megabytes of new zeroed pages. Telling
+malloc to take large blocks from the heap and to keep freed memory there (as jemalloc or
+tcmalloc would) made a Transformer training step ~15 % faster on this project's 2-core machine
+(benchmarks/README.md). Peak memory is unchanged: freed blocks are reused, not leaked.
+Set ATENTO_MALLOC_TUNING=0 to keep the system's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters from glibc's malloc.h
+_M_MMAP_MAX = -4
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in the heap (glibc only; once per process). True when applied."""
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux") or os.environ.get("ATENTO_MALLOC_TUNING") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    return _done

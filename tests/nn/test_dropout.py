@@ -1,0 +1,65 @@
+"""The cheap-mask dropout: exact keep probability, unbiased, nn.Dropout's contract."""
+
+import pytest
+import torch
+
+from atento.nn.dropout import Dropout, dropout, keep_mask, keep_probability
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_keep_probability_is_one_minus_p_to_16_bits(p):
+    q = keep_probability(p)
+    assert abs(q - (1 - p)) <= 2**-17
+    assert (q * 65536) == int(q * 65536)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_mask_frequency_matches_keep_probability(p):
+    torch.manual_seed(0)
+    n = 400_003  # not a multiple of 4: the last 64-bit word is only partly used
+    kept = keep_mask((n,), p).double().mean().item()
+    sd = (keep_probability(p) * (1 - keep_probability(p)) / n) ** 0.5
+    assert abs(kept - keep_probability(p)) < 5 * sd
+
+
+def test_lanes_of_one_word_are_independent():
+    """Neighbouring elements share a 64-bit draw: their masks must still be uncorrelated."""
+    torch.manual_seed(1)
+    m = keep_mask((200_000, 4), 0.5).double()
+    both = (m[:, 0] * m[:, 1]).mean().item()
+    assert both == pytest.approx(m[:, 0].mean().item() * m[:, 1].mean().item(), abs=0.01)
+
+
+def test_unbiased_and_gradient_is_the_mask():
+    torch.manual_seed(2)
+    x = torch.ones(300_000, requires_grad=True)
+    y = dropout(x, 0.2)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / keep_probability(0.2)))
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d y_i / d x_i = mask_i / q = y_i for x = 1
+
+
+def test_bf16_uses_the_same_mask():
+    x = torch.randn(1000)
+    torch.manual_seed(3)
+    a = dropout(x, 0.3)
+    torch.manual_seed(3)
+    b = dropout(x.bfloat16(), 0.3)
+    assert torch.equal(a == 0, b == 0)
+    assert torch.allclose(a, b.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_module_contract():
+    x = torch.randn(5, 7)
+    module = Dropout(0.5)
+    assert torch.equal(module.eval()(x), x)  # eval: identity
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    torch.manual_seed(4)
+    first = module.train()(x)
+    torch.manual_seed(4)
+    assert torch.equal(module(x), first)  # seeded: reproducible (exact resume relies on it)
+    with pytest.raises(ValueError):
+        Dropout(1.5)

@@ -1,0 +1,20 @@
+"""The allocator setting is applied once and can be switched off."""
+
+import sys
+
+import pytest
+
+from atento import runtime
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_tune_allocator_is_idempotent(monkeypatch):
+    monkeypatch.setattr(runtime, "_done", False)
+    first = runtime.tune_allocator()
+    assert runtime.tune_allocator() == first
+
+
+def test_opt_out(monkeypatch):
+    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.setenv("ATENTO_MALLOC_TUNING", "0")
+    assert runtime.tune_allocator() is False
