@@ -18,3 +18,7 @@ def test_opt_out(monkeypatch):
     monkeypatch.setattr(runtime, "_done", False)
     monkeypatch.setenv("ATENTO_MALLOC_TUNING", "0")
     assert runtime.tune_allocator() is False
+
+
+def test_native_bf16_is_a_bool():
+    assert isinstance(runtime.native_bf16(), bool)

@@ -1,4 +1,4 @@
-"""Process-wide CPU settings that training and decoding share.
+"""Process-wide CPU settings that training and decoding share, and what the CPU can do.
 
 glibc serves every allocation above 32 MB (the Transformer's (tokens, vocabulary) logits, its
 dropout masks, their gradients) with a fresh `mmap` and returns it with `munmap` when freed, so
@@ -15,6 +15,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+
+import torch
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters from glibc's malloc.h
 _M_MMAP_MAX = -4
@@ -35,3 +37,10 @@ def tune_allocator() -> bool:
         return False
     _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     return _done
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)

@@ -99,7 +99,7 @@ def test_beam_search_would_catch_a_missing_cache_reorder():
 
     def no_cache_reorder(self, index):
         out = original(self, index)
-        if self.caches is not None and index.numel() == self.memory.size(0):
+        if self.caches is not None and index.numel() == self.tgt_ids.size(0):
             out.caches = self.caches  # forgot to reorder the cache (sizes still match)
         return out
 
@@ -225,3 +225,44 @@ def test_bf16_autocast_training_step_keeps_fused_attention_close_to_fp32():
     low.float().sum().backward()  # the fp32 attention path under autocast has a backward
     assert low.dtype == torch.bfloat16
     assert torch.allclose(low.float(), ref, atol=0.1)
+
+
+def test_beams_share_one_copy_of_the_source_side():
+    """Beam expansion and reordering move only the target side; the source side is gathered
+    when a sentence leaves the batch, and arbitrary row picks fall back to one row per row."""
+    model = _model()
+    src, src_mask, tgt = _batch()
+    state = model.init_state(model.encode(src, src_mask))
+    wide = state.index_select(torch.arange(3).repeat_interleave(4))  # B = 3, K = 4
+    assert wide.group == 4 and wide.memory is state.memory and wide.tgt_ids.size(0) == 12
+    _, wide, _ = model.step(tgt[:, 0].repeat_interleave(4), wide)
+    swapped = wide.index_select(torch.tensor([1, 0, 3, 2, 4, 5, 6, 7, 11, 10, 9, 8]))
+    assert swapped.group == 4 and swapped.caches[0].cross_kv is not None
+    assert swapped.caches[0].cross_kv.keys is wide.caches[0].cross_kv.keys
+    torch.testing.assert_close(swapped.caches[0].self_kv.keys[0], wide.caches[0].self_kv.keys[1])
+    two = wide.index_select(torch.tensor([8, 9, 10, 11, 0, 1, 2, 3]))  # sentence 1 finished
+    assert two.group == 4 and two.memory.size(0) == 2
+    torch.testing.assert_close(two.memory[0], state.memory[2])
+    odd = wide.index_select(torch.tensor([5, 0, 1]))
+    assert odd.group == 1 and odd.memory.size(0) == 3
+    torch.testing.assert_close(odd.memory[0], state.memory[1])
+
+
+def test_grouped_step_equals_one_row_per_hypothesis():
+    model = _peaky_model()
+    src, src_mask, tgt = _batch()
+    state = model.init_state(model.encode(src, src_mask))
+    grouped = state.index_select(torch.arange(3).repeat_interleave(2))
+    flat = state.index_select(torch.tensor([0, 0, 1, 1, 2, 2]) + 0)
+    flat.group = 1
+    flat.memory = state.memory.repeat_interleave(2, 0)
+    flat.memory_mask = state.memory_mask.repeat_interleave(2, 0)
+    for c in flat.caches:
+        c.cross_kv = c.cross_kv.index_select(torch.arange(3).repeat_interleave(2))
+    ids = torch.tensor([4, 5, 6, 7, 8, 9])
+    for _ in range(3):
+        a, grouped, wa = model.step(ids, grouped)
+        b, flat, wb = model.step(ids, flat)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(wa, wb, atol=1e-6, rtol=1e-5)
+        ids = a.argmax(-1)

@@ -54,7 +54,11 @@ class KVCache:
 
     def index_select(self, index: Tensor) -> KVCache:
         """Keep / repeat / reorder rows (N) by `index` (N',): beam expansion and pruning."""
-        return KVCache(self.keys.index_select(0, index), self.values.index_select(0, index))
+        return self.map(lambda x: x.index_select(0, index))
+
+    def map(self, fn) -> KVCache:
+        """`fn` applied to the keys and to the values."""
+        return KVCache(fn(self.keys), fn(self.values))
 
 
 class MultiHeadAttention(nn.Module):

@@ -7,9 +7,12 @@
 The searchers see `encode`, `init_state` and `step`, exactly as for the RNN: `step` feeds one
 token per row; with `use_cache` (default) every decoder layer keeps a `LayerCache` in the
 `TransformerState`: self-attention keys/values grow by one step, cross-attention keys/values are
-projected once per source. `state.index_select` reorders every cached tensor when beam search
-expands, prunes or reorders rows. With `use_cache = False` each step re-runs the decoder over
-the whole prefix (the baseline of benchmarks/kv_cache.py); both give the same log-probs.
+projected once per source. The state keeps the source side (memory, mask, cross keys/values)
+once per source sentence and the target side (tokens, self-attention caches) once per
+hypothesis: beam search's K hypotheses of a sentence share one copy, their K queries attend to it
+in one call, and reordering beams moves only the target side (`TransformerState`). With
+`use_cache = False` each step re-runs the decoder over the whole prefix (the baseline of
+benchmarks/kv_cache.py); both give the same log-probs.
 
 The attention returned to search, heatmaps and analysis is the cross-attention of one layer and
 head, chosen with `set_attention_view(layer, head)` (default: last layer, mean over heads).
@@ -34,29 +37,57 @@ from atento.nn.transformer_layers import DecoderLayer, EncoderLayer, LayerCache
 
 @dataclass
 class TransformerState:
-    """Decoder state over N rows; `index_select` keeps / repeats / reorders rows.
+    """Decoder state over N = G * `group` hypothesis rows; `index_select` keeps / repeats /
+    reorders rows.
 
-    memory (N, S, D), memory_mask (N, S) True = real token, tgt_ids (N, t) the tokens fed so far
-    (BOS first; t is the next position), caches: one `LayerCache` per decoder layer, or None
-    when decoding without the cache.
+    Source side, one row per source in use (G rows): memory (G, S, D), memory_mask (G, S) True =
+    real token, and the cross-attention keys/values in `caches`. Hypothesis rows
+    n * group .. n * group + group - 1 all read source row n (beam search: the K beams of a
+    sentence). Target side, one row per hypothesis (N rows): tgt_ids (N, t) the tokens fed so far
+    (BOS first; t is the next position) and the self-attention keys/values in `caches`.
+    caches: one `LayerCache` per decoder layer, or None when decoding without the cache.
     """
 
     memory: Tensor
     memory_mask: Tensor
     tgt_ids: Tensor
     caches: list[LayerCache] | None
+    group: int = 1
 
     @property
     def device(self) -> torch.device:
         return self.memory.device
 
     def index_select(self, index: Tensor) -> TransformerState:
-        caches = None if self.caches is None else [c.index_select(index) for c in self.caches]
+        """Rows `index` (N',). The source side is gathered only when the set of sources changes
+        (a sentence finished) or rows stop forming equal runs per source (then group = 1)."""
+        src = torch.div(index, self.group, rounding_mode="floor")  # (N',) source row per row
+        sources, counts = torch.unique_consecutive(src, return_counts=True)
+        group = int(counts[0]) if bool((counts == counts[0]).all()) else 1
+        if group == 1:
+            sources = src
+        same = sources.numel() == self.memory.size(0) and bool(
+            (sources == torch.arange(sources.numel(), device=sources.device)).all()
+        )
+
+        def source_side(x: Tensor) -> Tensor:
+            return x if same else x.index_select(0, sources)
+
+        caches = None
+        if self.caches is not None:
+            caches = [
+                LayerCache(
+                    self_kv=None if c.self_kv is None else c.self_kv.index_select(index),
+                    cross_kv=None if c.cross_kv is None else c.cross_kv.map(source_side),
+                )
+                for c in self.caches
+            ]  # fmt: skip
         return TransformerState(
-            memory=self.memory.index_select(0, index),
-            memory_mask=self.memory_mask.index_select(0, index),
+            memory=source_side(self.memory),
+            memory_mask=source_side(self.memory_mask),
             tgt_ids=self.tgt_ids.index_select(0, index),
             caches=caches,
+            group=group,
         )
 
 
@@ -132,10 +163,12 @@ class TransformerSeq2Seq(nn.Module):
     def _decode(
         self, ids: Tensor, memory: Tensor, memory_mask: Tensor, *, offset: int = 0,
         caches: list[LayerCache] | None = None, weights_layer: int | None = None,
+        group: int = 1,
     ) -> tuple[Tensor, Tensor | None, list[LayerCache]]:  # fmt: skip
         """ids (B, T) at positions offset.. -> top states (B, T, D) (the output layer's input),
         cross weights (B, H, T, S) of `weights_layer` (or None) and the new caches. `caches` hold
-        positions < offset."""
+        positions < offset. With `group` > 1 (T = 1), memory and its mask have B / group rows,
+        row n serving rows n * group .. n * group + group - 1 of ids."""
         x = self._embed(self.tgt_embed, ids, offset)  # (B, T, D)
         T = ids.size(1)
         # rows offset..offset+T-1 of the causal mask over all offset+T positions: (1, T, P+T)
@@ -146,6 +179,7 @@ class TransformerSeq2Seq(nn.Module):
             x, w, cache = layer(
                 x, memory, self_mask=self_mask, memory_mask=mem_mask,
                 cache=None if caches is None else caches[i], need_weights=i == weights_layer,
+                group=group,
             )  # fmt: skip
             weights = w if i == weights_layer else weights
             new_caches.append(cache)
@@ -204,14 +238,18 @@ class TransformerSeq2Seq(nn.Module):
         if self.use_cache and state.caches is not None:
             h, weights, caches = self._decode(
                 last_ids.unsqueeze(1), state.memory, state.memory_mask, offset=t,
-                caches=state.caches, weights_layer=self.view_layer,
+                caches=state.caches, weights_layer=self.view_layer, group=state.group,
             )  # fmt: skip
         else:  # recompute the whole prefix: the uncached baseline
+            memory, memory_mask = state.memory, state.memory_mask
+            if state.group > 1:
+                memory = memory.repeat_interleave(state.group, dim=0)
+                memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
             h, weights, _ = self._decode(
-                tgt_ids, state.memory, state.memory_mask, weights_layer=self.view_layer
+                tgt_ids, memory, memory_mask, weights_layer=self.view_layer
             )
             caches = None
         log_probs = F.log_softmax(self.output(h[:, -1]).float(), dim=-1)  # (N, V)
         view = self._view(weights)
-        new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches)
+        new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

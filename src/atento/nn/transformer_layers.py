@@ -46,7 +46,7 @@ class LayerCache:
     self_kv: KVCache | None
     cross_kv: KVCache | None
 
-    def index_select(self, index: Tensor) -> LayerCache:
+    def index_select(self, index: Tensor) -> LayerCache:  # rows of both caches, same index
         """Keep / repeat / reorder rows (N) of both caches by `index` (N',)."""
         return LayerCache(
             self_kv=None if self.self_kv is None else self.self_kv.index_select(index),
@@ -92,22 +92,30 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self, x: Tensor, memory: Tensor, *, self_mask: Tensor | None, memory_mask: Tensor,
-        cache: LayerCache | None = None, need_weights: bool = False,
+        cache: LayerCache | None = None, need_weights: bool = False, group: int = 1,
     ) -> tuple[Tensor, Tensor | None, LayerCache]:  # fmt: skip
         """x (B, T, D) target states, memory (B, S, D).
 
         self_mask (1|B, T, T_total) causal mask (None when T = 1 with a cache: a new step may see
         every cached step); memory_mask (B, 1, S). With `cache`, x holds only the new step(s) and
         their keys/values are appended to the cached ones; cross keys/values are reused.
+        `group` > 1 (T = 1): memory, memory_mask and the cross cache have B / group rows, each
+        shared by `group` consecutive rows of x, whose queries then attend to it in one call.
         Returns (B, T, D), the cross-attention weights (B, H, T, S) or None, the new cache.
         """
         cache = cache or LayerCache(None, None)
         y, _, self_kv = self.self_attn(self.res_self.inp(x), mask=self_mask, cache=cache.self_kv)
         x = self.res_self.out(x, y)
+        query = self.res_cross.inp(x)
+        if group > 1:  # (B, 1, D) -> (B / group, group, D): a sentence's beams as query positions
+            query = query.reshape(-1, group, query.size(-1))
         y, weights, cross_kv = self.cross_attn(
-            self.res_cross.inp(x), memory, mask=memory_mask, cache=cache.cross_kv,
-            need_weights=need_weights,
-        )  # fmt: skip
+            query, memory, mask=memory_mask, cache=cache.cross_kv, need_weights=need_weights
+        )
+        if group > 1:
+            y = y.reshape(x.shape)
+            if weights is not None:  # (B / group, H, group, S) -> (B, H, 1, S)
+                weights = weights.transpose(1, 2).reshape(x.size(0), -1, 1, weights.size(-1))
         x = self.res_cross.out(x, y)
         x = self.res_ff.out(x, self.ff(self.res_ff.inp(x)))
         return x, weights, LayerCache(self_kv, cross_kv)
