@@ -2,16 +2,17 @@
 # The lecture's experiments (issue 3, item 6), one command each, run from the repository root:
 #
 #   experiments/run_all.sh a      # attention vs no attention: BLEU by source length
-#   experiments/run_all.sh b      # the seven attention settings, same budget: BLEU, tokens/s, params
+#   experiments/run_all.sh b      # the seven attention settings, same updates: BLEU, tokens/s, params
 #   experiments/run_all.sh c      # BLEU and speed against beam width 1-20 and alpha
 #   experiments/run_all.sh d      # search-error fraction against beam width (+ exact search)
 #   experiments/run_all.sh all    # a, b, c, d in order
 #
-# Budgets are variables: MINUTES=5 experiments/run_all.sh b. Runs go to $RUNS/exp_att_<attention>
-# (b trains all seven; a trains none and additive, which b then reuses); results (JSON,
-# Markdown, PNG) go to experiments/results/. Experiments c and d analyse exp_att_additive, so
-# run a first. Wall-clock budgets depend on the machine: results/machine.txt records it on
-# every call; copy it next to each table in experiments/README.md.
+# Budgets are variables: MINUTES=10 experiments/run_all.sh a, B_STEPS=400 experiments/run_all.sh b.
+# a trains $RUNS/exp_att_{none,additive} for MINUTES each (A_EXTRA adds overrides); b trains
+# $RUNS/exp_b_<attention> for B_STEPS updates each, B_LANES at a time. Results (JSON, Markdown,
+# PNG) go to experiments/results/. Experiments c and d analyse exp_att_additive, so run a first.
+# Wall-clock budgets depend on the machine: results/machine.txt records it on every call; copy
+# it next to each table in experiments/README.md.
 set -euo pipefail
 
 DATA=${DATA:-../shared/data/multi30k}        # relative to the repository root
@@ -34,6 +35,9 @@ ERROR_BEAMS=${ERROR_BEAMS:-1,2,3,5,10,20}
 EXACT_MAX_LEN=${EXACT_MAX_LEN:-12}           # source pieces; exact search only on short ones
 EXACT_SECONDS=${EXACT_SECONDS:-10}           # time limit per sentence
 ATTENTIONS=${ATTENTIONS:-none cosine additive location general dot scaled_dot}
+B_STEPS=${B_STEPS:-700}                      # b: updates per attention setting
+B_LANES=${B_LANES:-2}                        # b: trainings at once
+B_THREADS=${B_THREADS:-1}                    # b: torch threads per training
 
 cd "$(dirname "$0")/.."
 mkdir -p "$RESULTS"
@@ -44,7 +48,7 @@ machine() {
     date -u +"%Y-%m-%d %H:%M UTC"
     echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p') x $(nproc --all) cores"
     echo "torch $($PY -c 'import torch; print(torch.__version__)'), threads $THREADS"
-    echo "budget: $MINUTES min per model; beam $BEAM, alpha $ALPHA"
+    echo "budget: a $MINUTES min per model; b $B_STEPS updates per model, $B_LANES at a time x $B_THREADS thread(s); beam $BEAM, alpha $ALPHA"
   } > "$RESULTS/machine.txt"
 }
 
@@ -54,8 +58,9 @@ train() {  # train ATTENTION: $RUNS/exp_att_ATTENTION from $CONFIG with a $MINUT
     echo "== $out exists, not retraining (delete it to rerun)"
     return
   fi
+  # shellcheck disable=SC2086  # A_EXTRA: more overrides, e.g. "train.max_minutes=0 train.max_steps=2336"
   $ATENTO train "$CONFIG" data.dir="$DATA" model.attention="$1" train.max_minutes="$MINUTES" \
-    train.threads="$THREADS" --out "$out" | tail -n 1 > "$RESULTS/train_$1.json"
+    train.threads="$THREADS" ${A_EXTRA:-} --out "$out" | tail -n 1 > "$RESULTS/train_$1.json"
 }
 
 exp_a() {  # attention vs no attention, BLEU by source length on the test set
@@ -69,19 +74,33 @@ exp_a() {  # attention vs no attention, BLEU by source length on the test set
     --out "$RESULTS/a_bleu_by_length.png" --json > "$RESULTS/a_compare_length.json"
 }
 
+train_b() {  # train_b ATTENTION: $RUNS/exp_b_ATTENTION, $B_STEPS updates on $B_THREADS threads
+  local out=$RUNS/exp_b_$1
+  if [[ ! -f $out/checkpoint_best.pt ]]; then
+    rm -rf "$out"
+    OMP_NUM_THREADS=$B_THREADS $ATENTO train "$CONFIG" data.dir="$DATA" model.attention="$1" \
+      train.max_minutes=0 train.max_steps="$B_STEPS" train.valid_every="$((B_STEPS / 2))" \
+      train.threads="$B_THREADS" --out "$out" | tail -n 1 > "$RESULTS/b_train_$1.json"
+  fi
+  OMP_NUM_THREADS=$B_THREADS $ATENTO evaluate "$out" --src "$TEST_SRC" --ref "$TEST_REF" \
+    --beam "$BEAM" --alpha "$ALPHA" --json > "$RESULTS/b_eval_$1.json"
+}
+
 exp_b() {  # every attention setting with the same budget: BLEU, training tokens/s, parameters
+  # A step budget (the same number of updates for all seven, whatever the machine's load), run
+  # $B_LANES at a time on $B_THREADS thread(s) each; tokens/s are measured under that load.
   for att in $ATTENTIONS; do
-    train "$att"
-    $ATENTO evaluate "$RUNS/exp_att_$att" --src "$TEST_SRC" --ref "$TEST_REF" --beam "$BEAM" \
-      --alpha "$ALPHA" --json > "$RESULTS/b_eval_$att.json"
+    while (( $(jobs -rp | wc -l) >= B_LANES )); do wait -n; done
+    train_b "$att" > "$RUNS/exp_b_$att.log" 2>&1 &
   done
+  wait
   RESULTS=$RESULTS ATTENTIONS=$ATTENTIONS $PY - > "$RESULTS/b_table.md" <<'PYEOF'
 import json, os
 res = os.environ["RESULTS"]
 print("| attention | test BLEU | chrF | train tokens/s | parameters | steps | best val BLEU |")
 print("|---|---|---|---|---|---|---|")
 for att in os.environ["ATTENTIONS"].split():
-    t = json.load(open(f"{res}/train_{att}.json"))
+    t = json.load(open(f"{res}/b_train_{att}.json"))
     e = json.load(open(f"{res}/b_eval_{att}.json"))
     print(f"| {att} | {e['bleu']:.2f} | {e['chrf']:.2f} | {t['tokens_per_second']:.0f} "
           f"| {t['parameters']:,} | {t['steps']} | {t['best_bleu']:.2f} |")
