@@ -22,3 +22,14 @@ def test_opt_out(monkeypatch):
 
 def test_native_bf16_is_a_bool():
     assert isinstance(runtime.native_bf16(), bool)
+
+
+def test_onednn_kernel_cache_is_capped_unless_set(monkeypatch):
+    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    runtime.tune_allocator()
+    assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
+    runtime.tune_allocator()
+    assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "256"

@@ -6,7 +6,8 @@ each training step page-faults its way through hundreds of megabytes of new zero
 malloc to take large blocks from the heap and to keep freed memory there (as jemalloc or
 tcmalloc would) made a Transformer training step ~15 % faster on this project's 2-core machine
 (benchmarks/README.md). Peak memory is unchanged: freed blocks are reused, not leaked.
-Set ATENTO_MALLOC_TUNING=0 to keep the system's defaults.
+Set ATENTO_MALLOC_TUNING=0 to keep the system's defaults. The same call caps oneDNN's
+kernel cache (see `tune_allocator`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def tune_allocator() -> bool:
     global _done
     if _done:
         return True
+    # oneDNN (bf16 matrix products) caches compiled kernels per shape, 1,024 by default; with a
+    # new batch shape every step that grew a bf16 training run to 13 GB. 16 kept it at 3 GB at
+    # the same speed (benchmarks/README.md). An explicit setting in the environment wins.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     if not sys.platform.startswith("linux") or os.environ.get("ATENTO_MALLOC_TUNING") == "0":
         return False
     try:
