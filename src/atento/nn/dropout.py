@@ -10,6 +10,8 @@ On other devices (CUDA's fused kernels are already fast) this is `F.dropout`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,9 +26,7 @@ def keep_probability(p: float) -> float:
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
     """A BoolTensor of `shape`, True with probability `keep_probability(p)` per element."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # all 64 bits
     threshold = round(p * _LANES) - _LANES // 2  # int16 lanes are uniform on -32768..32767
     return (words.view(torch.int16)[:n] >= threshold).view(shape)

@@ -41,17 +41,11 @@ class Residual(nn.Module):
 @dataclass
 class LayerCache:
     """One decoder layer's caches: self-attention keys/values of the steps decoded so far
-    (N, H, t, Dh) and cross-attention keys/values of the source (N, H, S, Dh)."""
+    (N, H, t, Dh), one row per hypothesis, and cross-attention keys/values of the source
+    (G, H, S, Dh), one row per source sentence (see `TransformerState`)."""
 
     self_kv: KVCache | None
     cross_kv: KVCache | None
-
-    def index_select(self, index: Tensor) -> LayerCache:  # rows of both caches, same index
-        """Keep / repeat / reorder rows (N) of both caches by `index` (N',)."""
-        return LayerCache(
-            self_kv=None if self.self_kv is None else self.self_kv.index_select(index),
-            cross_kv=None if self.cross_kv is None else self.cross_kv.index_select(index),
-        )
 
 
 class EncoderLayer(nn.Module):
