@@ -25,6 +25,7 @@ def test_nested_override_into_split_files():
         ("modle.dropout=0.1", "unknown key modle (did you mean model?)"),
         ("model.hidden_size=abc", "model.hidden_size must be int"),
         ("model.attention=foo", "model.attention='foo' is not valid"),
+        ("train.ema_decay=1.0", "train.ema_decay=1.0 is not valid"),
         ("train", "must look like key.path=value"),
         ("data.train=x", "data.train is a section"),
     ],

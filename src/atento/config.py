@@ -98,6 +98,7 @@ class TrainConfig:
     seed: int = 1
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
     bf16: bool = False  # bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16 / AMX)
+    ema_decay: float = 0.0  # > 0: validate, keep and translate an exponential moving average
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Config:
             ),
             (0.0 <= self.model.dropout < 1.0, "model.dropout", "a value in [0, 1)"),
             (self.train.batch_tokens > 0, "train.batch_tokens", "a positive number"),
+            (0.0 <= self.train.ema_decay < 1.0, "train.ema_decay", "a value in [0, 1)"),
             (self.search.beam >= 1, "search.beam", "at least 1"),
             (
                 1 <= self.search.nbest <= self.search.beam,

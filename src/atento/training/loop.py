@@ -43,6 +43,7 @@ from atento.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from atento.training.ema import WeightAverage
 from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu
 from atento.training.schedule import warmup_inverse_sqrt
@@ -107,6 +108,8 @@ class Trainer:
             pair_lengths(self.train_pairs), batch_tokens=cfg.train.batch_tokens, shuffle=True,
             seed=cfg.train.seed,
         )  # fmt: skip
+        decay = cfg.train.ema_decay
+        self.ema = WeightAverage(self.model, decay) if decay > 0 else None
         self.state = Progress()
         if ckpt is not None:
             self._restore(ckpt)
@@ -165,7 +168,12 @@ class Trainer:
         return train, valid, refs
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        # with an average, "model" holds the averaged weights and "train_model" the raw ones
+        self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        if self.ema is not None and "train_model" in ckpt:
+            self.ema.load(ckpt["model"], ckpt["ema_updates"])
+        elif self.ema is not None:  # averaging switched on at resume: start from these weights
+            self.ema = WeightAverage(self.model, self.ema.decay)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state = Progress(**ckpt["progress"])
@@ -180,6 +188,11 @@ class Trainer:
             "step": self.state.step,
             "progress": dict(vars(self.state)),
         }
+        if self.ema is not None:  # translation loads "model": the averaged weights
+            payload["model"] = self.ema.averaged_state_dict()
+            if full:
+                payload["train_model"] = self.model.state_dict()
+                payload["ema_updates"] = self.ema.updates
         if full:
             payload["optimizer"] = self.optimizer.state_dict()
             payload["scheduler"] = self.scheduler.state_dict()
@@ -206,11 +219,20 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         return float(loss.detach())
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Teacher-forced loss / perplexity and greedy BLEU on the validation set."""
+        """Teacher-forced loss / perplexity and greedy BLEU on the validation set (of the
+        averaged weights when train.ema_decay > 0)."""
+        if self.ema is None:
+            return self._validate()
+        with self.ema.applied():
+            return self._validate()
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
         self.model.eval()
         total, tokens = 0.0, 0
         sampler = TokenBatchSampler(

@@ -1,0 +1,92 @@
+"""The weight average: the update rule by hand, swapping in and out, checkpoints and resuming."""
+
+import pytest
+import torch
+from torch import nn
+
+from atento.config import load_config
+from atento.inference import load_run
+from atento.training.checkpoint import BEST, LAST, load_checkpoint
+from atento.training.ema import WeightAverage, ema_decay_at
+from atento.training.loop import Trainer
+from conftest import CONFIGS
+
+BASE = ["train.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(5, 3)
+        self.out = nn.Linear(3, 5, bias=False)
+        self.out.weight = self.embed.weight  # one parameter under two names
+        self.register_buffer("fixed", torch.arange(3.0))
+
+
+def test_decay_ramp():
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 90) == pytest.approx(91 / 100)
+    assert ema_decay_at(0.999, 10**6) == 0.999
+
+
+def test_update_matches_the_formula_by_hand():
+    model = Tied()
+    w0 = model.embed.weight.detach().clone()
+    avg = WeightAverage(model, decay=0.5)
+    w1, w2 = torch.randn(5, 3), torch.randn(5, 3)
+    with torch.no_grad():
+        model.embed.weight.copy_(w1)
+    avg.update()  # d = 2/11
+    with torch.no_grad():
+        model.embed.weight.copy_(w2)
+    avg.update()  # d = min(0.5, 3/12) = 0.25
+    d1, d2 = 2 / 11, 0.25
+    expected = d2 * (d1 * w0 + (1 - d1) * w1) + (1 - d2) * w2
+    state = avg.averaged_state_dict()
+    torch.testing.assert_close(state["embed.weight"], expected)
+    torch.testing.assert_close(state["out.weight"], expected)  # the tied name too
+    assert torch.equal(state["fixed"], torch.arange(3.0))  # buffers pass through
+    assert torch.equal(model.embed.weight, w2)  # the raw weights are untouched
+
+
+def test_applied_swaps_in_and_restores_exactly():
+    model = Tied()
+    avg = WeightAverage(model, decay=0.9)
+    raw = torch.randn(5, 3)
+    with torch.no_grad():
+        model.embed.weight.copy_(raw)
+    avg.update()
+    averaged = avg.averaged_state_dict()["embed.weight"]
+    with avg.applied():
+        assert torch.equal(model.embed.weight, averaged)
+        assert model.out.weight is model.embed.weight
+    assert torch.equal(model.embed.weight, raw)
+
+
+def test_training_with_an_average_checkpoints_resumes_and_translates(tmp_path):
+    args = [*BASE, "train.ema_decay=0.9"]
+    full = load_config(CONFIGS / "toy_dates.yaml", [*args, "train.max_steps=16"])
+    Trainer(full, tmp_path / "full", progress=False).fit()
+    half = load_config(CONFIGS / "toy_dates.yaml", [*args, "train.max_steps=9"])
+    Trainer(half, tmp_path / "split", progress=False).fit()
+    Trainer(full, tmp_path / "split", resume=True, progress=False).fit()
+
+    a, b = load_checkpoint(tmp_path / "full" / LAST), load_checkpoint(tmp_path / "split" / LAST)
+    for key in ("model", "train_model"):  # averaged and raw weights both resume exactly
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0, msg=name)
+    assert b["ema_updates"] == 16
+    name = next(k for k in a["model"] if k.endswith("weight"))
+    assert not torch.equal(a["model"][name], a["train_model"][name])
+    # the best checkpoint and translation use the averaged weights
+    assert set(load_checkpoint(tmp_path / "full" / BEST)) >= {"model"}
+    assert "train_model" not in load_checkpoint(tmp_path / "full" / BEST)
+    loaded = load_run(tmp_path / "full", which="last")
+    state = loaded.model.state_dict()
+    torch.testing.assert_close(state[name], a["model"][name], rtol=0, atol=0)
+
+
+def test_no_average_by_default(tmp_path):
+    cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=3"])
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    assert "train_model" not in load_checkpoint(tmp_path / "r" / LAST)
