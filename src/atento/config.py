@@ -109,6 +109,7 @@ class SearchConfig:
     max_len_a: float = 1.5  # maximum output length = a * source length + b
     max_len_b: int = 10
     batch_size: int = 64  # sentences per decoding batch
+    bf16: bool = False  # bfloat16 autocast while decoding (CPUs with AMX / AVX-512 BF16)
 
 
 @dataclass

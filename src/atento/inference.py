@@ -31,6 +31,11 @@ class Translator:
     src_tok: Tokenizer
     tgt_tok: Tokenizer
     search: SearchConfig
+    attention: bool = False  # keep every hypothesis's attention rows (heatmaps); off is faster
+
+    def with_attention(self, keep: bool = True) -> Translator:
+        """A translator whose hypotheses carry their attention rows (or not)."""
+        return replace(self, attention=keep)
 
     def with_search(self, **changes) -> Translator:
         """A translator with some search settings changed (None values are ignored)."""
@@ -49,6 +54,13 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """Like `translate` but for already-encoded sources (ids without EOS)."""
         self.model.eval()
+        self.model.need_attention = self.attention
+        cfg = self.search
+        device = next(self.model.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16):
+            return self._translate_ids(src, progress=progress)
+
+    def _translate_ids(self, src: list[list[int]], *, progress: bool) -> list[list[Hypothesis]]:
         cfg = self.search
         order = sorted(range(len(src)), key=lambda i: len(src[i]))
         results: list[list[Hypothesis]] = [[] for _ in src]

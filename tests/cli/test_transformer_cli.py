@@ -74,3 +74,37 @@ def test_layer_and_head_are_refused_for_rnn_runs(toy_run, tmp_path, capsys):
     code = main(["attention", str(toy_run), DATES[0], "--out", str(tmp_path / "x.png"),
                  "--layer", "0"])  # fmt: skip
     assert code == 2 and "Transformer runs" in capsys.readouterr().err
+
+
+def test_attention_rows_are_kept_only_when_asked_for(tf_run):
+    from atento.inference import load_run
+
+    translator = load_run(tf_run).translator().with_search(beam=3, nbest=3)
+    plain = translator.translate(DATES)
+    kept = translator.with_attention().translate(DATES)
+    for a, b in zip(plain, kept, strict=True):
+        assert [h.tokens for h in a] == [h.tokens for h in b]  # the same search either way
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+        assert all(h.attention is None for h in a)
+        assert all(h.attention.shape[0] == h.length for h in b)
+
+
+def test_bf16_decoding_through_the_cli(tf_run, files, capsys):
+    from atento.inference import load_run
+
+    src, ref = files
+    args = ["evaluate", str(tf_run), "--src", str(src), "--ref", str(ref), "--json"]
+    assert main([*args, "--bf16"]) == 0
+    bf16 = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-bf16"]) == 0
+    fp32 = json.loads(capsys.readouterr().out)
+    assert bf16["sentences"] == fp32["sentences"] == 3
+    # bf16 matrix products: scores near the fp32 ones (the search itself stays in fp32)
+    translator = load_run(tf_run).translator().with_search(beam=3)
+    a = translator.translate(DATES)
+    b = translator.with_search(bf16=True).translate(DATES)
+    same = [(x[0], y[0]) for x, y in zip(a, b, strict=True) if x[0].tokens == y[0].tokens]
+    assert len(same) >= 2
+    for x, y in same:
+        assert y.score == pytest.approx(x.score, abs=0.05 * x.length + 0.05)
+    assert any(x.score != y.score for x, y in same)  # bf16 really ran

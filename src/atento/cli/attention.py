@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
     loaded = load_run(args.run_dir)
     _choose_view(loaded, args)
-    translator = configured(loaded.translator(), args)
+    translator = configured(loaded.translator(), args).with_attention()
     sentences = read_input(args.src) if args.src else [args.sentence]
     if not any(s.strip() for s in sentences):
         raise AtentoError("empty input: no source sentence to decode")

@@ -16,6 +16,10 @@ def add_search_args(parser: argparse.ArgumentParser, *, nbest: bool = False) -> 
     parser.add_argument("--beam", type=int, help="beam width K (1 = greedy); default: config")
     parser.add_argument("--alpha", type=float, help="length normalisation score/Ty^alpha")
     parser.add_argument("--batch-size", type=int, help="sentences per decoding batch")
+    parser.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction,
+        help="bfloat16 autocast while decoding (fast on CPUs with AMX); default: config",
+    )  # fmt: skip
     if nbest:
         parser.add_argument("--nbest", type=int, help="hypotheses per sentence (<= beam)")
 
@@ -24,7 +28,7 @@ def configured(translator: Translator, args: argparse.Namespace) -> Translator:
     """Apply --beam/--alpha/--nbest/--batch-size to a translator, checking their ranges."""
     t = translator.with_search(
         beam=args.beam, alpha=args.alpha, batch_size=args.batch_size,
-        nbest=getattr(args, "nbest", None),
+        nbest=getattr(args, "nbest", None), bf16=getattr(args, "bf16", None),
     )  # fmt: skip
     s = t.search
     if s.beam < 1:

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = translator.best_strings([s for s, _ in test], progress=True)
     exact = sum(o == t for o, t in zip(outputs, (t for _, t in test), strict=True)) / len(test)
 
-    shown = translator.translate(SHOWCASE)
+    shown = translator.with_attention().translate(SHOWCASE)
     print("\nexamples:")
     for src, hyps in zip(SHOWCASE, shown, strict=True):
         print(f"  {src:<28} -> {loaded.tgt_tok.decode(hyps[0].tokens)}")

@@ -210,6 +210,7 @@ class RNNSeq2Seq(nn.Module):
             if emb_size != hidden_size:
                 raise ValueError("model.tie_embeddings needs emb_size == hidden_size")
             self.decoder.output.weight = self.decoder.embed.weight
+        self.need_attention = True  # False: `step` returns no weights (none kept by the search)
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
         return self.encoder(src_ids, src_mask)
@@ -234,4 +235,6 @@ class RNNSeq2Seq(nn.Module):
         """One incremental step: last_ids (N,) -> log-probs (N, V), new state, weights (N, S)."""
         logits, state, weights = self.decoder(last_ids.unsqueeze(1), state)
         log_probs = F.log_softmax(logits.squeeze(1).float(), dim=-1)
-        return log_probs, state, None if weights is None else weights.squeeze(1)
+        if weights is None or not self.need_attention:
+            return log_probs, state, None
+        return log_probs, state, weights.squeeze(1)

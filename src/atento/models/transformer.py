@@ -127,6 +127,7 @@ class TransformerSeq2Seq(nn.Module):
         if share_embeddings or tie_embeddings:
             self.output.weight = self.tgt_embed.weight
         self.use_cache = True  # False: every step re-runs the decoder over the whole prefix
+        self.need_attention = True  # False: `step` returns no weights (the fused path, faster)
         self.view_layer, self.view_head = layers - 1, None
 
     def _reset_parameters(self) -> None:
@@ -234,20 +235,19 @@ class TransformerSeq2Seq(nn.Module):
         The new token sits at position t = tokens decoded so far (BOS is position 0).
         """
         t = state.tgt_ids.size(1)
+        view_layer = self.view_layer if self.need_attention else None
         tgt_ids = torch.cat([state.tgt_ids, last_ids.unsqueeze(1)], dim=1)  # (N, t+1)
         if self.use_cache and state.caches is not None:
             h, weights, caches = self._decode(
                 last_ids.unsqueeze(1), state.memory, state.memory_mask, offset=t,
-                caches=state.caches, weights_layer=self.view_layer, group=state.group,
+                caches=state.caches, weights_layer=view_layer, group=state.group,
             )  # fmt: skip
         else:  # recompute the whole prefix: the uncached baseline
             memory, memory_mask = state.memory, state.memory_mask
             if state.group > 1:
                 memory = memory.repeat_interleave(state.group, dim=0)
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
-            h, weights, _ = self._decode(
-                tgt_ids, memory, memory_mask, weights_layer=self.view_layer
-            )
+            h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=view_layer)
             caches = None
         log_probs = F.log_softmax(self.output(h[:, -1]).float(), dim=-1)  # (N, V)
         view = self._view(weights)
