@@ -234,7 +234,7 @@ class RNNSeq2Seq(nn.Module):
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """One incremental step: last_ids (N,) -> log-probs (N, V), new state, weights (N, S)."""
         logits, state, weights = self.decoder(last_ids.unsqueeze(1), state)
-        log_probs = F.log_softmax(logits.squeeze(1).float(), dim=-1)
+        log_probs = F.log_softmax(logits.squeeze(1), dim=-1, dtype=torch.float32)
         if weights is None or not self.need_attention:
             return log_probs, state, None
         return log_probs, state, weights.squeeze(1)

@@ -249,7 +249,7 @@ class TransformerSeq2Seq(nn.Module):
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
             h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=view_layer)
             caches = None
-        log_probs = F.log_softmax(self.output(h[:, -1]).float(), dim=-1)  # (N, V)
+        log_probs = F.log_softmax(self.output(h[:, -1]), dim=-1, dtype=torch.float32)  # (N, V)
         view = self._view(weights)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

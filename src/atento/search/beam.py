@@ -30,7 +30,7 @@ from torch import Tensor
 from atento.errors import AtentoError
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, max_lengths, resolve_device
+from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, resolve_device, top_k
 
 
 class _Candidates(NamedTuple):
@@ -106,13 +106,15 @@ class _Beams:
         )
 
 
-def _top_candidates(beam_log_prob: Tensor, log_probs: Tensor) -> _Candidates:
-    """beam_log_prob (A, K) + log_probs (A*K, V) -> the best 2K of the K*V extensions."""
+def _top_candidates(beam_log_prob: Tensor, log_probs: Tensor, banned: Tensor) -> _Candidates:
+    """beam_log_prob (A, K) + log_probs (A*K, V) -> the best 2K of the K*V extensions; the
+    token ids `banned` are never proposed."""
     A, K = beam_log_prob.shape
     V = log_probs.size(-1)
     step = log_probs.reshape(A, K * V)  # (A, K*V)
-    total = (beam_log_prob[:, :, None] + log_probs.reshape(A, K, V)).reshape(A, K * V)
-    top_lp, flat = total.topk(min(2 * K, K * V), dim=1)  # (A, 2K), sorted best first
+    total = beam_log_prob[:, :, None] + log_probs.reshape(A, K, V).float()  # (A, K, V), new
+    total.index_fill_(2, banned, float("-inf"))
+    top_lp, flat = top_k(total.view(A, K * V), min(2 * K, K * V))  # (A, 2K), best first
     return _Candidates(top_lp, flat // V, flat % V, step.gather(1, flat))
 
 
@@ -219,12 +221,15 @@ def beam_search(
     beams = _Beams.start(B, K, device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     last_ids = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    banned: Tensor | None = None
     for t in range(int(lens.max()) if B else 0):
         log_probs, state, attention = step_fn(last_ids, state)  # (A*K, V), (A*K, S)
-        log_probs = ban_specials(log_probs, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+        if banned is None:
+            ids = banned_ids(log_probs.size(-1), pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+            banned = torch.tensor(ids, dtype=torch.long, device=device)
         A = beams.active.numel()
         attention = None if attention is None else attention.float().view(A, K, -1)
-        cand = _top_candidates(beams.log_prob, log_probs)  # (A, 2K)
+        cand = _top_candidates(beams.log_prob, log_probs, banned)  # (A, 2K)
         _finish_eos(beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty)
         chosen = _continuing(cand, K, eos_id)  # (A, K)
         parent = cand.beam.gather(1, chosen)  # (A, K)
