@@ -90,3 +90,23 @@ def test_no_average_by_default(tmp_path):
     cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=3"])
     Trainer(cfg, tmp_path / "r", progress=False).fit()
     assert "train_model" not in load_checkpoint(tmp_path / "r" / LAST)
+
+
+def test_ema_gain_script_compares_both_weights(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=8", "train.ema_decay=0.9"])
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("9 April 1974\n1. Dez. 1960\n")
+    ref.write_text("1974-04-09\n1960-12-01\n")
+    script = ROOT / "experiments" / "ema_gain.py"
+    args = [sys.executable, str(script), str(tmp_path / "r"), "--src", str(src), "--ref", str(ref)]
+    out = subprocess.run([*args, "--beam", "2"], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["step"] == 8 and report["beam"] == 2
+    assert set(report["average"]) == set(report["raw"]) == {"bleu", "chrf"}
