@@ -110,6 +110,7 @@ class SearchConfig:
     max_len_b: int = 10
     batch_size: int = 64  # sentences per decoding batch
     bf16: bool = False  # bfloat16 autocast while decoding (CPUs with AMX / AVX-512 BF16)
+    workers: int = 1  # batches decoded at once, on threads sharing torch's threads out
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Config:
             (self.train.batch_tokens > 0, "train.batch_tokens", "a positive number"),
             (0.0 <= self.train.ema_decay < 1.0, "train.ema_decay", "a value in [0, 1)"),
             (self.search.beam >= 1, "search.beam", "at least 1"),
+            (self.search.workers >= 1, "search.workers", "at least 1"),
             (
                 1 <= self.search.nbest <= self.search.beam,
                 "search.nbest",

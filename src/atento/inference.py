@@ -9,6 +9,7 @@ the step function and nothing else.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,39 +57,56 @@ class Translator:
         self.model.eval()
         self.model.need_attention = self.attention
         cfg = self.search
-        device = next(self.model.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return self._translate_ids(src, progress=progress)
-
-    def _translate_ids(self, src: list[list[int]], *, progress: bool) -> list[list[Hypothesis]]:
-        cfg = self.search
         order = sorted(range(len(src)), key=lambda i: len(src[i]))
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         results: list[list[Hypothesis]] = [[] for _ in src]
-        penalty = LengthPenalty(cfg.alpha)
         bar = tqdm(total=len(src), desc="decoding", unit="sent", disable=not progress, leave=False)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            src_ids, src_mask = collate_sources([src[i] for i in idx])
-            max_len = torch.tensor(
-                [math.ceil(cfg.max_len_a * len(src[i]) + cfg.max_len_b) for i in idx]
-            ).clamp(min=1)
-            state = self.model.init_state(self.model.encode(src_ids, src_mask))
-            if cfg.beam == 1:
-                hyps = greedy_search(
-                    self.model.step, state, batch_size=len(idx), max_len=max_len,
-                    length_penalty=penalty,
-                )  # fmt: skip
-                nbest = [[h] for h in hyps]
-            else:
-                nbest = beam_search(
-                    self.model.step, state, batch_size=len(idx), beam_size=cfg.beam,
-                    max_len=max_len, length_penalty=penalty, nbest=cfg.nbest,
-                )  # fmt: skip
-            for i, hyps in zip(idx, nbest, strict=True):
+
+        def decode(batch: list[int]) -> None:
+            for i, hyps in zip(batch, self._decode_batch([src[i] for i in batch]), strict=True):
                 results[i] = hyps
-            bar.update(len(idx))
+            bar.update(len(batch))
+
+        workers = min(cfg.workers, len(batches))
+        if workers <= 1:
+            for batch in batches:
+                decode(batch)
+        else:  # whole batches on `workers` threads, torch's threads shared out among them
+            threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, threads // workers))
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(decode, batches))
+            finally:
+                torch.set_num_threads(threads)
         bar.close()
         return results
+
+    def _decode_batch(self, sources: list[list[int]]) -> list[list[Hypothesis]]:
+        """n-best lists for one batch (autocast and no_grad are per thread, so set here)."""
+        cfg = self.search
+        device = next(self.model.parameters()).device.type
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16):
+            return self._search(sources)
+
+    def _search(self, sources: list[list[int]]) -> list[list[Hypothesis]]:
+        cfg = self.search
+        penalty = LengthPenalty(cfg.alpha)
+        src_ids, src_mask = collate_sources(sources)
+        max_len = torch.tensor(
+            [math.ceil(cfg.max_len_a * len(s) + cfg.max_len_b) for s in sources]
+        ).clamp(min=1)
+        state = self.model.init_state(self.model.encode(src_ids, src_mask))
+        if cfg.beam == 1:
+            hyps = greedy_search(
+                self.model.step, state, batch_size=len(sources), max_len=max_len,
+                length_penalty=penalty,
+            )  # fmt: skip
+            return [[h] for h in hyps]
+        return beam_search(
+            self.model.step, state, batch_size=len(sources), beam_size=cfg.beam,
+            max_len=max_len, length_penalty=penalty, nbest=cfg.nbest,
+        )  # fmt: skip
 
     def best_strings(self, sentences: list[str], *, progress: bool = False) -> list[str]:
         """The detokenised best hypothesis of each sentence."""

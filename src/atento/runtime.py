@@ -6,8 +6,8 @@ each training step page-faults its way through hundreds of megabytes of new zero
 malloc to take large blocks from the heap and to keep freed memory there (as jemalloc or
 tcmalloc would) made a Transformer training step ~15 % faster on this project's 2-core machine
 (benchmarks/README.md). Peak memory is unchanged: freed blocks are reused, not leaked.
-Set ATENTO_MALLOC_TUNING=0 to keep the system's defaults. The same call caps oneDNN's
-kernel cache (see `tune_allocator`).
+Set ATENTO_MALLOC_TUNING=0 to keep the system's defaults. Training also caps oneDNN's kernel
+cache (`cap_kernel_cache`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ def tune_allocator() -> bool:
     global _done
     if _done:
         return True
-    # oneDNN (bf16 matrix products) caches compiled kernels per shape, 1,024 by default; with a
-    # new batch shape every step that grew a bf16 training run to 13 GB. 16 kept it at 3 GB at
-    # the same speed (benchmarks/README.md). An explicit setting in the environment wins.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     if not sys.platform.startswith("linux") or os.environ.get("ATENTO_MALLOC_TUNING") == "0":
         return False
     try:
@@ -42,6 +38,18 @@ def tune_allocator() -> bool:
         return False
     _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     return _done
+
+
+def cap_kernel_cache(capacity: int = 16) -> None:
+    """Cap oneDNN's cache of compiled kernels (call before the first matrix product).
+
+    oneDNN (bf16 matrix products) caches a kernel per shape, 1,024 by default; with a new batch
+    shape at every training step that grew a bf16 run to 13 GB, and 16 kept it at 3 GB at the
+    same speed. Decoding keeps the default: its few hundred shapes (rows x width) recur in every
+    batch, and with 16 it rebuilt kernels and decoded ~12 % slower (benchmarks/README.md). An
+    explicit setting in the environment wins.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
 
 
 def native_bf16() -> bool:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from atento.cli.main import main
@@ -108,3 +109,27 @@ def test_bf16_decoding_through_the_cli(tf_run, files, capsys):
     for x, y in same:
         assert y.score == pytest.approx(x.score, abs=0.05 * x.length + 0.05)
     assert any(x.score != y.score for x, y in same)  # bf16 really ran
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_worker_threads_decode_exactly_as_one(tf_run, bf16):
+    from atento.inference import load_run
+
+    sentences = DATES * 7  # 21 sentences: batches of 4 on 3 threads
+    translator = load_run(tf_run).translator().with_search(beam=3, batch_size=4, bf16=bf16)
+    one = translator.translate(sentences)
+    threads = torch.get_num_threads()
+    many = translator.with_search(workers=3).translate(sentences)
+    assert torch.get_num_threads() == threads  # torch's thread count is given back
+    for a, b in zip(one, many, strict=True):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == [h.score for h in b]
+
+
+def test_workers_through_the_cli(tf_run, files, capsys):
+    src, ref = files
+    args = ["evaluate", str(tf_run), "--src", str(src), "--ref", str(ref), "--json"]
+    assert main([*args, "--workers", "2", "--batch-size", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["sentences"] == 3
+    assert main([*args, "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

@@ -99,7 +99,9 @@ def test_ema_gain_script_compares_both_weights(tmp_path):
 
     from conftest import ROOT
 
-    cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=8", "train.ema_decay=0.9"])
+    cfg = load_config(
+        CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=8", "train.ema_decay=0.9"]
+    )
     Trainer(cfg, tmp_path / "r", progress=False).fit()
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     src.write_text("9 April 1974\n1. Dez. 1960\n")

@@ -20,6 +20,9 @@ def add_search_args(parser: argparse.ArgumentParser, *, nbest: bool = False) -> 
         "--bf16", action=argparse.BooleanOptionalAction,
         help="bfloat16 autocast while decoding (fast on CPUs with AMX); default: config",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, help="batches decoded at once on threads (default: config)"
+    )
     if nbest:
         parser.add_argument("--nbest", type=int, help="hypotheses per sentence (<= beam)")
 
@@ -29,6 +32,7 @@ def configured(translator: Translator, args: argparse.Namespace) -> Translator:
     t = translator.with_search(
         beam=args.beam, alpha=args.alpha, batch_size=args.batch_size,
         nbest=getattr(args, "nbest", None), bf16=getattr(args, "bf16", None),
+        workers=getattr(args, "workers", None),
     )  # fmt: skip
     s = t.search
     if s.beam < 1:
@@ -37,6 +41,8 @@ def configured(translator: Translator, args: argparse.Namespace) -> Translator:
         raise AtentoError(f"--alpha must be >= 0, got {s.alpha}")
     if s.batch_size < 1:
         raise AtentoError(f"--batch-size must be at least 1, got {s.batch_size}")
+    if s.workers < 1:
+        raise AtentoError(f"--workers must be at least 1, got {s.workers}")
     if getattr(args, "nbest", None) is None:
         t = t.with_search(nbest=min(s.nbest, s.beam))
     elif not 1 <= s.nbest <= s.beam:

@@ -34,7 +34,7 @@ from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.inference import Translator
 from atento.models.factory import build_model, count_parameters
-from atento.runtime import native_bf16, tune_allocator
+from atento.runtime import cap_kernel_cache, native_bf16, tune_allocator
 from atento.training.checkpoint import (
     BEST,
     LAST,
@@ -87,6 +87,7 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         tune_allocator()
+        cap_kernel_cache()
         if cfg.train.bf16 and not native_bf16():
             self.log(
                 "warning: train.bf16 is on, but this CPU has no AMX / AVX512-BF16: bf16 is emulated"
