@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Beam-5 decoding of test_2016_flickr, 32 sentences per batch, two threads, side by side:
 # OpenNMT-py 3.5.1 (PyTorch) and CTranslate2 (C++) on the same OpenNMT-py (T) weights, atento (T)
-# in fp32 and with bf16 autocast (search.bf16). Each decoder runs alone, one after the other;
+# in fp32, with bf16 autocast (search.bf16) and with two batches at once on one thread each
+# (--workers 2; CTranslate2's inter_threads=2 for comparison). Each decoder runs alone, in turn;
 # run it on an otherwise idle machine. Output pieces/s = SentencePiece pieces of the best
 # hypotheses (EOS not counted) / seconds spent translating (model loading excluded).
 #
@@ -38,10 +39,26 @@ for r in $(seq "$REPEATS"); do
   echo "onmt fp32 beam 5 (run $r): ${secs}s, $(pieces_per_s "$onmt_dir/test.beam5" "$secs")" | tee -a "$OUT"
   "$WORK/onmt-venv/bin/python" "$PEERS/ct2_decode.py" "$WORK" "$onmt_dir/ct2" "$onmt_dir/ct2test" \
     test_2016_flickr float32,int8 5 2>&1 | grep '^ct2 ' | sed "s/^/(run $r) /" | tee -a "$OUT"
-  for bf16 in no-bf16 bf16; do
+  # CTranslate2 with two batches at once, one thread each (inter_threads=2, intra_threads=1)
+  "$WORK/onmt-venv/bin/python" - "$WORK" "$onmt_dir/ct2" <<'PY' 2>&1 | grep '^ct2 ' | sed "s/^/(run $r) /" | tee -a "$OUT"
+import os, sys, time
+import ctranslate2
+work, mdir = sys.argv[1:3]
+src = [l.split() for l in open(os.path.join(work, "data", "test_2016_flickr.sp.fr"), encoding="utf-8")]
+tr = ctranslate2.Translator(mdir, device="cpu", compute_type="float32", intra_threads=1, inter_threads=2)
+tr.translate_batch(src[:64], beam_size=5, max_batch_size=32)
+t0 = time.perf_counter()
+res = tr.translate_batch(src, beam_size=5, max_batch_size=32, batch_type="examples", max_decoding_length=100)
+dt = time.perf_counter() - t0
+n = sum(len(x.hypotheses[0]) for x in res)
+print(f"ct2 float32 inter_threads=2 beam 5: {len(src)/dt:.1f} sent/s ({dt:.2f}s), {n/dt:.0f} out tok/s")
+PY
+  for variant in "fp32|--no-bf16" "bf16|--bf16" "bf16 workers=2|--bf16 --workers 2"; do
+    label=${variant%%|*}; flags=${variant#*|}
+    # shellcheck disable=SC2086
     .venv/bin/atento evaluate "$RUN" --src "$DATA/test_2016_flickr.fr.gz" \
-      --ref "$DATA/test_2016_flickr.en.gz" --beam 5 --batch-size 32 --"$bf16" --json |
-      python3 -c "import json, sys; d = json.load(sys.stdin); print(f'atento $bf16 beam 5 (run $r): {d[\"seconds\"]}s, {d[\"output_pieces\"]} pieces, {d[\"output_pieces_per_second\"]:.0f} pieces/s, BLEU {d[\"bleu\"]}')" |
+      --ref "$DATA/test_2016_flickr.en.gz" --beam 5 --batch-size 32 $flags --json |
+      python3 -c "import json, sys; d = json.load(sys.stdin); print(f'atento $label beam 5 (run $r): {d[\"seconds\"]}s, {d[\"output_pieces\"]} pieces, {d[\"output_pieces_per_second\"]:.0f} pieces/s, BLEU {d[\"bleu\"]}')" |
       tee -a "$OUT"
   done
 done
