@@ -97,6 +97,10 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=0, help="untrained: 0 = the config's")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs; best kept")
+    parser.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, help="bf16 decoding; default: config"
+    )
+    parser.add_argument("--workers", type=int, default=0, help="decoding threads; 0 = config's")
     parser.add_argument("--quick", action="store_true", help="24 sentences, 2 repeats (smoke)")
     args = parser.parse_args()
     if args.threads:
@@ -115,13 +119,17 @@ def main() -> None:
     limit = 24 if args.quick else args.sentences
     repeats = 2 if args.quick else max(1, args.repeats)
     sources = sources[:limit] if limit else sources
-    translator = translator.with_search(beam=args.beam, nbest=1, batch_size=args.batch_size or None)
+    translator = translator.with_search(
+        beam=args.beam, nbest=1, batch_size=args.batch_size or None, bf16=args.bf16,
+        workers=args.workers or None,
+    )  # fmt: skip
     with torch.inference_mode():
         result = _measure(translator, sources, repeats)
     print(json.dumps({
         "run": args.run_dir or f"untrained {Path(args.config).name}",
         "sentences": len(sources), "beam": args.beam,
-        "batch_size": translator.search.batch_size,
+        "batch_size": translator.search.batch_size, "bf16": translator.search.bf16,
+        "workers": translator.search.workers,
         "max_len": f"{cfg.search.max_len_a} * source + {cfg.search.max_len_b}",
         "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
