@@ -43,13 +43,11 @@ class Translator:
         changes = {k: v for k, v in changes.items() if v is not None}
         return replace(self, search=replace(self.search, **changes))
 
-    @torch.no_grad()
     def translate(self, sentences: list[str], *, progress: bool = False) -> list[list[Hypothesis]]:
         """n-best hypotheses for every sentence, in input order."""
         src = self.src_tok.encode_batch(sentences)
         return self.translate_ids(src, progress=progress)
 
-    @torch.no_grad()
     def translate_ids(
         self, src: list[list[int]], *, progress: bool = False
     ) -> list[list[Hypothesis]]:

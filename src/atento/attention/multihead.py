@@ -61,9 +61,9 @@ class KVCache:
         return KVCache(fn(self.keys), fn(self.values))
 
 
-def _fp32_decoding(x: Tensor) -> bool:
-    """Inference on a CPU under bf16 (or fp16) autocast: attention itself then runs in fp32."""
-    return x.device.type == "cpu" and x.dtype != torch.float32 and not x.requires_grad
+def _low_precision_cpu(x: Tensor) -> bool:
+    """bf16 (or fp16) on a CPU, i.e. under autocast there: attention itself then runs in fp32."""
+    return x.device.type == "cpu" and x.dtype != torch.float32
 
 
 class MultiHeadAttention(nn.Module):
@@ -99,7 +99,7 @@ class MultiHeadAttention(nn.Module):
         """Keys and values of x (N, S, D), split into heads: a cache of S positions. Decoding on
         a CPU under bf16 autocast keeps them in fp32, as `attend` computes there."""
         keys, values = self._split(self.k_proj(x)), self._split(self.v_proj(x))
-        if _fp32_decoding(keys):
+        if _low_precision_cpu(keys) and not keys.requires_grad:
             keys, values = keys.float(), values.float()
         return KVCache(keys=keys, values=values)
 
@@ -136,9 +136,10 @@ class MultiHeadAttention(nn.Module):
         Returns (B, H, T, Dh) and the weights (B, H, T, S) or None (fast path).
         """
         p = self.dropout if self.training else 0.0
-        if _fp32_decoding(q):
-            # decoding shapes under bf16 autocast (PyTorch 2.13, 2 cores): the fused kernel took
-            # ~740 us in bf16 against ~300 in fp32 and ~165 for the explicit path with one query
+        if _low_precision_cpu(q):
+            # PyTorch 2.13's fused CPU kernel in bf16: ~8x slower backwards than in fp32 when
+            # training; ~740 us per decoding call against ~300 in fp32 (~165 for the explicit
+            # path with one query). Under autocast, attention itself runs in fp32.
             with torch.autocast("cpu", enabled=False):
                 out, weights = self._attend(q.float(), kv.map(Tensor.float), mask, p, need_weights)
             return out.to(q.dtype), weights
@@ -150,16 +151,8 @@ class MultiHeadAttention(nn.Module):
         # an incremental decoding step on a CPU: the explicit path is the faster one there
         one_query = q.size(2) == 1 and q.device.type == "cpu" and not q.requires_grad
         if self.fast and not need_weights and not one_query:
-            k, v = kv.keys, kv.values
-            if q.device.type == "cpu" and q.dtype != torch.float32 and q.requires_grad:
-                # the fused CPU kernel's backward is ~8x slower in bf16 than in fp32 (torch
-                # 2.13): under bf16 autocast, training runs attention itself in fp32
-                with torch.autocast("cpu", enabled=False):
-                    out = F.scaled_dot_product_attention(
-                        q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=p
-                    )
-                return out.to(q.dtype), None
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+            out = F.scaled_dot_product_attention(q, kv.keys, kv.values, attn_mask=mask, dropout_p=p)
+            return out, None
         b, h, t, dh = q.shape
         s = kv.length
         energies = self.score(q.reshape(b * h, t, dh), kv.keys.reshape(b * h, s, dh))  # (BH, T, S)
