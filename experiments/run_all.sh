@@ -60,7 +60,7 @@ train() {  # train ATTENTION: $RUNS/exp_att_ATTENTION from $CONFIG with a $MINUT
   fi
   # shellcheck disable=SC2086  # A_EXTRA: more overrides, e.g. "train.max_minutes=0 train.max_steps=2336"
   $ATENTO train "$CONFIG" data.dir="$DATA" model.attention="$1" train.max_minutes="$MINUTES" \
-    train.threads="$THREADS" ${A_EXTRA:-} --out "$out" | tail -n 1 > "$RESULTS/train_$1.json"
+    runtime.threads="$THREADS" ${A_EXTRA:-} --out "$out" | tail -n 1 > "$RESULTS/train_$1.json"
 }
 
 exp_a() {  # attention vs no attention, BLEU by source length on the test set
@@ -80,7 +80,7 @@ train_b() {  # train_b ATTENTION: $RUNS/exp_b_ATTENTION, $B_STEPS updates on $B_
     rm -rf "$out"
     OMP_NUM_THREADS=$B_THREADS $ATENTO train "$CONFIG" data.dir="$DATA" model.attention="$1" \
       train.max_minutes=0 train.max_steps="$B_STEPS" train.valid_every="$((B_STEPS / 2))" \
-      train.threads="$B_THREADS" --out "$out" | tail -n 1 > "$RESULTS/b_train_$1.json"
+      runtime.threads="$B_THREADS" --out "$out" | tail -n 1 > "$RESULTS/b_train_$1.json"
   fi
   OMP_NUM_THREADS=$B_THREADS $ATENTO evaluate "$out" --src "$TEST_SRC" --ref "$TEST_REF" \
     --beam "$BEAM" --alpha "$ALPHA" --json > "$RESULTS/b_eval_$1.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from atento.training.loop import Trainer
 # Tiny models gain nothing from a second thread, and one thread keeps the suite steady on a
 # shared machine (2-thread PyTorch slows down several-fold next to another busy process).
 torch.set_num_threads(1)
+# `runtime.precision: auto` means fp32 in tests on every machine (subprocesses inherit this):
+# scores are compared to 1e-4, and bf16 would change them with the CPU the suite runs on.
+os.environ["ATENTO_NATIVE_BF16"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -38,6 +42,17 @@ def write_toy_corpus(directory: Path, n: int, seed: int, name: str) -> tuple[Pat
     s.write_text("\n".join(src) + "\n", encoding="utf-8")
     t.write_text("\n".join(tgt) + "\n", encoding="utf-8")
     return s, t
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """What a test (or a command it runs in-process, e.g. the oneDNN cap that `atento train`
+    sets) puts into os.environ does not leak into the tests after it."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

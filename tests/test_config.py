@@ -62,3 +62,70 @@ def test_attention_and_no_attention_configs_differ_only_in_attention():
     assert (a.model.attention, b.model.attention) == ("additive", "none")
     b.model.attention = "additive"
     assert a == b
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"model": {"arch": "transformer", "hidden_size": 8}},
+         "unknown key model.hidden_size for model.arch=transformer"),
+        ({"model": {"arch": "rnn", "d_model": 8}}, "unknown key model.d_model for model.arch=rnn"),
+        ({"model": {"arch": "lstm"}}, "model.arch='lstm' is not valid"),
+        ({"task": "painting"}, "task='painting' is not valid"),
+        ({"runtime": {"device": "tpu"}}, "runtime.device='tpu' is not valid"),
+        ({"runtime": {"precision": "int4"}}, "runtime.precision='int4' is not valid"),
+        ({"search": {"precision": "fp8"}}, "search.precision='fp8' is not valid"),
+    ],
+)  # fmt: skip
+def test_sections_follow_the_architecture_and_task(raw, message):
+    with pytest.raises(AtentoError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_override_can_switch_the_architecture_and_set_its_keys():
+    cfg = config_from_dict({"model": {"arch": "rnn"}}, ["model.arch=transformer", "model.heads=2"])
+    assert cfg.model.arch == "transformer" and cfg.model.heads == 2
+    with pytest.raises(AtentoError, match="unknown key model.heads for model.arch=rnn"):
+        config_from_dict({}, ["model.heads=2"])
+
+
+@pytest.mark.parametrize(
+    "override,key,value",
+    [("train.bf16=true", "runtime.precision", "bf16"), ("train.bf16=false", "runtime.precision",
+      "fp32"), ("search.bf16=yes", "search.precision", "bf16"), ("train.threads=3",
+      "runtime.threads", 3)],
+)  # fmt: skip
+def test_deprecated_keys_still_work_with_a_warning(override, key, value, capsys):
+    cfg = config_from_dict({}, [override])
+    section, name = key.split(".")
+    assert getattr(getattr(cfg, section), name) == value
+    assert f"{override.split('=')[0]} is deprecated; use {key}" in capsys.readouterr().err
+
+
+def test_the_new_key_wins_over_its_deprecated_alias(capsys):
+    cfg = config_from_dict({"train": {"bf16": True}, "runtime": {"precision": "fp32"}})
+    assert cfg.runtime.precision == "fp32"
+
+
+def test_flat_config_of_an_older_release_is_migrated(capsys):
+    flat = {"model": {"arch": "transformer", "d_model": 32, "heads": 4, "cell": "gru",
+                      "hidden_size": 64, "attention": "additive"},
+            "train": {"bf16": True, "threads": 2}, "search": {"bf16": False}}  # fmt: skip
+    with pytest.raises(AtentoError, match="model.cell for model.arch=transformer"):
+        config_from_dict(flat)
+    capsys.readouterr()
+    cfg = config_from_dict(flat, migrate=True)
+    assert cfg.model.d_model == 32 and not hasattr(cfg.model, "cell")
+    assert (cfg.runtime.precision, cfg.search.precision, cfg.runtime.threads) == ("bf16", "fp32", 2)
+    err = capsys.readouterr().err
+    assert "dropped model keys transformer does not use: attention, cell, hidden_size" in err
+    assert "deprecated" not in err  # one note, not a warning per key
+
+
+def test_shipped_configs_choose_device_and_precision_automatically():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        overrides = ["data.train.src=a", "data.train.tgt=b"] if "files" in path.name else []
+        cfg = load_config(path, overrides)
+        assert (cfg.runtime.device, cfg.runtime.precision, cfg.search.precision) == (
+            "auto", "auto", "run"), path.name  # fmt: skip

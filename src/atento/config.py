@@ -1,11 +1,19 @@
 """Typed experiment configuration: dataclass sections loaded from YAML, with dotted overrides.
 
-A config has four sections, `data`, `model`, `train` and `search`. Every key is declared here
-with its type and default, so a misspelt key or a value of the wrong type is a one-line
-`AtentoError` that names it (and suggests the closest valid key) instead of being ignored.
+A config names its `task` (default `translation`) and has five sections: `data` (the task's
+data section), `model` (the section of its `model.arch`), `train`, `search` and `runtime`.
+Every key is declared with its type and default, and the task and architecture sections come
+from `atento.registry`, so a misspelt key, a key the chosen architecture does not use, or a value
+of the wrong type is a one-line `AtentoError` that names it (and suggests the closest valid key)
+instead of being ignored. Validation happens here, once; the factories only build.
 
     cfg = load_config("configs/dates.yaml", overrides=["train.max_steps=100"])
     dump_config(cfg, run_dir / "config.yaml")
+
+Deprecated keys keep working with a warning: `train.bf16` and `search.bf16` (now
+`runtime.precision` and `search.precision`) and `train.threads` (now `runtime.threads`).
+`config_from_dict(raw, migrate=True)` also reads the flat model sections of run directories
+written before the sections were split, dropping (with a note) keys the architecture does not use.
 """
 
 from __future__ import annotations
@@ -14,15 +22,17 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from atento.errors import AtentoError
+from atento.errors import AtentoError, warn
 
-ATTENTION_CHOICES = ("none", "cosine", "additive", "location", "general", "dot", "scaled_dot")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -35,6 +45,8 @@ class SplitFiles:
 
 @dataclass
 class DataConfig:
+    """The data section of the translation task: a parallel corpus and its tokenizers."""
+
     corpus: str = "dates"  # files | multi30k | dates
     src_lang: str = "fr"  # multi30k only
     tgt_lang: str = "en"
@@ -52,39 +64,24 @@ class DataConfig:
     n_test: int = 1000
     seed: int = 1234  # dates generator seed
 
-
-@dataclass
-class ModelConfig:
-    arch: str = "rnn"
-    cell: str = "gru"  # gru | lstm
-    emb_size: int = 256
-    hidden_size: int = 256  # per direction in the encoder; decoder size
-    enc_layers: int = 1
-    dec_layers: int = 1
-    dropout: float = 0.2
-    attention: str = "additive"  # none | cosine | additive | location | general | dot | scaled_dot
-    input_feeding: bool = False  # feed the previous attentional vector into the decoder RNN
-    max_src_len: int = 0  # location attention's window; 0 = data.max_len + 2
-    tie_embeddings: bool = False  # output layer shares the target embedding matrix
-    # Transformer (arch: transformer): uses dropout above, not emb_size / hidden_size / cell
-    d_model: int = 256
-    heads: int = 4
-    ff_size: int = 1024
-    layers: int = 3  # encoder layers and decoder layers (each)
-    pre_norm: bool = False  # post-norm as in Vaswani et al. 2017; pre-norm as an option
-    positions: str = "sinusoidal"  # sinusoidal | learned
-    max_positions: int = 256  # learned positions / precomputed sinusoids
-    share_embeddings: bool = (
-        True  # one embedding matrix for source, target and output (joint vocab)
-    )
-    attention_dropout: float = 0.0
+    def validate(self, cfg: Config) -> None:
+        check(self.corpus in ("files", "multi30k", "dates"), cfg, "data.corpus",
+              "files, multi30k, dates")  # fmt: skip
+        check(self.tokenizer in ("sentencepiece", "char"), cfg, "data.tokenizer",
+              "sentencepiece, char")  # fmt: skip
+        if self.corpus == "files" and not (self.train.src and self.train.tgt):
+            raise AtentoError("config: data.corpus=files needs data.train.src and data.train.tgt")
 
 
 @dataclass
 class TrainConfig:
-    batch_tokens: int = 3000  # target tokens per batch
+    batch_tokens: int = 3000  # target tokens per batch (per process under torchrun)
+    accum_steps: int = 1  # batches (per process) whose gradients make one update
     lr: float = 2e-3
-    warmup_steps: int = 200  # linear warm-up, then inverse-square-root decay
+    warmup_steps: int = 200  # linear warm-up, then the decay of train.schedule
+    schedule: str = "inverse_sqrt"  # inverse_sqrt | cosine (to train.min_lr at max_steps)
+    min_lr: float = 0.0  # cosine: the learning rate at train.max_steps
+    beta2: float = 0.98  # AdamW's second-moment decay
     label_smoothing: float = 0.1
     clip_norm: float = 1.0
     weight_decay: float = 0.0
@@ -93,11 +90,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 = no limit; wall-clock training budget
     valid_every: int = 500  # steps between validations
     valid_sentences: int = 0  # 0 = whole validation set for BLEU
-    patience: int = 0  # validations without BLEU improvement before stopping; 0 = never
+    patience: int = 0  # validations without improvement of the task's metric; 0 = never stop
     checkpoint_every: int = 0  # steps between "last" checkpoints; 0 = at each validation
     seed: int = 1
-    threads: int = 0  # torch threads; 0 = leave PyTorch's default
-    bf16: bool = False  # bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16 / AMX)
     ema_decay: float = 0.0  # > 0: validate, keep and translate an exponential moving average
 
 
@@ -109,59 +104,79 @@ class SearchConfig:
     max_len_a: float = 1.5  # maximum output length = a * source length + b
     max_len_b: int = 10
     batch_size: int = 64  # sentences per decoding batch
-    bf16: bool = False  # bfloat16 autocast while decoding (CPUs with AMX / AVX-512 BF16)
+    precision: str = "run"  # run (= runtime.precision) | auto | fp32 | bf16 | fp16
     workers: int = 1  # batches decoded at once, on threads sharing torch's threads out
 
 
 @dataclass
+class RuntimeConfig:
+    """Where and how numbers are computed; chosen once at start-up (atento.runtime)."""
+
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16 where native, else fp32) | fp32 | bf16 | fp16 (CUDA)
+    threads: int = 0  # torch threads on CPU; 0 = PyTorch's default
+    malloc_tuning: bool = True  # CPU: keep large freed blocks in glibc's heap
+    kernel_cache: int = 16  # CPU training: oneDNN kernel-cache cap; 0 = oneDNN's default
+    collective_timeout: float = 1800.0  # seconds a rank waits for the others (torchrun) before
+    # it fails: longer than a validation takes, since the others wait while rank 0 validates
+
+    def validate(self, cfg: Config) -> None:
+        device = self.device.split(":")[0] if self.device.startswith("cuda:") else self.device
+        check(device in DEVICES, cfg, "runtime.device", ", ".join(DEVICES) + ", cuda:N")
+        check(self.precision in PRECISIONS, cfg, "runtime.precision", ", ".join(PRECISIONS))
+        check(self.threads >= 0, cfg, "runtime.threads", "0 or more")
+        check(self.kernel_cache >= 0, cfg, "runtime.kernel_cache", "0 or more")
+        check(self.collective_timeout > 0, cfg, "runtime.collective_timeout", "seconds > 0")
+
+
+def _default_model() -> Any:
+    from atento.registry import architecture
+
+    return architecture("rnn").config_cls()
+
+
+def _default_data() -> Any:
+    return DataConfig()
+
+
+@dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    task: str = "translation"  # translation (more tasks register in atento.registry)
+    data: Any = field(default_factory=_default_data)  # the task's data section
+    model: Any = field(default_factory=_default_model)  # the section of model.arch
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def validate(self) -> Config:
         """Check values that types alone cannot; raise AtentoError naming the key."""
-        checks = [
-            (
-                self.data.corpus in ("files", "multi30k", "dates"),
-                "data.corpus",
-                "files, multi30k, dates",
-            ),
-            (
-                self.data.tokenizer in ("sentencepiece", "char"),
-                "data.tokenizer",
-                "sentencepiece, char",
-            ),
-            (self.model.arch in ("rnn", "transformer"), "model.arch", "rnn, transformer"),
-            (
-                self.model.positions in ("sinusoidal", "learned"),
-                "model.positions",
-                "sinusoidal, learned",
-            ),
-            (self.model.cell in ("gru", "lstm"), "model.cell", "gru, lstm"),
-            (
-                self.model.attention in ATTENTION_CHOICES,
-                "model.attention",
-                ", ".join(ATTENTION_CHOICES),
-            ),
-            (0.0 <= self.model.dropout < 1.0, "model.dropout", "a value in [0, 1)"),
-            (self.train.batch_tokens > 0, "train.batch_tokens", "a positive number"),
-            (0.0 <= self.train.ema_decay < 1.0, "train.ema_decay", "a value in [0, 1)"),
-            (self.search.beam >= 1, "search.beam", "at least 1"),
-            (self.search.workers >= 1, "search.workers", "at least 1"),
-            (
-                1 <= self.search.nbest <= self.search.beam,
-                "search.nbest",
-                "between 1 and search.beam",
-            ),
-        ]
-        for ok, key, allowed in checks:
-            if not ok:
-                raise AtentoError(f"config: {key}={_get(self, key)!r} is not valid (use {allowed})")
-        if self.data.corpus == "files" and not (self.data.train.src and self.data.train.tgt):
-            raise AtentoError("config: data.corpus=files needs data.train.src and data.train.tgt")
+        check(self.train.batch_tokens > 0, self, "train.batch_tokens", "a positive number")
+        check(self.train.accum_steps >= 1, self, "train.accum_steps", "at least 1")
+        check(self.train.schedule in ("inverse_sqrt", "cosine"), self, "train.schedule",
+              "inverse_sqrt, cosine")  # fmt: skip
+        if self.train.schedule == "cosine":
+            check(self.train.max_steps > 0, self, "train.max_steps",
+                  "a positive number with train.schedule=cosine")  # fmt: skip
+            check(0 <= self.train.min_lr <= self.train.lr, self, "train.min_lr",
+                  "a value in [0, train.lr]")  # fmt: skip
+        check(0.0 < self.train.beta2 < 1.0, self, "train.beta2", "a value in (0, 1)")
+        check(0.0 <= self.train.ema_decay < 1.0, self, "train.ema_decay", "a value in [0, 1)")
+        check(self.search.beam >= 1, self, "search.beam", "at least 1")
+        check(self.search.workers >= 1, self, "search.workers", "at least 1")
+        check(1 <= self.search.nbest <= self.search.beam, self, "search.nbest",
+              "between 1 and search.beam")  # fmt: skip
+        check(self.search.precision in ("run", *PRECISIONS), self, "search.precision",
+              "run, " + ", ".join(PRECISIONS))  # fmt: skip
+        for section in (self.data, self.model, self.runtime):
+            if hasattr(section, "validate"):
+                section.validate(self)
         return self
+
+
+def check(ok: bool, cfg: Any, key: str, allowed: str) -> None:
+    """Raise `config: KEY=VALUE is not valid (use ALLOWED)` unless `ok`."""
+    if not ok:
+        raise AtentoError(f"config: {key}={_get(cfg, key)!r} is not valid (use {allowed})")
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -170,9 +185,21 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def _field_types(cls: type, raw: dict | None = None) -> dict[str, Any]:
+    """Declared types of `cls`'s fields; for `Config`, `data` and `model` are the classes that
+    the task and `model.arch` in `raw` choose."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
+    types_ = {f.name: hints[f.name] for f in fields(cls)}
+    if cls is Config:
+        from atento.registry import architecture, task_class
+
+        raw = raw or {}
+        task = raw.get("task", "translation")
+        types_["data"] = task_class(_coerce(task, str, "task")).data_config
+        model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+        types_["model"] = architecture(_coerce(model.get("arch", "rnn"), str, "model.arch"))
+        types_["model"] = types_["model"].config_cls
+    return types_
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -207,65 +234,162 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     raise AtentoError(f"config: {key} must be {name}, got {value!r}")
 
 
-def _unknown(key: str, valid: list[str], prefix: str) -> AtentoError:
+def _unknown(key: str, valid: list[str], prefix: str, where: str = "") -> AtentoError:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (valid: {', '.join(valid)})"
-    return AtentoError(f"config: unknown key {prefix}{key}{hint}")
+    return AtentoError(f"config: unknown key {prefix}{key}{where}{hint}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise AtentoError(f"config: {prefix.rstrip('.') or 'top level'} must be a mapping")
-    types_ = _field_types(cls)
+        where = prefix.rstrip(".")
+        if where:
+            raise AtentoError(f"config: {where} is a section; set one of its keys")
+        raise AtentoError("config: the top level must be a mapping")
+    types_ = _field_types(cls, raw)
     kwargs = {}
     for key, value in raw.items():
         if key not in types_:
-            raise _unknown(str(key), list(types_), prefix)
+            where = ""
+            if prefix == "model." and "arch" in types_:
+                where = f" for model.arch={raw.get('arch', 'rnn')}"
+            raise _unknown(str(key), list(types_), prefix, where)
         typ = types_[key]
         if is_dataclass(typ):
             kwargs[key] = _build(typ, value, f"{prefix}{key}.")
+        elif isinstance(value, dict):
+            raise AtentoError(f"config: {prefix}{key} has no sub-keys")
         else:
             kwargs[key] = _coerce(value, typ, f"{prefix}{key}")
+    if cls is Config:  # the task's and the architecture's sections, even when not given
+        for key in ("data", "model"):
+            kwargs.setdefault(key, types_[key]())
     return cls(**kwargs)
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
-    """Write `value` at `a.b.c` into nested dicts, checking each name against the schema."""
+    """Write `value` at `a.b.c` into nested dicts (names are checked when the config is built,
+    against the sections that the final task and model.arch choose)."""
     parts = dotted.split(".")
-    cls: type = Config
+    if not all(parts):
+        raise AtentoError(f"config: override key {dotted!r} is not a dotted key path")
     node = raw
-    for i, part in enumerate(parts):
-        types_ = _field_types(cls)
-        prefix = ".".join(parts[:i]) + ("." if i else "")
-        if part not in types_:
-            raise _unknown(part, list(types_), prefix)
-        typ = types_[part]
-        if i == len(parts) - 1:
-            if is_dataclass(typ):
-                raise AtentoError(f"config: {dotted} is a section; set one of its keys")
-            node[part] = value
-        else:
-            if not is_dataclass(typ):
-                raise AtentoError(f"config: {prefix}{part} has no sub-keys")
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node[part] = dict(node[part])
-            node = node[part]
-            cls = typ
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            if part in node and node[part] is not None:
+                raise AtentoError(f"config: {dotted.rsplit('.', 1)[0]} has no sub-keys")
+            node[part] = {}
+        node[part] = dict(node[part])
+        node = node[part]
+    node[parts[-1]] = value
 
 
-def config_from_dict(raw: dict | None, overrides: list[str] = ()) -> Config:
-    """Build a validated Config from a nested dict plus `key.path=value` overrides."""
-    raw = dict(raw or {})
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+# old key -> (new key, value conversion)
+DEPRECATED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "train.bf16": (
+        "runtime.precision",
+        lambda v: "bf16" if _coerce(v, bool, "train.bf16") else "fp32",
+    ),  # noqa: E501
+    "search.bf16": (
+        "search.precision",
+        lambda v: "bf16" if _coerce(v, bool, "search.bf16") else "fp32",
+    ),  # noqa: E501
+    "train.threads": ("runtime.threads", lambda v: _coerce(v, int, "train.threads")),
+}
+
+
+def _apply_aliases(raw: dict, *, quiet: bool, explicit: set[str]) -> list[str]:
+    """Rewrite deprecated keys in `raw` to their new names; returns what was rewritten."""
+    done = []
+    for old, (new, convert) in DEPRECATED.items():
+        section, key = old.split(".")
+        node = raw.get(section)
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = convert(node.pop(key))
+        new_section, new_key = new.split(".")
+        target = raw.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # reported as "is a section" when built
+        if new in explicit:  # the new key, set explicitly, wins
+            continue
+        target[new_key] = value
+        done.append(f"{old} -> {new}={value}")
+        if not quiet:
+            warn(f"config: {old} is deprecated; use {new}={value} (read as that)")
+    return done
+
+
+def _migrate_model(raw: dict) -> list[str]:
+    """Drop the keys of a flat (pre-split) model section that its architecture does not use."""
+    from atento.registry import architecture
+
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        return []
+    cls = architecture(str(model.get("arch", "rnn"))).config_cls
+    names = {f.name for f in fields(cls)}
+    dropped = sorted(k for k in model if k not in names)
+    raw["model"] = {k: v for k, v in model.items() if k in names}
+    return dropped
+
+
+def _explicit_keys(raw: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in raw.items():
+        keys.add(prefix + str(k))
+        if isinstance(v, dict):
+            keys |= _explicit_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def config_from_dict(
+    raw: dict | None, overrides: list[str] = (), *, migrate: bool = False
+) -> Config:
+    """Build a validated Config from a nested dict plus `key.path=value` overrides.
+
+    `migrate=True` reads configs saved by earlier releases (run directories): deprecated keys
+    are renamed quietly and model keys the architecture does not use are dropped, with a note.
+    """
+    raw = _deep_copy(raw or {})
+    if not isinstance(raw, dict):
+        raise AtentoError("config: the top level must be a mapping")
+    notes = _apply_aliases(raw, quiet=migrate, explicit=_explicit_keys(raw))
+    if migrate:
+        dropped = _migrate_model(raw)
+        if dropped:
+            notes.append(f"dropped model keys {raw['model'].get('arch', 'rnn')} does not use: "
+                         + ", ".join(dropped))  # fmt: skip
+    else:
+        notes = []
     for item in overrides:
         if "=" not in item:
             raise AtentoError(f"config: override {item!r} must look like key.path=value")
-        key, value = item.split("=", 1)
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value else "")
+        key, value = (part.strip() for part in item.split("=", 1))
+        try:
+            value = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:
+            raise AtentoError(
+                f"config: override {item!r} has a value that is not valid YAML "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        if key in DEPRECATED:  # an override of an old key overrides the file's new key
+            new, convert = DEPRECATED[key]
+            value = convert(value)
+            warn(f"config: {key} is deprecated; use {new}={value} (read as that)")
+            key = new
+        _set_dotted(raw, key, value)
+    if notes:
+        warn("note: config of an older release migrated (" + "; ".join(notes) + ")")
     return _build(Config, raw, "").validate()
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _deep_copy(v) for k, v in raw.items()}
+    return raw
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
@@ -275,6 +399,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise AtentoError(f"config file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AtentoError(
+            f"config: {path} is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
     except yaml.YAMLError as exc:
         raise AtentoError(
             f"config: {path} is not valid YAML ({str(exc).splitlines()[0]})"

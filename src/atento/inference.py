@@ -1,42 +1,87 @@
-"""Decoding sentences with a trained model, and loading run directories.
+"""Decoding sentences with a trained model (`atento.rundir.load_run` loads one).
 
 `Translator` sorts sentences by length, decodes them in batches with greedy search (beam 1) or
-beam search, and returns hypotheses in the input order. It only needs a model with
-`encode(src_ids, src_mask)`, `init_state(enc)` and `step(last_ids, state)`: the searchers see
-the step function and nothing else.
+beam search, and returns hypotheses in the input order. It only needs a model with the
+`atento.models.base.EncoderDecoder` protocol (`encode`, `init_state`, `step`); the searchers
+see the step function, with the translator's `DecodeOptions` bound to it, and nothing else.
+
+A translator is immutable and never changes its model (no options set on it, no train/eval
+switch, no process-wide thread settings), so one model can serve concurrent callers, each with
+its own settings.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from atento.config import Config, SearchConfig, config_from_dict
+from atento.config import SearchConfig
 from atento.data.batching import collate_sources
-from atento.data.tokenizers import Tokenizer, tokenizer_from_state
-from atento.errors import AtentoError
-from atento.models.factory import build_model
+from atento.data.lines import fit_lengths
+from atento.data.tokenizers import Tokenizer
+from atento.models.base import DecodeOptions, length_limit, require_eval
+from atento.runtime import Placement
 from atento.search import Hypothesis, LengthPenalty, beam_search, greedy_search
-from atento.training.checkpoint import BEST, LAST, load_checkpoint
+from atento.search.trace import BeamTrace
 
 
-@dataclass
+def _set_worker_threads(threads: int) -> None:
+    """Thread-pool initializer: this worker thread's torch (OpenMP) thread count, set once.
+
+    OpenMP thread counts are per thread in PyTorch's CPU build, so the calling thread's own
+    count is left alone (it is read, and so fixed, before the pool starts)."""
+    torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
 class Translator:
+    """Decodes with `model` (in eval mode) under `search` settings and decoding `options`.
+
+    Immutable: `with_search`, `with_attention` and `with_options` return changed copies that
+    share the model. `options.attention` keeps every hypothesis's attention rows (heatmaps; off
+    is faster); `options.layer` / `options.head` pick a Transformer's cross-attention;
+    `options.use_cache` switches its KV cache.
+    """
+
     model: nn.Module
     src_tok: Tokenizer
     tgt_tok: Tokenizer
     search: SearchConfig
-    attention: bool = False  # keep every hypothesis's attention rows (heatmaps); off is faster
+    placement: Placement = field(default_factory=Placement.cpu_fp32)  # device + precision
+    options: DecodeOptions = DecodeOptions()
+
+    @property
+    def source_limit(self) -> int | None:
+        """The most source pieces the model takes (None = any); outputs are capped likewise."""
+        return length_limit(self.model)
+
+    @property
+    def attention(self) -> bool:
+        """Whether hypotheses carry their attention rows (`options.attention`)."""
+        return self.options.attention
 
     def with_attention(self, keep: bool = True) -> Translator:
         """A translator whose hypotheses carry their attention rows (or not)."""
-        return replace(self, attention=keep)
+        return replace(self, options=replace(self.options, attention=keep))
+
+    def with_options(self, **changes) -> Translator:
+        """A translator with some `DecodeOptions` fields changed (None values are ignored);
+        ValueError when the model cannot honour them (e.g. a layer out of range)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        options = replace(self.options, **changes)
+        self.model.check_options(options)
+        return replace(self, options=options)
+
+    def with_precision(self, name: str) -> Translator:
+        """A translator decoding in precision `name` (auto | fp32 | bf16 | fp16) on its device."""
+        return replace(self, placement=self.placement.with_precision(name, key="--precision"))
 
     def with_search(self, **changes) -> Translator:
         """A translator with some search settings changed (None values are ignored)."""
@@ -51,59 +96,86 @@ class Translator:
     def translate_ids(
         self, src: list[list[int]], *, progress: bool = False
     ) -> list[list[Hypothesis]]:
-        """Like `translate` but for already-encoded sources (ids without EOS)."""
-        self.model.eval()
-        self.model.need_attention = self.attention
+        """Like `translate` but for already-encoded sources (ids without EOS).
+
+        With `search.workers` > 1, whole batches are decoded on that many threads, each
+        running torch on its share of the calling thread's torch threads (set once per worker
+        thread); outputs are identical to one worker. Safe to call from several threads at once.
+        """
+        require_eval(self.model, "Translator")
+        src = fit_lengths(src, self.source_limit, name="input")
         cfg = self.search
         order = sorted(range(len(src)), key=lambda i: len(src[i]))
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         results: list[list[Hypothesis]] = [[] for _ in src]
         bar = tqdm(total=len(src), desc="decoding", unit="sent", disable=not progress, leave=False)
+        lock = threading.Lock()
 
         def decode(batch: list[int]) -> None:
-            for i, hyps in zip(batch, self._decode_batch([src[i] for i in batch]), strict=True):
-                results[i] = hyps
-            bar.update(len(batch))
+            hyps = self._decode_batch([src[i] for i in batch], cfg)
+            for i, h in zip(batch, hyps, strict=True):
+                results[i] = h
+            with lock:
+                bar.update(len(batch))
 
         workers = min(cfg.workers, len(batches))
-        if workers <= 1:
-            for batch in batches:
-                decode(batch)
-        else:  # whole batches on `workers` threads, torch's threads shared out among them
-            threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, threads // workers))
-            try:
-                with ThreadPoolExecutor(workers) as pool:
+        try:
+            if workers <= 1:
+                for batch in batches:
+                    decode(batch)
+            else:  # the calling thread's count is read (fixed) here and never set
+                threads = max(1, torch.get_num_threads() // workers)
+                with ThreadPoolExecutor(
+                    workers, initializer=_set_worker_threads, initargs=(threads,)
+                ) as pool:
                     list(pool.map(decode, batches))
-            finally:
-                torch.set_num_threads(threads)
-        bar.close()
+        finally:
+            bar.close()
         return results
 
-    def _decode_batch(self, sources: list[list[int]]) -> list[list[Hypothesis]]:
+    def _decode_batch(self, sources: list[list[int]], cfg: SearchConfig) -> list[list[Hypothesis]]:
         """n-best lists for one batch (autocast and no_grad are per thread, so set here)."""
-        cfg = self.search
-        device = next(self.model.parameters()).device.type
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return self._search(sources)
+        with torch.no_grad(), self.placement.autocast():
+            return self._search(sources, cfg, self.placement.device)
 
-    def _search(self, sources: list[list[int]]) -> list[list[Hypothesis]]:
-        cfg = self.search
+    def traced(self, sentences: list[str]) -> tuple[list[list[Hypothesis]], BeamTrace]:
+        """n-best hypotheses plus the beam search's `BeamTrace` (what every step kept, finished
+        and pruned), for sentences decoded as one batch; beam 1 runs beam search with K = 1,
+        which equals greedy search."""
+        require_eval(self.model, "Translator")
+        trace = BeamTrace()
+        src = fit_lengths(self.src_tok.encode_batch(sentences), self.source_limit, name="input")
+        with torch.no_grad(), self.placement.autocast():
+            hyps = self._search(src, self.search, self.placement.device, trace=trace)
+        return hyps, trace
+
+    def _search(
+        self,
+        sources: list[list[int]],
+        cfg: SearchConfig,
+        device: torch.device,
+        trace: BeamTrace | None = None,
+    ) -> list[list[Hypothesis]]:
+        """Encode one batch on `device` (collated on the CPU) and run the search."""
         penalty = LengthPenalty(cfg.alpha)
         src_ids, src_mask = collate_sources(sources)
+        src_ids, src_mask = src_ids.to(device), src_mask.to(device)
         max_len = torch.tensor(
-            [math.ceil(cfg.max_len_a * len(s) + cfg.max_len_b) for s in sources]
+            [math.ceil(cfg.max_len_a * len(s) + cfg.max_len_b) for s in sources], device=device
         ).clamp(min=1)
-        state = self.model.init_state(self.model.encode(src_ids, src_mask))
-        if cfg.beam == 1:
+        if (limit := self.source_limit) is not None:  # learned positions: EOS at the last one
+            max_len = max_len.clamp(max=limit + 1)
+        state = self.model.init_state(self.model.encode(src_ids, src_mask), self.options)
+        step = partial(self.model.step, options=self.options)
+        if cfg.beam == 1 and trace is None:
             hyps = greedy_search(
-                self.model.step, state, batch_size=len(sources), max_len=max_len,
-                length_penalty=penalty,
+                step, state, batch_size=len(sources), max_len=max_len, length_penalty=penalty,
+                device=device,
             )  # fmt: skip
             return [[h] for h in hyps]
         return beam_search(
-            self.model.step, state, batch_size=len(sources), beam_size=cfg.beam,
-            max_len=max_len, length_penalty=penalty, nbest=cfg.nbest,
+            step, state, batch_size=len(sources), beam_size=cfg.beam, max_len=max_len,
+            length_penalty=penalty, nbest=cfg.nbest, device=device, trace=trace,
         )  # fmt: skip
 
     def best_strings(self, sentences: list[str], *, progress: bool = False) -> list[str]:
@@ -111,37 +183,3 @@ class Translator:
         return [
             self.tgt_tok.decode(h[0].tokens) for h in self.translate(sentences, progress=progress)
         ]
-
-
-@dataclass
-class LoadedRun:
-    cfg: Config
-    model: nn.Module
-    src_tok: Tokenizer
-    tgt_tok: Tokenizer
-    step: int
-    path: Path
-
-    def translator(self) -> Translator:
-        return Translator(self.model, self.src_tok, self.tgt_tok, self.cfg.search)
-
-
-def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
-    """Load a run directory's best (or last) checkpoint: config, tokenizers and weights."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise AtentoError(f"run directory not found: {run_dir}")
-    names = [BEST, LAST] if which == "best" else [LAST, BEST]
-    path = next((run_dir / n for n in names if (run_dir / n).is_file()), None)
-    if path is None:
-        raise AtentoError(f"{run_dir} is not an atento run directory (no {BEST} or {LAST})")
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise AtentoError(f"{path} is not an atento checkpoint")
-    cfg = config_from_dict(ckpt["config"])
-    src_tok = tokenizer_from_state(ckpt["tokenizers"]["src"])
-    tgt_tok = tokenizer_from_state(ckpt["tokenizers"]["tgt"])
-    model = build_model(cfg, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return LoadedRun(cfg, model, src_tok, tgt_tok, int(ckpt.get("step", 0)), run_dir)

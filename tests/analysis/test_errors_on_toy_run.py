@@ -5,7 +5,7 @@ import pytest
 from atento.analysis.search_errors import analyse_beams, check_exact
 from atento.config import load_config
 from atento.data.corpus import load_split
-from atento.inference import load_run
+from atento.rundir import load_run
 
 
 @pytest.fixture(scope="module")

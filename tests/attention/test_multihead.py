@@ -110,3 +110,14 @@ def test_kv_cache_index_select_and_append():
 def test_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(d_model=10, heads=4)
+
+
+def test_a_float64_model_keeps_float64_attention():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_model=8, heads=2).double().eval()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    out, weights, _ = mha(x, need_weights=True)
+    assert out.dtype == weights.dtype == torch.float64
+    q, k, v = (p(x).view(2, 5, 2, 4).transpose(1, 2) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
+    expected = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)  # sqrt(4) = 2
+    torch.testing.assert_close(weights, expected, rtol=0, atol=1e-12)

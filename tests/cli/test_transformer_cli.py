@@ -78,7 +78,7 @@ def test_layer_and_head_are_refused_for_rnn_runs(toy_run, tmp_path, capsys):
 
 
 def test_attention_rows_are_kept_only_when_asked_for(tf_run):
-    from atento.inference import load_run
+    from atento.rundir import load_run
 
     translator = load_run(tf_run).translator().with_search(beam=3, nbest=3)
     plain = translator.translate(DATES)
@@ -91,19 +91,23 @@ def test_attention_rows_are_kept_only_when_asked_for(tf_run):
 
 
 def test_bf16_decoding_through_the_cli(tf_run, files, capsys):
-    from atento.inference import load_run
+    from atento.rundir import load_run
 
     src, ref = files
     args = ["evaluate", str(tf_run), "--src", str(src), "--ref", str(ref), "--json"]
-    assert main([*args, "--bf16"]) == 0
+    assert main([*args, "--precision", "bf16"]) == 0
     bf16 = json.loads(capsys.readouterr().out)
-    assert main([*args, "--no-bf16"]) == 0
+    assert main([*args, "--precision", "fp32"]) == 0
     fp32 = json.loads(capsys.readouterr().out)
     assert bf16["sentences"] == fp32["sentences"] == 3
+    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32")
+    assert main([*args, "--bf16"]) == 0  # the deprecated spelling still works, with a warning
+    out = capsys.readouterr()
+    assert json.loads(out.out)["precision"] == "bf16" and "--bf16 is deprecated" in out.err
     # bf16 matrix products: scores near the fp32 ones (the search itself stays in fp32)
     translator = load_run(tf_run).translator().with_search(beam=3)
     a = translator.translate(DATES)
-    b = translator.with_search(bf16=True).translate(DATES)
+    b = translator.with_precision("bf16").translate(DATES)
     same = [(x[0], y[0]) for x, y in zip(a, b, strict=True) if x[0].tokens == y[0].tokens]
     assert len(same) >= 2
     for x, y in same:
@@ -113,14 +117,15 @@ def test_bf16_decoding_through_the_cli(tf_run, files, capsys):
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_worker_threads_decode_exactly_as_one(tf_run, bf16):
-    from atento.inference import load_run
+    from atento.rundir import load_run
 
     sentences = DATES * 7  # 21 sentences: batches of 4 on 3 threads
-    translator = load_run(tf_run).translator().with_search(beam=3, batch_size=4, bf16=bf16)
+    translator = load_run(tf_run).translator().with_search(beam=3, batch_size=4)
+    translator = translator.with_precision("bf16" if bf16 else "fp32")
     one = translator.translate(sentences)
     threads = torch.get_num_threads()
     many = translator.with_search(workers=3).translate(sentences)
-    assert torch.get_num_threads() == threads  # torch's thread count is given back
+    assert torch.get_num_threads() == threads  # the calling thread's count is never changed
     for a, b in zip(one, many, strict=True):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == [h.score for h in b]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from atento.attention import lengths_to_mask
+from atento.models.base import DecodeOptions
 from atento.models.rnn import RNNSeq2Seq
 
 ATTENTIONS = ["none", "cosine", "additive", "location", "general", "dot", "scaled_dot"]
@@ -39,16 +40,20 @@ VARIANTS = [(a, "gru", False, 1) for a in ATTENTIONS] + [
 def test_teacher_forcing_equals_step_by_step(attention, cell, feed, layers):
     model = _model(attention, cell, feed, layers)
     src, src_mask, tgt = _batch()
+    options = DecodeOptions(attention=True)
     with torch.no_grad():
-        logits, weights = model(src, src_mask, tgt)
-        state = model.init_state(model.encode(src, src_mask))
+        logits, weights = model(src, src_mask, tgt, options=options)
+        assert model(src, src_mask, tgt)[1] is None  # weights only when asked for
+        assert (weights is None) == (attention == "none")
+        state = model.init_state(model.encode(src, src_mask), options)
         for t in range(tgt.size(1)):
-            log_probs, state, w = model.step(tgt[:, t], state)
+            log_probs, state, w = model.step(tgt[:, t], state, options)
             torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1))
             if weights is None:
                 assert w is None
             else:
                 torch.testing.assert_close(w, weights[:, t])
+                assert model.step(tgt[:, t], state)[2] is None
 
 
 @pytest.mark.parametrize("attention,cell,feed,layers", VARIANTS)
@@ -75,14 +80,48 @@ def test_no_attention_decoder_ignores_annotations_beyond_final_state():
     torch.testing.assert_close(logits1, logits2)
 
 
-def test_state_index_select_reorders_rows():
+def test_state_expand_reorder_and_select_pick_rows():
     model = _model("additive", "lstm", True, 2)
     src, src_mask, _ = _batch()
     state = model.init_state(model.encode(src, src_mask))
-    picked = state.index_select(torch.tensor([2, 0, 0]))
-    torch.testing.assert_close(picked.hidden[0][:, 0], state.hidden[0][:, 2])
-    torch.testing.assert_close(picked.memory[1], state.memory[0])
-    torch.testing.assert_close(picked.keys[0], state.keys[2])
+    wide = state.expand(2)  # row b -> rows 2b, 2b+1
+    torch.testing.assert_close(wide.hidden[1][:, 3], state.hidden[1][:, 1])
+    torch.testing.assert_close(wide.prev_out[4], state.prev_out[2])
+    torch.testing.assert_close(wide.keys[5], state.keys[2])
+    for picked in (state.select(torch.tensor([2, 0, 0])), state.reorder(torch.tensor([2, 0, 0]))):
+        torch.testing.assert_close(picked.hidden[0][:, 0], state.hidden[0][:, 2])
+        torch.testing.assert_close(picked.memory[1], state.memory[0])
+        torch.testing.assert_close(picked.keys[0], state.keys[2])
+        torch.testing.assert_close(picked.memory_mask[2], state.memory_mask[0])
+
+
+def test_reordered_state_equals_recomputing_the_prefixes():
+    """Rows expanded, fed different tokens, then reordered, repeated and dropped: the next
+    step equals teacher forcing over the picked rows' prefixes."""
+    model = _model("general", "lstm", True, 2)
+    src, src_mask, _ = _batch()
+    options = DecodeOptions(attention=True)
+    prefixes = torch.randint(4, 13, (6, 4), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        state = model.init_state(model.encode(src, src_mask), options).expand(2)  # 6 rows
+        for t in range(3):
+            _, state, _ = model.step(prefixes[:, t], state, options)
+        rows = torch.tensor([5, 4, 1, 1])  # sentence 2 (beams swapped), then sentence 0
+        log_probs, _, w = model.step(prefixes[rows, 3], state.reorder(rows), options)
+        sources = rows // 2
+        logits, weights = model(src[sources], src_mask[sources], prefixes[rows], options=options)
+    torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, 3], -1))
+    torch.testing.assert_close(w, weights[:, 3])
+
+
+def test_layer_and_head_options_are_refused():
+    model = _model()
+    src, src_mask, _ = _batch()
+    enc = model.encode(src, src_mask)
+    model.init_state(enc, DecodeOptions(layer=0))  # its one attention
+    for bad in (DecodeOptions(layer=1), DecodeOptions(head=0)):
+        with pytest.raises(ValueError, match="RNN decoder has one"):
+            model.init_state(enc, bad)
 
 
 def test_select_returns_the_chosen_rows_of_the_full_logits():

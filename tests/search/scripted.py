@@ -24,14 +24,32 @@ Table = Callable[[int, tuple[int, ...]], Tensor]
 
 @dataclass
 class State:
-    """One row per hypothesis: which source sentence it belongs to and its prefix so far."""
+    """One row per hypothesis: which source sentence it belongs to and its prefix so far.
+
+    Implements `atento.models.base.DecoderState` and checks its contract: `reorder` must keep
+    every block of `group` rows (made by `expand`) within one source row.
+    """
 
     sources: list[int]
     prefixes: list[tuple[int, ...]]
+    group: int = 1
 
-    def index_select(self, index: Tensor) -> State:
-        rows = index.tolist()
-        return State([self.sources[i] for i in rows], [self.prefixes[i] for i in rows])
+    def _pick(self, rows: list[int], group: int) -> State:
+        picked = [self.sources[i] for i in rows], [self.prefixes[i] for i in rows]
+        return type(self)(*picked, group=group)
+
+    def expand(self, k: int) -> State:
+        return self._pick([i for i in range(len(self.sources)) for _ in range(k)], self.group * k)
+
+    def reorder(self, index: Tensor) -> State:
+        rows, g = index.tolist(), self.group
+        assert len(rows) % g == 0, "reorder: rows must come in whole groups"
+        for start in range(0, len(rows), g):
+            assert len({r // g for r in rows[start : start + g]}) == 1, "a group was split"
+        return self._pick(rows, g)
+
+    def select(self, index: Tensor) -> State:
+        return self._pick(index.tolist(), 1)
 
 
 def _seed(*parts: object) -> int:

@@ -179,11 +179,10 @@ def test_nbest_sorted_distinct_and_consistent_with_teacher_forcing():
 class ForgetfulState(State):
     """Expands and drops rows, but ignores the beam reordering (the bug the oracle must catch)."""
 
-    def index_select(self, index: torch.Tensor) -> State:
+    def reorder(self, index: torch.Tensor) -> State:
         if index.numel() == len(self.prefixes):
             return self
-        rows = index.tolist()
-        return ForgetfulState([self.sources[i] for i in rows], [self.prefixes[i] for i in rows])
+        return super().reorder(index)
 
 
 def test_state_is_reordered_with_the_beams():
@@ -220,3 +219,50 @@ def test_bad_arguments_are_rejected():
         _search(model, [0], beam_size=2, max_len=5, length_penalty=LengthPenalty(), nbest=3)
     with pytest.raises(AtentoError, match="length"):
         _search(model, [0], beam_size=2, max_len=0, length_penalty=LengthPenalty())
+
+
+class RecordingState(State):
+    """Logs which of expand / reorder / select the search calls."""
+
+    calls: list[str] = []
+
+    def expand(self, k: int) -> State:
+        self.calls.append(f"expand {k}")
+        return super().expand(k)
+
+    def reorder(self, index: torch.Tensor) -> State:
+        self.calls.append("reorder")
+        return super().reorder(index)
+
+    def select(self, index: torch.Tensor) -> State:
+        self.calls.append("select")
+        return super().select(index)
+
+
+def test_beam_search_expands_once_then_reorders_whole_groups():
+    model = ScriptedModel(random_table(8, seed=5, eos_bias=-1.0), vocab_size=8)
+    RecordingState.calls = []
+    start = RecordingState([0, 1, 2], [(), (), ()])
+    beam_search(model.step, start, batch_size=3, beam_size=3, max_len=torch.tensor([2, 7, 4]),
+                length_penalty=LengthPenalty(1.0))  # fmt: skip
+    # sentences leave at different steps; State.reorder asserts that groups stay whole
+    assert RecordingState.calls[0] == "expand 3"
+    assert set(RecordingState.calls[1:]) == {"reorder"} and len(RecordingState.calls) > 3
+    assert len(set(model.rows_per_step)) > 1
+    RecordingState.calls = []
+    greedy_search(model.step, RecordingState([0, 1, 2], [(), (), ()]), batch_size=3,
+                  max_len=torch.tensor([2, 7, 4]))  # fmt: skip
+    assert set(RecordingState.calls) == {"select"}
+
+
+def test_a_sentence_stops_as_soon_as_it_has_k_finished_hypotheses():
+    """fairseq's rule: step 0 finishes one hypothesis, step 1 a second: with K = 2 the search
+    stops there, though live beams remain and max_len allows more steps."""
+    table = table_from_probs(
+        {(): {EOS: 0.5, 4: 0.3, 5: 0.2}, (4,): {EOS: 0.6, 5: 0.4}, (5,): {4: 1.0}}, 6
+    )
+    model = ScriptedModel(table, vocab_size=6)
+    (nbest,) = _search(model, [0], beam_size=2, max_len=10, length_penalty=LengthPenalty(),
+                       nbest=2)  # fmt: skip
+    assert len(model.rows_per_step) == 2
+    assert [h.tokens for h in nbest] == [[], [4]]  # tokens exclude the EOS

@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from atento.checkpoints import BEST, LAST, load_checkpoint
 from atento.config import load_config
-from atento.inference import load_run
-from atento.training.checkpoint import BEST, LAST, load_checkpoint
+from atento.rundir import load_run
 from atento.training.ema import WeightAverage, ema_decay_at
 from atento.training.loop import Trainer
 from conftest import CONFIGS
 
-BASE = ["train.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
+BASE = ["runtime.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
 
 
 class Tied(nn.Module):
@@ -71,25 +71,27 @@ def test_training_with_an_average_checkpoints_resumes_and_translates(tmp_path):
     Trainer(half, tmp_path / "split", progress=False).fit()
     Trainer(full, tmp_path / "split", resume=True, progress=False).fit()
 
-    a, b = load_checkpoint(tmp_path / "full" / LAST), load_checkpoint(tmp_path / "split" / LAST)
+    a = load_checkpoint(tmp_path / "full" / LAST, training=True)
+    b = load_checkpoint(tmp_path / "split" / LAST, training=True)
     for key in ("model", "train_model"):  # averaged and raw weights both resume exactly
-        for name in a[key]:
-            torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0, msg=name)
-    assert b["ema_updates"] == 16
-    name = next(k for k in a["model"] if k.endswith("weight"))
-    assert not torch.equal(a["model"][name], a["train_model"][name])
+        for name in getattr(a, key):
+            torch.testing.assert_close(getattr(a, key)[name], getattr(b, key)[name], rtol=0,
+                                       atol=0, msg=name)  # fmt: skip
+    assert b.training["ema_updates"] == 16
+    name = next(k for k in a.model if k.endswith("weight"))
+    assert not torch.equal(a.model[name], a.train_model[name])
     # the best checkpoint and translation use the averaged weights
-    assert set(load_checkpoint(tmp_path / "full" / BEST)) >= {"model"}
-    assert "train_model" not in load_checkpoint(tmp_path / "full" / BEST)
+    best = load_checkpoint(tmp_path / "full" / BEST, training=True)
+    assert best.model and best.train_model is None and best.training is None
     loaded = load_run(tmp_path / "full", which="last")
     state = loaded.model.state_dict()
-    torch.testing.assert_close(state[name], a["model"][name], rtol=0, atol=0)
+    torch.testing.assert_close(state[name], a.model[name], rtol=0, atol=0)
 
 
 def test_no_average_by_default(tmp_path):
     cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=3"])
     Trainer(cfg, tmp_path / "r", progress=False).fit()
-    assert "train_model" not in load_checkpoint(tmp_path / "r" / LAST)
+    assert load_checkpoint(tmp_path / "r" / LAST, training=True).train_model is None
 
 
 def test_ema_gain_script_compares_both_weights(tmp_path):
@@ -112,3 +114,9 @@ def test_ema_gain_script_compares_both_weights(tmp_path):
     report = json.loads(out.stdout)
     assert report["step"] == 8 and report["beam"] == 2
     assert set(report["average"]) == set(report["raw"]) == {"bleu", "chrf"}
+
+
+def test_tied_weights_stay_one_tensor_in_the_average():
+    avg = WeightAverage(Tied(), decay=0.9)
+    state = avg.averaged_state_dict()
+    assert state["embed.weight"] is state["out.weight"]  # stored once in a checkpoint

@@ -42,3 +42,13 @@ def test_gradcheck_double():
     assert torch.autograd.gradcheck(
         lambda z: sequence_loss(z, targets, label_smoothing=0.2), logits
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_logits_are_scored_in_fp32(dtype):
+    torch.manual_seed(0)
+    logits = torch.randn(5, 7).to(dtype)
+    targets = torch.tensor([1, 2, 0, 4, 6])
+    got = sequence_loss(logits, targets, label_smoothing=0.1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, sequence_loss(logits.float(), targets, label_smoothing=0.1))

@@ -8,16 +8,16 @@ import time
 
 import torch
 
+from atento.checkpoints import LAST, load_checkpoint
 from atento.config import load_config
-from atento.training.checkpoint import LAST, load_checkpoint
 from atento.training.loop import Trainer
 from conftest import CONFIGS
 
-BASE = ["train.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
+BASE = ["runtime.threads=1", "train.valid_every=6", "data.n_train=200", "train.batch_tokens=300"]
 
 
 def _weights(run_dir):
-    return load_checkpoint(run_dir / LAST)["model"]
+    return load_checkpoint(run_dir / LAST).model
 
 
 def _assert_same(a, b):
@@ -37,9 +37,9 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path):
     assert resumed.state.step == 9
     resumed.fit()
     _assert_same(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
-    ckpt = load_checkpoint(tmp_path / "split" / LAST)
-    assert ckpt["progress"]["step"] == 16
-    assert ckpt["optimizer"]["state"]  # optimiser moments travel with the checkpoint
+    ckpt = load_checkpoint(tmp_path / "split" / LAST, training=True)
+    assert ckpt.progress["step"] == ckpt.step == 16
+    assert ckpt.training["optimizer"]["state"]  # optimiser moments travel with the checkpoint
 
 
 def test_kill_minus_nine_then_resume(tmp_path):
@@ -51,16 +51,19 @@ def test_kill_minus_nine_then_resume(tmp_path):
     run = tmp_path / "killed"
     proc = subprocess.Popen([*cli, *args, "--out", str(run)], stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and not (run / LAST).is_file():
+    while time.time() < deadline and not (run / LAST).is_dir():
         time.sleep(0.05)
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    stopped_at = load_checkpoint(run / LAST)["progress"]["step"]  # readable: written atomically
+    stopped_at = load_checkpoint(run / LAST).step  # readable: written atomically
     assert stopped_at % 3 == 0 or stopped_at == 60
     out = subprocess.run([*cli, *args, "--out", str(run), "--resume"], capture_output=True)
     assert out.returncode == 0, out.stderr.decode()
-    assert not list(run.glob("*.tmp"))  # a save cut short by the kill is cleaned up on resume
+    assert sorted(p.name for p in run.glob("checkpoint_*")) == [
+        "checkpoint_best",
+        "checkpoint_last",
+    ]
     _assert_same(_weights(ref), _weights(run))
 
 
@@ -84,10 +87,18 @@ def test_ctrl_c_saves_before_stopping(tmp_path):
     proc = subprocess.Popen(
         [*cli, *args, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert b"training pairs" in proc.stdout.readline()  # the loop is about to start
+    while b"training pairs" not in proc.stdout.readline():  # the loop is about to start
+        assert proc.poll() is None
     time.sleep(1.0)  # let it take some steps
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert b"--resume continues" in out
-    assert load_checkpoint(run / LAST)["progress"]["step"] > 0
+    stopped = load_checkpoint(run / LAST).step
+    assert stopped > 0
+    # the saved weights are those of the saved step: resuming reaches an uninterrupted run
+    target = [*BASE, f"train.max_steps={stopped + 3}", "train.valid_every=0"]
+    cfg = load_config(CONFIGS / "toy_dates.yaml", target)
+    Trainer(cfg, run, resume=True, progress=False).fit()
+    Trainer(cfg, tmp_path / "straight", progress=False).fit()
+    _assert_same(_weights(tmp_path / "straight"), _weights(run))

@@ -19,7 +19,8 @@ The prefix is pruned when bound(lp) <= best (it cannot beat best strictly). With
 bound is lp itself, tight and the search fast; with alpha > 0 a long output may still win, the
 bound divides by L^alpha and the search may visit far more prefixes, which is what the time
 limit is for. Children are sorted by log-prob, so the first child that fails the bound ends
-the loop. Children are expanded `chunk` at a time in one batched decoder step.
+the loop. Children are expanded `chunk` at a time in one batched decoder step: the prefix's
+one-row state is `expand`ed to one row per child, and each child is then `select`ed.
 """
 
 from __future__ import annotations
@@ -113,14 +114,13 @@ class _DepthFirst:
             if n == 0:
                 return
             chunk_ids = tokens[start : start + n]
-            parent = torch.zeros(n, dtype=torch.long, device=self.device)
-            rows, child_state = self.step(chunk_ids, state.index_select(parent))  # (n, V)
+            rows, child_state = self.step(chunk_ids, state.expand(n))  # (n, V), n children
             for i, token in enumerate(chunk_ids):
                 lp = log_prob + values[start + i]
                 if self.bound(lp) <= self.best_score:  # the incumbent improved meanwhile
                     return
                 index = torch.tensor([i], device=self.device)
-                self.visit([*prefix, token], lp, rows[i], child_state.index_select(index))
+                self.visit([*prefix, token], lp, rows[i], child_state.select(index))
             start += n
 
 

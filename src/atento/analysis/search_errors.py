@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 from tqdm import tqdm
@@ -30,6 +31,7 @@ from atento.analysis.exact import exact_search
 from atento.analysis.scoring import SequenceScore, score_sequences
 from atento.data.batching import collate_sources
 from atento.inference import Translator
+from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
 
 SEARCH, MODEL, NONE = "search", "model", "none"
@@ -260,18 +262,21 @@ def check_exact(
     2019) with the beam's finished output as the lower bound; fill each checked verdict's
     `exact_*` fields and return the summary (true search errors among the checked ones)."""
     model, penalty = translator.model, LengthPenalty(report.alpha)
+    options = replace(translator.options, attention=False)  # the translator's cache setting
+    step = partial(model.step, options=options)
     chosen = [v for v in report.verdicts if len(v.source_ids) <= max_source_len]
     better = timeouts = 0
-    model.eval()
+    require_eval(model, "exact search")
+    device = next(model.parameters()).device
     for v in tqdm(chosen, desc="exact search", unit="sent", disable=not progress, leave=False):
         src_ids, src_mask = collate_sources([v.source_ids])
-        device = next(model.parameters()).device
         with torch.no_grad():
-            state = model.init_state(model.encode(src_ids.to(device), src_mask.to(device)))
+            enc = model.encode(src_ids.to(device), src_mask.to(device))
             bound = v.output_score if v.output_finished else -math.inf
             result = exact_search(
-                model.step, state, max_len=max_output_len(translator, len(v.source_ids)),
-                length_penalty=penalty, lower_bound=bound, time_limit=seconds,
+                step, model.init_state(enc, options),
+                max_len=max_output_len(translator, len(v.source_ids)), length_penalty=penalty,
+                lower_bound=bound, time_limit=seconds, device=device,
             )  # fmt: skip
         found = result.tokens is not None and result.tokens != v.output_ids
         v.exact_better = found and result.score > v.output_score + 1e-5

@@ -62,8 +62,9 @@ class KVCache:
 
 
 def _low_precision_cpu(x: Tensor) -> bool:
-    """bf16 (or fp16) on a CPU, i.e. under autocast there: attention itself then runs in fp32."""
-    return x.device.type == "cpu" and x.dtype != torch.float32
+    """bf16 (or fp16) on a CPU, i.e. under autocast there: attention itself then runs in fp32.
+    (A float64 model keeps float64 attention.)"""
+    return x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
 
 
 class MultiHeadAttention(nn.Module):

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from atento.cli.analysis_io import show_progress
-from atento.cli.common import add_search_args, configured, read_input
+from atento.cli.common import add_search_args, configured, open_run, read_input
 from atento.errors import AtentoError
-from atento.inference import LoadedRun, load_run
+from atento.inference import Translator
+from atento.rundir import LoadedRun
 
 if TYPE_CHECKING:
     from atento.analysis.heatmap import Heatmap
@@ -40,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _choose_view(loaded: LoadedRun, args: argparse.Namespace) -> None:
-    """Apply --layer / --head to a Transformer; refuse them (and --grid) for other models."""
-    model = loaded.model
-    if not hasattr(model, "set_attention_view"):
+def _with_view(translator: Translator, loaded: LoadedRun, args: argparse.Namespace) -> Translator:
+    """--layer / --head as the translator's `DecodeOptions` for a Transformer; refuse them (and
+    --grid) for other models. Out-of-range values are a one-line error."""
+    if not hasattr(loaded.model, "attention_heads"):  # one attention: the RNN
         if args.layer is not None or args.head is not None or args.grid:
             raise AtentoError(
                 f"--layer, --head and --grid apply to Transformer runs; {args.run_dir} is "
@@ -51,11 +52,11 @@ def _choose_view(loaded: LoadedRun, args: argparse.Namespace) -> None:
             )
         if loaded.cfg.model.attention == "none":
             raise AtentoError(f"{args.run_dir} has no attention to draw (model.attention=none)")
-        return
+        return translator
     if args.grid and args.head is not None:
         raise AtentoError("--grid draws every head; leave out --head")
     try:
-        model.set_attention_view(-1 if args.layer is None else args.layer, args.head)
+        return translator.with_options(layer=args.layer, head=args.head)
     except ValueError as exc:
         raise AtentoError(str(exc)) from None
 
@@ -65,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.sentence is None) == (args.src is None):
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
-    loaded = load_run(args.run_dir)
-    _choose_view(loaded, args)
-    translator = configured(loaded.translator(), args).with_attention()
+    loaded = open_run(args.run_dir)
+    translator = _with_view(configured(loaded.translator(), args), loaded, args).with_attention()
     sentences = read_input(args.src) if args.src else [args.sentence]
     if not any(s.strip() for s in sentences):
         raise AtentoError("empty input: no source sentence to decode")
@@ -95,9 +95,12 @@ def _draw_heads(
     from atento.data.batching import collate_sources
     from atento.data.vocab import BOS_ID
 
+    device = next(loaded.model.parameters()).device
     src_ids, src_mask = collate_sources([loaded.src_tok.encode(sentence)])  # (1, S)
     tgt_in = torch.tensor([[BOS_ID, *hyp.tokens]])  # (1, T)
-    heads = loaded.model.attention_heads(src_ids, src_mask, tgt_in, layer)[0]  # (H, T, S)
+    heads = loaded.model.attention_heads(
+        src_ids.to(device), src_mask.to(device), tgt_in.to(device), layer
+    )[0].cpu()  # (H, T, S)
     rows, cols = len(heatmap.tgt_labels), len(heatmap.src_labels)
     heads = heads[:, :rows, :cols].float()
     n = heads.size(0)

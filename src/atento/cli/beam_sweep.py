@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 
 from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import print_json
+from atento.cli.common import add_line_args, line_policy, open_run, print_json
 from atento.errors import AtentoError
-from atento.inference import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="run directory written by `atento train`")
     p.add_argument("--src", required=True, help="source file (plain or .gz)")
     p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    add_line_args(p, too_long=False)
     p.add_argument("--beams", default="1,2,3,5,10", help="beam widths, e.g. 1,2,3,5,10")
     p.add_argument("--alpha", type=float, help="length normalisation alpha; default: config")
     p.add_argument("--alphas", help="several alphas, e.g. 0,0.5,0.7,1 (overrides --alpha)")
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from atento.analysis import sweep
 
     beams = sweep.parse_int_list(args.beams, name="--beams")
-    loaded = load_run(args.run_dir)
+    loaded = open_run(args.run_dir)
     alphas = [loaded.cfg.search.alpha if args.alpha is None else args.alpha]
     if args.alphas:
         alphas = sweep.parse_float_list(args.alphas, name="--alphas")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
         translator = translator.with_search(batch_size=args.batch_size)
-    sources, refs = read_pairs(args.src, args.ref)
+    sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
     points = sweep.beam_sweep(
         translator, sources, refs, beams=beams, alphas=alphas, progress=show_progress(args)
     )

@@ -10,9 +10,15 @@ import argparse
 from pathlib import Path
 
 from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import add_search_args, configured, print_json
+from atento.cli.common import (
+    add_line_args,
+    add_search_args,
+    configured,
+    line_policy,
+    open_run,
+    print_json,
+)
 from atento.errors import AtentoError
-from atento.inference import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="+", help="run directories written by `atento train`")
     p.add_argument("--src", required=True, help="source file (plain or .gz)")
     p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    add_line_args(p, too_long=False)
     p.add_argument("--out", required=True, help="PNG file for the plot")
     p.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
     p.add_argument("--buckets", default="10,15,20,25,30,40", help="bucket upper edges (words)")
@@ -38,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         names = [x.strip() for x in args.labels.split(",")]
         if len(names) != len(args.run_dirs):
             raise AtentoError(f"--labels has {len(names)} names for {len(args.run_dirs)} runs")
-    sources, refs = read_pairs(args.src, args.ref)
-    runs = [load_run(d) for d in args.run_dirs]  # fail early on a bad directory
+    sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
+    runs = [open_run(d) for d in args.run_dirs]  # fail early on a bad directory
     systems, report = {}, {"sentences": len(sources), "systems": []}
     for name, loaded in zip(names, runs, strict=True):
         translator = configured(loaded.translator(), args)

@@ -8,8 +8,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from atento.cli.common import start_runtime
 from atento.config import load_config
-from atento.training.checkpoint import LAST
+from atento.runtime import placement_for
 
 SHOWCASE = [
     "Tuesday, 9 April 1974",
@@ -37,14 +38,16 @@ def demo_config_path() -> Path:
 def run(args: argparse.Namespace) -> int:
     from atento.analysis.heatmap import plot_attention
     from atento.data.corpus import load_split
-    from atento.inference import load_run
-    from atento.training.loop import Trainer
+    from atento.rundir import load_run
+    from atento.training.loop import Trainer, has_checkpoint
 
     start = time.perf_counter()
     out = Path(args.out)
     cfg = load_config(demo_config_path(), args.overrides)
     print(f"atento demo: dates in many formats and languages -> ISO 8601, run directory {out}")
-    result = Trainer(cfg, out, resume=(out / LAST).is_file()).fit()
+    placement = placement_for(cfg)
+    start_runtime(cfg.runtime, placement, training=True)
+    result = Trainer(cfg, out, resume=has_checkpoint(out), placement=placement).fit()
 
     loaded = load_run(out)
     translator = loaded.translator()
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "train_seconds": result.seconds,
         "steps": result.steps,
         "parameters": result.parameters,
-        "best_valid_bleu": result.best_bleu,
+        "best_valid_bleu": result.best_score,
         "train_tokens_per_second": result.tokens_per_second,
         "beam": translator.search.beam,
         "heatmap": str(heatmap) if heatmap else None,

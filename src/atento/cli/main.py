@@ -1,50 +1,36 @@
-"""`atento` command line: one thin module per subcommand over the library."""
+"""`atento` command line: one thin module per subcommand over the library.
+
+The subcommands are the modules listed in `atento.registry.COMMAND_MODULES`; each has
+`register(sub)`. Process-wide settings (threads, allocator, oneDNN's kernel cache) are applied
+by the commands that train or decode, once, from the config's `runtime` section
+(`atento.cli.common.start_runtime`), never on import.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from atento import __version__
 from atento.errors import AtentoError
-from atento.runtime import tune_allocator
-
-COMMANDS = (
-    "demo", "train", "translate", "evaluate", "attention", "score", "compare-length",
-    "beam-sweep", "search-errors",
-)  # fmt: skip
+from atento.registry import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from atento.cli import (
-        attention,
-        beam_sweep,
-        compare_length,
-        demo,
-        evaluate,
-        score,
-        search_errors,
-        train,
-        translate,
-    )
-
     parser = argparse.ArgumentParser(
         prog="atento", description="Train, decode and inspect attention-based sequence models."
     )
     parser.add_argument("--version", action="version", version=f"atento {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (
-        demo, train, translate, evaluate, attention, score, compare_length, beam_sweep,
-        search_errors,
-    ):  # fmt: skip
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_allocator()
     try:
         return int(args.run(args) or 0)
     except AtentoError as exc:

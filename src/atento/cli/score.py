@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from atento.cli.analysis_io import read_pairs, show_progress
+from atento.cli.common import add_line_args, encode_lines, line_policy, open_run
 from atento.errors import AtentoError
-from atento.inference import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,30 +25,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, help="length normalisation alpha; default: config")
     p.add_argument("--per-token", action="store_true", help="also print each token's log-prob")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    add_line_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from atento.analysis.scoring import score_sequences
+    from atento.models.base import length_limit
     from atento.search import LengthPenalty
 
-    loaded = load_run(args.run_dir)
-    sources, refs = read_pairs(args.src, args.ref)
+    loaded = open_run(args.run_dir)
+    policy = line_policy(args)
+    sources, refs = read_pairs(args.src, args.ref, policy)
     if args.batch_size < 1:
         raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
     alpha = loaded.cfg.search.alpha if args.alpha is None else args.alpha
     if alpha < 0:
         raise AtentoError(f"--alpha must be >= 0, got {alpha}")
+    limit = length_limit(loaded.model)
+    src = encode_lines(loaded.src_tok, sources, limit, policy, name=args.src)
+    ref = encode_lines(loaded.tgt_tok, refs, limit, policy, name=args.ref)
+    keys = [i for i in src if i in ref]  # a pair with an empty side gets an empty line
     scores = score_sequences(
-        loaded.model, loaded.src_tok.encode_batch(sources), loaded.tgt_tok.encode_batch(refs),
+        loaded.model, [src[i] for i in keys], [ref[i] for i in keys],
         length_penalty=LengthPenalty(alpha), batch_size=args.batch_size,
         progress=show_progress(args),
     )  # fmt: skip
-    lines = []
-    for s in scores:
+    lines = [""] * len(sources)
+    for i, s in zip(keys, scores, strict=True):
         value = f"{s.score if args.normalised else s.log_prob:.6f}"
         if args.per_token:
             value += "\t" + " ".join(f"{x:.4f}" for x in s.token_log_probs)
-        lines.append(value)
+        lines[i] = value
     sys.stdout.write("".join(line + "\n" for line in lines))
     return 0

@@ -11,9 +11,15 @@ import argparse
 from pathlib import Path
 
 from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import add_search_args, configured, print_json
+from atento.cli.common import (
+    add_line_args,
+    add_search_args,
+    configured,
+    line_policy,
+    open_run,
+    print_json,
+)
 from atento.errors import AtentoError
-from atento.inference import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="run directory written by `atento train`")
     p.add_argument("--src", required=True, help="source file (plain or .gz)")
     p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    add_line_args(p, too_long=False)
     add_search_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="write the whole table as Markdown to this file")
@@ -43,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     extra_beams = parse_int_list(args.beams, name="--beams") if args.beams is not None else []
     if args.exact and (args.exact_max_len < 1 or args.exact_seconds <= 0):
         raise AtentoError("--exact-max-len must be >= 1 and --exact-seconds > 0")
-    loaded = load_run(args.run_dir)
-    translator = configured(loaded.translator(), args).with_search(nbest=1)
-    sources, refs = read_pairs(args.src, args.ref)
+    loaded = open_run(args.run_dir)
+    # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
+    translator = configured(loaded.translator().with_precision("fp32"), args)
+    translator = translator.with_search(nbest=1)
+    sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
     widths = [translator.search.beam] + [k for k in extra_beams if k != translator.search.beam]
     progress = show_progress(args)
     reports = analyse_beams(

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atento.cli.common import add_search_args, configured, read_input, write_text
-from atento.inference import load_run
+from atento.cli.common import (
+    add_line_args,
+    add_search_args,
+    configured,
+    line_policy,
+    open_run,
+    read_input,
+    translate_lines,
+    write_text,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,23 +23,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_search_args(p, nbest=True)
     p.add_argument("-i", "--input", help="source file, one sentence per line (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    add_line_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_run(args.run_dir)
+    loaded = open_run(args.run_dir)
     translator = configured(loaded.translator(), args)
-    sentences = read_input(args.input)
-    results = translator.translate(sentences, progress=sys.stderr.isatty())
+    policy = line_policy(args)
+    sentences = read_input(args.input, policy)
+    results = translate_lines(
+        translator, sentences, policy, name=args.input or "stdin", progress=sys.stderr.isatty()
+    )
     decode = loaded.tgt_tok.decode
-    if translator.search.nbest == 1:
-        lines = [decode(hyps[0].tokens) for hyps in results]
+    if translator.search.nbest == 1:  # an empty input line (no hypotheses) gives ""
+        lines = [decode(hyps[0].tokens) if hyps else "" for hyps in results]
     else:  # Moses n-best format: index ||| hypothesis ||| normalised score
         lines = [
             f"{i} ||| {decode(h.tokens)} ||| {h.score:.4f}"
             for i, hyps in enumerate(results)
             for h in hyps
         ]
+        lines += [f"{i} |||  ||| 0.0000" for i, hyps in enumerate(results) if not hyps]
+        lines.sort(key=lambda line: int(line.split(" ", 1)[0]))  # stable: n-best order kept
     if args.output:
         write_text(args.output, lines)
     else:

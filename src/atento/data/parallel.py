@@ -8,44 +8,30 @@ Ids come without BOS / EOS; `batching.collate` adds them.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
+from atento.data.lines import DEFAULT_POLICY, LinePolicy, read_text_lines
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 
 IdPair = tuple[list[int], list[int]]
 
 
-def read_lines(path: str | Path) -> list[str]:
+def read_lines(path: str | Path, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:
     """Lines of a UTF-8 text file (`.gz` suffix = gzip), trailing whitespace stripped.
 
-    A missing file, or one that is not UTF-8 / not gzip, raises AtentoError naming it.
+    A missing or unreadable file, or invalid UTF-8 (under the default policy), raises
+    AtentoError naming the file, and the line and byte offset (`atento.data.lines`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                text = f.read()
-        else:
-            text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise AtentoError(f"file is not UTF-8 text: {path}") from None
-    except (OSError, EOFError) as exc:
-        raise AtentoError(f"cannot read {path}: {exc}") from None
-    # split("\n") rather than splitlines(): U+2028 and friends may occur inside a sentence.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip() for line in lines]
+    return read_text_lines(path, policy)
 
 
-def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
+def read_parallel(
+    src_path: str | Path, tgt_path: str | Path, policy: LinePolicy = DEFAULT_POLICY
+) -> list[tuple[str, str]]:
     """(source, target) sentence pairs from two line-aligned files; counts must match."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    src, tgt = read_lines(src_path, policy), read_lines(tgt_path, policy)
     if len(src) != len(tgt):
         raise AtentoError(
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}"

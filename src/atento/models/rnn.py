@@ -19,6 +19,7 @@ One `Decoder.forward` serves teacher forcing (T = target length) and incremental
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,39 +29,60 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from atento.attention import Attention, make_score
 from atento.data.vocab import PAD_ID
-from atento.models.base import EncoderOutput  # re-exported: atento.models.rnn.EncoderOutput
+from atento.models.base import (  # EncoderOutput re-exported: atento.models.rnn.EncoderOutput
+    DEFAULT_OPTIONS,
+    DecodeOptions,
+    EncoderOutput,
+)
 from atento.nn.dropout import Dropout
 
-RNNState = Tensor | tuple[Tensor, Tensor]  # GRU: h (L, B, H); LSTM: (h, c)
+RNNHidden = Tensor | tuple[Tensor, Tensor]  # GRU: h (L, B, H); LSTM: (h, c)
 
-__all__ = ["DecoderState", "EncoderOutput", "RNNDecoder", "RNNEncoder", "RNNSeq2Seq"]
-
-
-def _select(state: RNNState, index: Tensor, dim: int) -> RNNState:
-    if isinstance(state, tuple):
-        return tuple(s.index_select(dim, index) for s in state)
-    return state.index_select(dim, index)
+__all__ = ["EncoderOutput", "RNNDecoder", "RNNDecoderState", "RNNEncoder", "RNNSeq2Seq"]
 
 
 @dataclass
-class DecoderState:
-    """Everything the decoder carries between steps; rows can be selected for beam search."""
+class RNNDecoderState:
+    """Everything the decoder carries between steps, one row per hypothesis (N rows).
 
-    hidden: RNNState  # (L, N, H) or (h, c)
+    Implements `atento.models.base.DecoderState`. Every row holds its own copy of the source
+    side (memory, keys, mask), so `reorder` and `select` are the same row gather; `expand`
+    repeats rows. Tensors are shared with the parent state, never modified in place.
+    """
+
+    hidden: RNNHidden  # (L, N, H) or (h, c)
     prev_out: Tensor | None  # (N, H) attentional vector h~_{t-1} for input feeding
     memory: Tensor  # (N, S, H)
     keys: Tensor | None  # score.prepare_keys(memory), computed once per source
     memory_mask: Tensor  # (N, S)
 
-    def index_select(self, index: Tensor) -> DecoderState:
-        """Keep / repeat / reorder rows (N) of every tensor: used to expand and prune beams."""
-        return DecoderState(
-            hidden=_select(self.hidden, index, 1),
-            prev_out=None if self.prev_out is None else self.prev_out.index_select(0, index),
-            memory=self.memory.index_select(0, index),
-            keys=None if self.keys is None else self.keys.index_select(0, index),
-            memory_mask=self.memory_mask.index_select(0, index),
+    @property
+    def device(self) -> torch.device:
+        return self.memory.device
+
+    def _map(self, fn: Callable[[Tensor, int], Tensor]) -> RNNDecoderState:
+        """fn(tensor, row dimension) applied to every tensor (hidden states keep rows in dim 1)."""
+        hidden = self.hidden
+        hidden = tuple(fn(h, 1) for h in hidden) if isinstance(hidden, tuple) else fn(hidden, 1)
+        return RNNDecoderState(
+            hidden=hidden,
+            prev_out=None if self.prev_out is None else fn(self.prev_out, 0),
+            memory=fn(self.memory, 0),
+            keys=None if self.keys is None else fn(self.keys, 0),
+            memory_mask=fn(self.memory_mask, 0),
         )
+
+    def expand(self, k: int) -> RNNDecoderState:
+        """Each row repeated k times: row b -> rows b*k .. b*k+k-1."""
+        return self._map(lambda x, dim: x.repeat_interleave(k, dim=dim))
+
+    def select(self, rows: Tensor) -> RNNDecoderState:
+        """Rows `rows` (N',) in any order, repeats allowed."""
+        return self._map(lambda x, dim: x.index_select(dim, rows))
+
+    def reorder(self, rows: Tensor) -> RNNDecoderState:
+        """Beam search's reorder (rows (N',) keep groups intact): a plain row gather here."""
+        return self.select(rows)
 
 
 def _embedding(vocab_size: int, emb_size: int) -> nn.Embedding:
@@ -136,7 +158,7 @@ class RNNDecoder(nn.Module):
             self.combine = nn.Linear(2 * hidden_size, hidden_size, bias=False)
         self.output = nn.Linear(hidden_size, vocab_size)
 
-    def init_state(self, enc: EncoderOutput) -> DecoderState:
+    def init_state(self, enc: EncoderOutput) -> RNNDecoderState:
         """Start from the top encoder layer's final state, bridged: s_0 = tanh(W [h_fwd; h_bwd])."""
 
         def bridge(final: Tensor) -> Tensor:
@@ -145,12 +167,12 @@ class RNNDecoder(nn.Module):
             return init.view(top.size(0), self.layers, -1).transpose(0, 1).contiguous()
 
         if isinstance(enc.final, tuple):
-            hidden: RNNState = (bridge(enc.final[0]), bridge(enc.final[1]))
+            hidden: RNNHidden = (bridge(enc.final[0]), bridge(enc.final[1]))
         else:
             hidden = bridge(enc.final)
         keys = None if self.attention is None else self.attention.prepare_keys(enc.memory)
         prev_out = enc.memory.new_zeros(enc.memory.size(0), enc.memory.size(2))
-        return DecoderState(
+        return RNNDecoderState(
             hidden=hidden,
             prev_out=prev_out if self.input_feeding else None,
             memory=enc.memory,
@@ -159,8 +181,8 @@ class RNNDecoder(nn.Module):
         )
 
     def forward(
-        self, tgt_ids: Tensor, state: DecoderState, select: Tensor | None = None
-    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        self, tgt_ids: Tensor, state: RNNDecoderState, select: Tensor | None = None
+    ) -> tuple[Tensor, RNNDecoderState, Tensor | None]:
         """tgt_ids (B, T) -> logits (B, T, V) (or (N, V) at the `select`ed positions), the state
         after step T, weights (B, T, S) or None."""
         emb = self.dropout(self.embed(tgt_ids))  # (B, T, E)
@@ -177,11 +199,11 @@ class RNNDecoder(nn.Module):
             rnn_out, hidden = self.rnn(emb, state.hidden)  # (B, T, H)
             out, w = self._attend(rnn_out, state)
             prev = None
-        new_state = DecoderState(hidden, prev, state.memory, state.keys, state.memory_mask)
+        new_state = RNNDecoderState(hidden, prev, state.memory, state.keys, state.memory_mask)
         out = self.dropout(out)
         return self.output(out if select is None else out[select]), new_state, w
 
-    def _attend(self, rnn_out: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+    def _attend(self, rnn_out: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor | None]:
         if self.attention is None:
             return rnn_out, None
         context, weights = self.attention(rnn_out, state.keys, state.memory, state.memory_mask)
@@ -210,31 +232,47 @@ class RNNSeq2Seq(nn.Module):
             if emb_size != hidden_size:
                 raise ValueError("model.tie_embeddings needs emb_size == hidden_size")
             self.decoder.output.weight = self.decoder.embed.weight
-        self.need_attention = True  # False: `step` returns no weights (none kept by the search)
+
+    def check_options(self, options: DecodeOptions) -> None:
+        """One attention, one head: `layer` must be -1 or 0 and `head` None (ValueError)."""
+        if options.layer not in (-1, 0) or options.head is not None:
+            raise ValueError(
+                "layer and head choose among a Transformer's attentions; the RNN decoder has "
+                "one (layer -1 or 0, head None)"
+            )
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
+        """src_ids (B, S), src_mask (B, S) True = real token -> annotations (B, S, H)."""
         return self.encoder(src_ids, src_mask)
 
-    def init_state(self, enc: EncoderOutput) -> DecoderState:
+    def init_state(
+        self, enc: EncoderOutput, options: DecodeOptions = DEFAULT_OPTIONS
+    ) -> RNNDecoderState:
+        """B rows, one per source; `options` are checked (the state does not depend on them)."""
+        self.check_options(options)
         return self.decoder.init_state(enc)
 
     def forward(
-        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits (B, T, V) and attention weights (B, T, S) or None.
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None,
+        options: DecodeOptions | None = None,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """Teacher forcing: logits (B, T, V) and, with `options.attention`, the attention
+        weights (B, T, S) (None without attention or when not asked for).
 
         `select` (B, T) bool: logits only at those positions, (N, V) in row-major order.
         """
-        state = self.init_state(self.encode(src_ids, src_mask))
+        options = DEFAULT_OPTIONS if options is None else options
+        state = self.init_state(self.encode(src_ids, src_mask), options)
         logits, _, weights = self.decoder(tgt_in, state, select)
-        return logits, weights
+        return logits, weights if options.attention else None
 
     def step(
-        self, last_ids: Tensor, state: DecoderState
-    ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """One incremental step: last_ids (N,) -> log-probs (N, V), new state, weights (N, S)."""
+        self, last_ids: Tensor, state: RNNDecoderState, options: DecodeOptions = DEFAULT_OPTIONS
+    ) -> tuple[Tensor, RNNDecoderState, Tensor | None]:
+        """One incremental step: last_ids (N,) -> log-probs (N, V) fp32, new state, and the
+        weights (N, S) when `options.attention` (else None)."""
         logits, state, weights = self.decoder(last_ids.unsqueeze(1), state)
         log_probs = F.log_softmax(logits.squeeze(1), dim=-1, dtype=torch.float32)
-        if weights is None or not self.need_attention:
+        if weights is None or not options.attention:
             return log_probs, state, None
         return log_probs, state, weights.squeeze(1)

@@ -4,23 +4,25 @@
     encoder: N x [self-attention, feed-forward]   decoder: N x [causal self-, cross-attention, FFN]
     p(y_t | y_<t, x) = softmax(W_o h_t)            W_o = E with shared / tied embeddings (3.4)
 
-The searchers see `encode`, `init_state` and `step`, exactly as for the RNN: `step` feeds one
-token per row; with `use_cache` (default) every decoder layer keeps a `LayerCache` in the
-`TransformerState`: self-attention keys/values grow by one step, cross-attention keys/values are
-projected once per source. The state keeps the source side (memory, mask, cross keys/values)
-once per source sentence and the target side (tokens, self-attention caches) once per
-hypothesis: beam search's K hypotheses of a sentence share one copy, their K queries attend to it
-in one call, and reordering beams moves only the target side (`TransformerState`). With
-`use_cache = False` each step re-runs the decoder over the whole prefix (the baseline of
-benchmarks/kv_cache.py); both give the same log-probs.
+The searchers see `encode`, `init_state` and `step` (`atento.models.base.EncoderDecoder`),
+exactly as for the RNN: `step` feeds one token per row; with `DecodeOptions.use_cache` (default)
+every decoder layer keeps a `LayerCache` in the `TransformerState`: self-attention keys/values
+grow by one step, cross-attention keys/values are projected once per source. The state keeps
+the source side (memory, mask, cross keys/values) once per source sentence and the target side
+(tokens, self-attention caches) once per hypothesis: after `state.expand(K)` the K hypotheses of
+a sentence share one copy, their K queries attend to it in one call, and `reorder` moves only the
+target side. With `use_cache=False` each step re-runs the decoder over the whole prefix (the
+baseline of benchmarks/kv_cache.py); both give the same log-probs.
 
-The attention returned to search, heatmaps and analysis is the cross-attention of one layer and
-head, chosen with `set_attention_view(layer, head)` (default: last layer, mean over heads).
+The attention returned to search, heatmaps and analysis (when `DecodeOptions.attention`) is the
+cross-attention of `options.layer` and `options.head` (default: last layer, mean over heads);
+`attention_heads` gives every head of one layer. Options are arguments, never model attributes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,16 +31,16 @@ from torch import Tensor, nn
 
 from atento.attention.masks import causal_mask
 from atento.data.vocab import PAD_ID
-from atento.models.base import EncoderOutput
+from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput
 from atento.nn.dropout import Dropout
-from atento.nn.positional import make_positions
+from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import DecoderLayer, EncoderLayer, LayerCache
 
 
 @dataclass
 class TransformerState:
-    """Decoder state over N = G * `group` hypothesis rows; `index_select` keeps / repeats /
-    reorders rows.
+    """Decoder state over N = G * `group` hypothesis rows; implements
+    `atento.models.base.DecoderState` (`expand`, `reorder`, `select`).
 
     Source side, one row per source in use (G rows): memory (G, S, D), memory_mask (G, S) True =
     real token, and the cross-attention keys/values in `caches`. Hypothesis rows
@@ -46,6 +48,7 @@ class TransformerState:
     sentence). Target side, one row per hypothesis (N rows): tgt_ids (N, t) the tokens fed so far
     (BOS first; t is the next position) and the self-attention keys/values in `caches`.
     caches: one `LayerCache` per decoder layer, or None when decoding without the cache.
+    `group` is set by `expand` alone; nothing infers it from an index.
     """
 
     memory: Tensor
@@ -58,37 +61,60 @@ class TransformerState:
     def device(self) -> torch.device:
         return self.memory.device
 
-    def index_select(self, index: Tensor) -> TransformerState:
-        """Rows `index` (N',). The source side is gathered only when the set of sources changes
-        (a sentence finished) or rows stop forming equal runs per source (then group = 1)."""
-        src = torch.div(index, self.group, rounding_mode="floor")  # (N',) source row per row
-        sources, counts = torch.unique_consecutive(src, return_counts=True)
-        group = int(counts[0]) if bool((counts == counts[0]).all()) else 1
-        if group == 1:
-            sources = src
-        same = sources.numel() == self.memory.size(0) and bool(
-            (sources == torch.arange(sources.numel(), device=sources.device)).all()
-        )
+    def _build(
+        self, target: Callable[[Tensor], Tensor], sources: Tensor | None, group: int
+    ) -> TransformerState:
+        """`target` applied to the target side (N rows); the source side gathered at `sources`
+        (G',) (None: kept as it is, shared with this state)."""
 
-        def source_side(x: Tensor) -> Tensor:
-            return x if same else x.index_select(0, sources)
+        def source(x: Tensor) -> Tensor:
+            return x if sources is None else x.index_select(0, sources)
 
         caches = None
         if self.caches is not None:
             caches = [
                 LayerCache(
-                    self_kv=None if c.self_kv is None else c.self_kv.index_select(index),
-                    cross_kv=None if c.cross_kv is None else c.cross_kv.map(source_side),
+                    self_kv=None if c.self_kv is None else c.self_kv.map(target),
+                    cross_kv=None if c.cross_kv is None else c.cross_kv.map(source),
                 )
                 for c in self.caches
             ]  # fmt: skip
         return TransformerState(
-            memory=source_side(self.memory),
-            memory_mask=source_side(self.memory_mask),
-            tgt_ids=self.tgt_ids.index_select(0, index),
-            caches=caches,
-            group=group,
+            source(self.memory), source(self.memory_mask), target(self.tgt_ids), caches, group
         )
+
+    def _unless_same(self, sources: Tensor) -> Tensor | None:
+        """None when `sources` (G',) is every source row in order (nothing to gather)."""
+        same = sources.numel() == self.memory.size(0) and bool(
+            (sources == torch.arange(sources.numel(), device=sources.device)).all()
+        )
+        return None if same else sources
+
+    def expand(self, k: int) -> TransformerState:
+        """Each hypothesis row repeated k times (row b -> rows b*k .. b*k+k-1); the source
+        side is not copied: the group grows to group * k rows per source."""
+
+        def target(x: Tensor) -> Tensor:
+            return x.repeat_interleave(k, dim=0)
+
+        return self._build(target, None, self.group * k)
+
+    def reorder(self, rows: Tensor) -> TransformerState:
+        """Rows (N',) that keep groups intact (each block of `group` consecutive rows reads one
+        source, rows[j * group] // group for block j: beams reordered within their sentence,
+        finished sentences dropped). Only the target side moves unless sentences are dropped
+        or reordered, then the source side is gathered once per source."""
+        if rows.numel() % self.group:
+            raise ValueError(f"reorder: {rows.numel()} rows is not a multiple of {self.group}")
+        sources = self._unless_same(
+            torch.div(rows[:: self.group], self.group, rounding_mode="floor")
+        )
+        return self._build(lambda x: x.index_select(0, rows), sources, self.group)
+
+    def select(self, rows: Tensor) -> TransformerState:
+        """Any rows (N',), any order, repeats allowed: one source row per hypothesis (group 1)."""
+        sources = self._unless_same(torch.div(rows, self.group, rounding_mode="floor"))
+        return self._build(lambda x: x.index_select(0, rows), sources, 1)
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -126,9 +152,6 @@ class TransformerSeq2Seq(nn.Module):
         self._reset_parameters()
         if share_embeddings or tie_embeddings:
             self.output.weight = self.tgt_embed.weight
-        self.use_cache = True  # False: every step re-runs the decoder over the whole prefix
-        self.need_attention = True  # False: `step` returns no weights (the fused path, faster)
-        self.view_layer, self.view_head = layers - 1, None
 
     def _reset_parameters(self) -> None:
         """Xavier-uniform for every matrix (Glorot & Bengio 2010); PAD embeddings stay zero."""
@@ -139,14 +162,33 @@ class TransformerSeq2Seq(nn.Module):
             self.tgt_embed.weight[PAD_ID].zero_()
             self.src_embed.weight[PAD_ID].zero_()
 
-    def set_attention_view(self, layer: int = -1, head: int | None = None) -> None:
-        """Which cross-attention `step` / `forward` return: `layer` (negative counts from the
-        top) and `head` (None = the mean over heads). ValueError when out of range."""
+    def length_limit(self) -> int | None:
+        """The most pieces (EOS / BOS not counted) a source or a target may have: learned
+        positions stop at `model.max_positions`; None = any length (sinusoidal positions)."""
+        if isinstance(self.positions, LearnedPositions):
+            return self.positions.embed.num_embeddings - 1
+        return None
+
+    def _layer_index(self, layer: int) -> int:
+        """`layer` (negative counts from the top) -> 0..L-1; ValueError when out of range."""
         if not -self.n_layers <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range: the decoder has {self.n_layers} layers")
-        if head is not None and not 0 <= head < self.heads:
-            raise ValueError(f"head {head} out of range: layers have {self.heads} heads (0..)")
-        self.view_layer, self.view_head = layer % self.n_layers, head
+        return layer % self.n_layers
+
+    def check_options(self, options: DecodeOptions) -> None:
+        """ValueError when `options.layer` or `options.head` is out of range."""
+        self._layer_index(options.layer)
+        if options.head is not None and not 0 <= options.head < self.heads:
+            raise ValueError(
+                f"head {options.head} out of range: layers have {self.heads} heads (0..)"
+            )
+
+    def _weights_layer(self, options: DecodeOptions) -> int | None:
+        """The decoder layer whose cross-attention weights are needed, or None (fast path)."""
+        if not options.attention:
+            return None
+        self.check_options(options)
+        return self._layer_index(options.layer)
 
     def _embed(self, embed: nn.Embedding, ids: Tensor, offset: int = 0) -> Tensor:
         """ids (B, T) at positions offset.. -> Dropout(E ids * sqrt(D) + PE) (B, T, D)."""
@@ -186,40 +228,48 @@ class TransformerSeq2Seq(nn.Module):
             new_caches.append(cache)
         return self.dec_norm(x), weights, new_caches
 
-    def _view(self, weights: Tensor | None) -> Tensor | None:
+    @staticmethod
+    def _view(weights: Tensor | None, head: int | None) -> Tensor | None:
         """(B, H, T, S) -> (B, T, S): the chosen head, or the mean over heads."""
         if weights is None:
             return None
-        return weights.mean(1) if self.view_head is None else weights[:, self.view_head]
+        return weights.mean(1) if head is None else weights[:, head]
 
     def forward(
-        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits (B, T, V) and cross-attention weights (B, T, S).
+        self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None,
+        options: DecodeOptions | None = None,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """Teacher forcing: logits (B, T, V) and, with `options.attention`, the cross-attention
+        weights (B, T, S) of `options.layer` / `options.head` (else None: every layer then
+        takes the fused fast path).
 
         `select` (B, T) bool: logits only at those positions, (N, V) in row-major order (the
         trainer passes the real target tokens, so the output layer and loss skip padding).
-        Weights are None in training mode (every layer then takes the fused fast path).
         """
+        options = DEFAULT_OPTIONS if options is None else options
+        layer = self._weights_layer(options)
         enc = self.encode(src_ids, src_mask)
-        layer = None if self.training else self.view_layer
         h, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
-        return self.output(h if select is None else h[select]), self._view(weights)
+        return self.output(h if select is None else h[select]), self._view(weights, options.head)
 
     def attention_heads(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, layer: int = -1
     ) -> Tensor:
-        """Teacher-forced cross-attention weights of every head of `layer`: (B, H, T, S)."""
+        """Teacher-forced cross-attention weights of every head of `layer` (negative counts
+        from the top): (B, H, T, S). ValueError when `layer` is out of range."""
+        index = self._layer_index(layer)
         enc = self.encode(src_ids, src_mask)
-        _, weights, _ = self._decode(
-            tgt_in, enc.memory, src_mask, weights_layer=layer % self.n_layers
-        )
+        _, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=index)
         return weights
 
-    def init_state(self, enc: EncoderOutput) -> TransformerState:
-        """Nothing decoded yet; with the cache, cross keys/values are projected once per layer."""
+    def init_state(
+        self, enc: EncoderOutput, options: DecodeOptions = DEFAULT_OPTIONS
+    ) -> TransformerState:
+        """Nothing decoded yet, one row per source (group 1); with `options.use_cache`,
+        cross keys/values are projected once per layer. ValueError for out-of-range options."""
+        self.check_options(options)
         caches = None
-        if self.use_cache:
+        if options.use_cache:
             caches = [
                 LayerCache(None, layer.cross_attn.project_kv(enc.memory))
                 for layer in self.decoder_layers
@@ -228,28 +278,30 @@ class TransformerSeq2Seq(nn.Module):
         return TransformerState(enc.memory, enc.memory_mask, empty, caches)
 
     def step(
-        self, last_ids: Tensor, state: TransformerState
+        self, last_ids: Tensor, state: TransformerState, options: DecodeOptions = DEFAULT_OPTIONS
     ) -> tuple[Tensor, TransformerState, Tensor | None]:
-        """One incremental step: last_ids (N,) -> log-probs (N, V), new state, weights (N, S).
+        """One incremental step: last_ids (N,) -> log-probs (N, V) fp32, new state, and with
+        `options.attention` the weights (N, S) of the chosen layer / head (else None).
 
-        The new token sits at position t = tokens decoded so far (BOS is position 0).
+        The new token sits at position t = tokens decoded so far (BOS is position 0). The
+        cache is used when `options.use_cache` and the state holds one (`init_state` with it).
         """
         t = state.tgt_ids.size(1)
-        view_layer = self.view_layer if self.need_attention else None
+        layer = self._weights_layer(options)
         tgt_ids = torch.cat([state.tgt_ids, last_ids.unsqueeze(1)], dim=1)  # (N, t+1)
-        if self.use_cache and state.caches is not None:
+        if options.use_cache and state.caches is not None:
             h, weights, caches = self._decode(
                 last_ids.unsqueeze(1), state.memory, state.memory_mask, offset=t,
-                caches=state.caches, weights_layer=view_layer, group=state.group,
+                caches=state.caches, weights_layer=layer, group=state.group,
             )  # fmt: skip
         else:  # recompute the whole prefix: the uncached baseline
             memory, memory_mask = state.memory, state.memory_mask
             if state.group > 1:
                 memory = memory.repeat_interleave(state.group, dim=0)
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
-            h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=view_layer)
+            h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=layer)
             caches = None
         log_probs = F.log_softmax(self.output(h[:, -1]), dim=-1, dtype=torch.float32)  # (N, V)
-        view = self._view(weights)
+        view = self._view(weights, options.head)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

@@ -45,6 +45,14 @@ class SinusoidalPositions(nn.Module):
         positions = torch.arange(offset, offset + length, device=self.table.device)
         return sinusoid_table(positions, self.d_model).to(self.table.dtype)
 
+    def at(self, positions: Tensor) -> Tensor:
+        """Encodings of any positions (B, T) LongTensor -> (B, T, D): rows with their own
+        offsets (left-padded prompts)."""
+        if (int(positions.max()) if positions.numel() else 0) < self.table.size(0):
+            return self.table[positions]
+        flat = sinusoid_table(positions.reshape(-1), self.d_model).to(self.table.dtype)
+        return flat.view(*positions.shape, self.d_model)
+
 
 class LearnedPositions(nn.Module):
     """One learned vector per position (Gehring et al. 2017); positions < max_positions."""
@@ -61,6 +69,15 @@ class LearnedPositions(nn.Module):
             )
         positions = torch.arange(offset, offset + length, device=self.embed.weight.device)
         return self.embed(positions)  # (L, D)
+
+    def at(self, positions: Tensor) -> Tensor:
+        """Vectors of any positions (B, T) LongTensor -> (B, T, D)."""
+        if (int(positions.max()) if positions.numel() else 0) >= self.embed.num_embeddings:
+            raise AtentoError(
+                f"position {int(positions.max())} is beyond model.max_positions="
+                f"{self.embed.num_embeddings} (learned positions cannot extrapolate)"
+            )
+        return self.embed(positions)
 
 
 def make_positions(kind: str, *, d_model: int, max_positions: int) -> nn.Module:

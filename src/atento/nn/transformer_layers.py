@@ -63,9 +63,21 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, S, D), mask (B, 1, S) True = real source token -> (B, S, D)."""
-        y, _, _ = self.self_attn(self.res_attn.inp(x), mask=mask)
+        return self.attend(x, mask)[0]
+
+    def attend(
+        self, x: Tensor, mask: Tensor | None, *, cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, KVCache]:  # fmt: skip
+        """`forward` with what decoder-only models need too: mask (B|1, T, S_total) (causal
+        for a language model), the keys/values of earlier positions in `cache` (x then holds
+        only the new positions), and the self-attention weights (B, H, T, S_total) when asked.
+        Returns (B, T, D), the weights or None, and the cache including x's positions."""
+        y, weights, kv = self.self_attn(
+            self.res_attn.inp(x), mask=mask, cache=cache, need_weights=need_weights
+        )
         x = self.res_attn.out(x, y)
-        return self.res_ff.out(x, self.ff(self.res_ff.inp(x)))
+        return self.res_ff.out(x, self.ff(self.res_ff.inp(x))), weights, kv
 
 
 class DecoderLayer(nn.Module):

@@ -1,7 +1,7 @@
 """Decoding: greedy and batched beam search over a model-agnostic step function.
 
-See `atento.search.step` for the contract a model provides (a state with `index_select` and a
-`step_fn(last_ids, state) -> (log_probs, state, attention)`).
+See `atento.search.step` for the contract a model provides (a state with `expand`, `reorder`
+and `select`, and a `step_fn(last_ids, state) -> (log_probs, state, attention)`).
 """
 
 from atento.search.beam import beam_search

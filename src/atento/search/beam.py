@@ -8,8 +8,8 @@ All B sentences are decoded together as B*K rows of one decoder state. Each step
 3. EOS candidates ranked within the top K are finished: moved to the sentence's finished list
    with the score `length_penalty(log_prob, Ty)`;
 4. the K best non-EOS candidates continue, and the state is reordered with
-   `state.index_select(flat_beam_indices)`, together with each beam's token ids, per-token
-   log-probs and attention rows.
+   `state.reorder(flat_beam_indices)` (each sentence's K new rows come from its own K beams),
+   together with each beam's token ids, per-token log-probs and attention rows.
 
 Stopping rule (fairseq's): a sentence is done once it has K finished hypotheses; live beams are
 then dropped, even if a longer one could still win under a length penalty. A sentence that
@@ -31,6 +31,7 @@ from atento.errors import AtentoError
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
 from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, resolve_device, top_k
+from atento.search.trace import BeamTrace
 
 
 class _Candidates(NamedTuple):
@@ -134,17 +135,19 @@ def _finish_eos(
     K: int,
     eos_id: int,
     penalty: LengthPenalty,
-) -> None:
+) -> list[tuple[int, int]]:
     """Move the EOS candidates ranked in the top K to their sentence's finished list (<= K).
 
-    attention: (A, K, S) this step's rows, or None.
+    attention: (A, K, S) this step's rows, or None. Returns the (a, position) pairs moved.
     """
+    moved = []
     is_eos = (cand.token[:, :K] == eos_id) & cand.log_prob[:, :K].isfinite()  # (A, K)
     active = beams.active.tolist()
     for a, i in is_eos.nonzero().tolist():
         hyps = finished[active[a]]
         if len(hyps) >= K:
             continue
+        moved.append((a, i))
         k = int(cand.beam[a, i])
         step_attention = None if attention is None else attention[a, k]
         ids, lps, rows = beams.extended(
@@ -155,6 +158,7 @@ def _finish_eos(
                 ids, lps, cand.log_prob[a, i], rows, finished=True, length_penalty=penalty
             )
         )
+    return moved
 
 
 def _finish_live(
@@ -200,15 +204,19 @@ def beam_search(
     eos_id: int = 3,
     pad_id: int = 0,
     device: torch.device | str | None = None,
+    trace: BeamTrace | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search of width K over a batch of B sentences (see the module docstring).
 
-    state: B rows; expanded here to B*K rows (beam k of sentence b is row b*K + k).
+    state: B rows; `state.expand(K)` here makes B*K rows (beam k of sentence b is row b*K + k),
+    `state.reorder(rows)` follows the beams (rows keep each sentence's K beams together).
     max_len: int or LongTensor (B,), the most tokens a hypothesis may generate, EOS included.
     length_penalty: ranks finished hypotheses by log_prob / Ty^alpha.
     nbest: how many hypotheses to return per sentence (1 <= nbest <= K).
     PAD and BOS are never generated. `device` is where ids and indices are made (default
     `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses, best first.
+    trace: a `BeamTrace` to fill with every step's kept, finished and pruned candidates
+    (`atento.search.trace`); None (the default) records nothing and costs nothing.
     """
     B, K = batch_size, beam_size
     if K < 1:
@@ -217,8 +225,10 @@ def beam_search(
         raise AtentoError(f"nbest must be between 1 and the beam size {K}, got {nbest}")
     device = resolve_device(state, device)
     lens = max_lengths(max_len, B, device)  # (B,)
-    state = state.index_select(torch.arange(B, device=device).repeat_interleave(K))  # B*K rows
+    state = state.expand(K)  # B*K rows
     beams = _Beams.start(B, K, device)
+    if trace is not None:
+        trace.start(B, K)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     last_ids = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
     banned: Tensor | None = None
@@ -230,8 +240,15 @@ def beam_search(
         A = beams.active.numel()
         attention = None if attention is None else attention.float().view(A, K, -1)
         cand = _top_candidates(beams.log_prob, log_probs, banned)  # (A, 2K)
-        _finish_eos(beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty)
+        moved = _finish_eos(
+            beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty
+        )
         chosen = _continuing(cand, K, eos_id)  # (A, K)
+        if trace is not None:
+            trace.record(
+                t, beams.active, cand.log_prob, cand.beam, cand.token, chosen, moved,
+                length_penalty,
+            )  # fmt: skip
         parent = cand.beam.gather(1, chosen)  # (A, K)
         beams = beams.advance(cand, chosen, attention)
         at_max = lens[beams.active] <= t + 1  # (A,)
@@ -242,7 +259,7 @@ def beam_search(
         if keep.numel() == 0:
             break
         rows = torch.arange(A, device=device)[:, None] * K + parent  # (A, K) flat beam indices
-        state = state.index_select(rows[keep].reshape(-1))  # (A'*K) rows, reordered
+        state = state.reorder(rows[keep].reshape(-1))  # (A'*K) rows, K per sentence
         beams = beams.select(keep)
         last_ids = beams.token_ids[:, :, -1].reshape(-1)  # (A'*K,)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]

@@ -26,7 +26,7 @@ def greedy_search(
 
     state: B rows. max_len: int or LongTensor (B,), the most tokens a sentence may generate,
     EOS included; a sentence that reaches it unfinished is returned with `finished=False`.
-    Finished sentences are dropped from the batch (`state.index_select`), and decoding stops
+    Finished sentences are dropped from the batch (`state.select`), and decoding stops
     when none is left. PAD and BOS are never generated. Greedy does not rank, but each score
     is `length_penalty(log_prob, Ty)` (default alpha 0: the raw log-prob) so it compares with
     beam search. `device` is where ids are made (default `state.device`, else CPU).
@@ -63,7 +63,7 @@ def greedy_search(
         if keep.numel() == 0:
             break
         if keep.numel() < active.numel():
-            state, active, ids = state.index_select(keep), active[keep], ids[keep]
+            state, active, ids = state.select(keep), active[keep], ids[keep]
         last_ids = ids
     return [
         make_hypothesis(

@@ -2,30 +2,29 @@
 
 Search never looks at the model family. A model side provides, per batch of N flattened rows:
 
-- `state`: any object with `index_select(index: LongTensor (N',)) -> same type` that selects,
-  reorders or repeats rows (beam search expands B -> B*K with it and reorders beams with it).
+- `state`: an `atento.models.base.DecoderState` (here `SearchState`): `expand(k)` repeats each
+  row k times (beam search's start, B -> B*K rows), `reorder(rows)` picks rows that keep each
+  sentence's K beams together (beam search: reorder beams, drop finished sentences), and
+  `select(rows)` picks any rows (greedy: drop finished sentences; exact search).
 - `step_fn(last_ids (N,), state) -> (log_probs (N, V), new_state, attention (N, S) | None)`:
   log_probs are already log_softmax-ed; attention is this step's source attention, or None.
+  Decoding options (`DecodeOptions`) are bound by the caller, e.g.
+  `functools.partial(model.step, options=options)`; the searchers never see them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
 from atento.errors import AtentoError
+from atento.models.base import DecoderState as SearchState
 
-S_co = TypeVar("S_co", bound="SearchState")
-
-
-class SearchState(Protocol):
-    """Decoder state over N flattened rows; `index_select` picks rows (N',) -> new state."""
-
-    def index_select(self: S_co, index: Tensor) -> S_co: ...
-
+__all__ = [
+    "SearchState", "StepFn", "ban_specials", "banned_ids", "max_lengths", "resolve_device", "top_k",
+]  # fmt: skip
 
 StepFn = Callable[[Tensor, SearchState], tuple[Tensor, SearchState, Tensor | None]]
 

@@ -57,12 +57,18 @@ class WeightAverage:
                 p.copy_(r)
 
     def averaged_state_dict(self) -> dict[str, Tensor]:
-        """`model.state_dict()` with every averaged parameter replaced by its average."""
+        """`model.state_dict()` with every averaged parameter replaced by its average; a
+        parameter under several names (tied weights) is one tensor under all of them."""
         shadow = {id(p): s for p, s in zip(self._params, self._shadow, strict=True)}
-        return {
-            key: shadow[id(t)].clone().to(t.dtype) if id(t) in shadow else t.detach().clone()
-            for key, t in self.model.state_dict(keep_vars=True).items()
-        }
+        copies: dict[int, Tensor] = {}
+        out = {}
+        for key, t in self.model.state_dict(keep_vars=True).items():
+            if id(t) not in copies:
+                copies[id(t)] = (
+                    shadow[id(t)].clone().to(t.dtype) if id(t) in shadow else t.detach().clone()
+                )
+            out[key] = copies[id(t)]
+        return out
 
     def load(self, averaged: dict[str, Tensor], updates: int) -> None:
         """Restore the average from `averaged_state_dict()` output (for resuming)."""

@@ -1,0 +1,248 @@
+"""The Python API: load a run and translate from a notebook or a script.
+
+    import atento
+    m = atento.load("runs/x")
+    for t in m.translate(["Un chien court.", "Une femme lit."], beam=5, nbest=3):
+        print(t.text, t.score)               # the best hypothesis
+        for h in t.nbest:                    # all of them, best first
+            print(h.score, h.pieces, h.token_log_probs)
+    m.plot_attention("Un chien court.", "dog.png")
+
+`Model` wraps a loaded run and its immutable `Translator`: every call takes its own settings
+(beam, alpha, nbest, attention, layer, head) and leaves the model unchanged, so one `Model`
+can serve concurrent callers (`atento serve` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import Tensor
+
+from atento.data.vocab import EOS_PIECE
+from atento.errors import AtentoError
+from atento.inference import Translator
+from atento.rundir import LoadedRun, load_run
+from atento.search import Hypothesis
+
+
+@dataclass
+class Output:
+    """One hypothesis: `text` (detokenised), `pieces` (output pieces, no EOS), `tokens` (ids),
+    `score` (length-normalised, what the beam ranks by), `log_prob` (raw sum), one
+    `token_log_probs` entry per generated step (EOS included when `finished`), and `attention`
+    (Ty, S) with rows = pieces (+ EOS when finished) and columns = the source pieces + EOS, or
+    None unless asked for."""
+
+    text: str
+    pieces: list[str]
+    tokens: list[int]
+    score: float
+    log_prob: float
+    token_log_probs: list[float]
+    finished: bool
+    attention: Tensor | None = None
+
+    @property
+    def attention_rows(self) -> list[str]:
+        """The row labels of `attention`: the pieces plus EOS when finished."""
+        return [*self.pieces, EOS_PIECE] if self.finished else list(self.pieces)
+
+
+@dataclass
+class Translation:
+    """A source sentence and its n-best `Output`s (best first); the best one's fields are
+    available directly (`t.text`, `t.score`, ...)."""
+
+    source: str
+    source_pieces: list[str]  # the pieces the encoder read, EOS included
+    nbest: list[Output] = field(default_factory=list)
+
+    @property
+    def best(self) -> Output:
+        return self.nbest[0]
+
+    def __getattr__(self, name: str):
+        if name in Output.__dataclass_fields__:
+            return getattr(self.best, name)
+        raise AttributeError(name)
+
+
+class Model:
+    """A loaded run for decoding (see the module docstring); `load(run_dir)` makes one."""
+
+    def __init__(self, run: LoadedRun) -> None:
+        self.run = run
+        self.translator: Translator = run.translator()
+
+    @property
+    def name(self) -> str:
+        return self.run.path.name
+
+    @property
+    def has_attention(self) -> bool:
+        return getattr(self.run.cfg.model, "attention", "scaled_dot") != "none"
+
+    def info(self) -> dict:
+        """A summary of the run: architecture, sizes, checkpoint step, search defaults."""
+        cfg, model = self.run.cfg, self.run.model
+        info = {
+            "name": self.name,
+            "task": cfg.task,
+            "arch": cfg.model.arch,
+            "attention": getattr(cfg.model, "attention", None),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "step": self.run.step,
+            "src_vocab": self.run.src_tok.vocab_size,
+            "tgt_vocab": self.run.tgt_tok.vocab_size,
+            "search": {"beam": cfg.search.beam, "alpha": cfg.search.alpha},
+            "device": str(self.run.placement.device),
+            "layers": getattr(model, "n_layers", None),
+            "heads": getattr(model, "heads", None),
+        }
+        for key in ("src_lang", "tgt_lang"):
+            if hasattr(cfg.data, key):
+                info[key] = getattr(cfg.data, key)
+        return info
+
+    def translator_for(
+        self,
+        *,
+        beam: int | None = None,
+        alpha: float | None = None,
+        nbest: int | None = None,
+        attention: bool = False,
+        layer: int | None = None,
+        head: int | None = None,
+    ) -> Translator:
+        """The run's translator with these settings; AtentoError (one line) when out of range."""
+        t = self.translator.with_search(beam=beam, alpha=alpha, nbest=nbest)
+        s = t.search
+        if s.beam < 1:
+            raise AtentoError(f"beam must be at least 1, got {s.beam}")
+        if not s.alpha >= 0:
+            raise AtentoError(f"alpha must be >= 0, got {s.alpha}")
+        if nbest is None:
+            t = t.with_search(nbest=min(s.nbest, s.beam))
+        elif not 1 <= nbest <= s.beam:
+            raise AtentoError(f"nbest must be between 1 and the beam width {s.beam}, got {nbest}")
+        if attention and not self.has_attention:
+            raise AtentoError(f"{self.name} has no attention to return (model.attention=none)")
+        if (layer is not None or head is not None) and self.run.cfg.model.arch != "transformer":
+            raise AtentoError("layer and head apply to Transformer runs only")
+        try:
+            t = t.with_options(layer=layer, head=head)
+        except ValueError as exc:
+            raise AtentoError(str(exc)) from None
+        return t.with_attention(attention)
+
+    def translate(
+        self,
+        sentences: str | list[str],
+        *,
+        beam: int | None = None,
+        alpha: float | None = None,
+        nbest: int | None = None,
+        attention: bool = False,
+        layer: int | None = None,
+        head: int | None = None,
+    ) -> list[Translation]:
+        """Translate `sentences` (a string is one sentence) -> one `Translation` each, in input
+        order. Defaults come from the run's `search` config; `attention=True` fills each
+        output's attention matrix (Transformers: decoder `layer`, `head` or the head mean)."""
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        _check_sentences(sentences)
+        t = self.translator_for(
+            beam=beam, alpha=alpha, nbest=nbest, attention=attention, layer=layer, head=head
+        )
+        return self.wrap(sentences, t.translate(sentences))
+
+    def wrap(self, sentences: list[str], results: list[list[Hypothesis]]) -> list[Translation]:
+        """Hypotheses from a `Translator` as `Translation`s with text, pieces and labels."""
+        return [self._translation(s, hyps) for s, hyps in zip(sentences, results, strict=True)]
+
+    def _translation(self, sentence: str, hyps: list[Hypothesis]) -> Translation:
+        src_pieces = [*self.run.src_tok.pieces(sentence), EOS_PIECE]
+        tgt = self.run.tgt_tok
+        outputs = []
+        for h in hyps:
+            pieces = [tgt.id_to_piece(i) for i in h.tokens]
+            rows = len(pieces) + (1 if h.finished else 0)
+            weights = None
+            if h.attention is not None:  # cut a batch's padding columns
+                weights = h.attention[:rows, : len(src_pieces)].float()
+            outputs.append(
+                Output(
+                    text=tgt.decode(h.tokens), pieces=pieces, tokens=list(h.tokens),
+                    score=h.score, log_prob=h.log_prob, token_log_probs=list(h.token_log_probs),
+                    finished=h.finished, attention=weights,
+                )
+            )  # fmt: skip
+        return Translation(sentence, src_pieces, outputs)
+
+    def search_trace(
+        self, sentence: str, *, beam: int | None = None, alpha: float | None = None
+    ) -> dict:
+        """The beam search of one sentence, step by step (plain data, JSON-ready): per step
+        the 2K candidates scored, each with its piece, parent slot, accumulated log-prob,
+        length-normalised score and status (kept / finished / pruned), plus the n-best."""
+        _check_sentences([sentence])
+        t = self.translator_for(beam=beam, alpha=alpha)
+        t = t.with_search(nbest=t.search.beam)
+        hyps, trace = t.traced([sentence])
+        record = trace.to_dict(0)
+        tgt = self.run.tgt_tok
+        for step in record["steps"]:
+            for c in step["candidates"]:
+                c["piece"] = tgt.id_to_piece(c["token"])
+        (translation,) = self.wrap([sentence], hyps)
+        record["alpha"] = t.search.alpha
+        record["nbest"] = [
+            {"text": o.text, "pieces": o.pieces, "score": o.score, "finished": o.finished}
+            for o in translation.nbest
+        ]
+        return record
+
+    def plot_attention(
+        self,
+        sentence: str | Translation,
+        path: str | Path,
+        *,
+        layer: int | None = None,
+        head: int | None = None,
+        beam: int | None = None,
+    ) -> Path:
+        """Draw the best hypothesis's attention for `sentence` (or a `Translation` decoded with
+        attention=True) into the PNG `path`; returns the path."""
+        from atento.analysis.heatmap import plot_attention
+
+        if isinstance(sentence, Translation):
+            translation = sentence
+            if translation.best.attention is None:
+                raise AtentoError("this translation carries no attention: use attention=True")
+        else:
+            (translation,) = self.translate(
+                sentence, beam=beam, attention=True, layer=layer, head=head
+            )
+        best = translation.best
+        title = f"{translation.source} -> {best.text}"
+        return plot_attention(
+            best.attention, translation.source_pieces, best.attention_rows, path, title=title
+        )
+
+
+def _check_sentences(sentences: list[str]) -> None:
+    if not sentences:
+        raise AtentoError("no sentences to translate")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise AtentoError(f"sentence {i} is not a string: {type(s).__name__}")
+        if not s.strip():
+            raise AtentoError(f"sentence {i} is empty")
+
+
+def load(run_dir: str | Path, which: str = "best", *, device: str | None = None) -> Model:
+    """Load a run directory written by `atento train` (its best checkpoint, or `which="last"`)
+    onto `device` (default: the run's `runtime.device`); AtentoError when it is not one."""
+    return Model(load_run(run_dir, which, device=device))

@@ -1,0 +1,143 @@
+"""Line-oriented input under one set of policies, shared by every command that reads lines.
+
+Every such command promises one output line per input line, in order. What happens to an
+input line that cannot be used as it is, is a policy the user picks, never a silent skip:
+
+    --on-empty     emit-empty | error     an empty line gives an empty output line (default)
+    --on-bad-utf8  error | replace        invalid UTF-8: exit 2 naming file, line and byte
+                                          offset, before any output (default), or read it
+                                          with U+FFFD in place of the bad bytes
+    --on-too-long  error | truncate       longer than the model can take (learned positions):
+                                          exit 2 naming file and line (default), or keep the
+                                          first pieces that fit
+
+    policy = LinePolicy(on_empty="error")
+    lines = read_text_lines("input.txt", policy)          # or None: stdin
+    ids = fit_lengths(tok.encode_batch(lines), limit, policy, name="input.txt")
+
+Lines are split on "\\n" only (U+2028 and friends may occur inside a sentence); a UTF-8 byte
+order mark at the start is dropped, and trailing whitespace (CRLF's "\\r" included) stripped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from atento.errors import AtentoError, warn
+
+ON_EMPTY = ("emit-empty", "error")
+ON_BAD_UTF8 = ("error", "replace")
+ON_TOO_LONG = ("error", "truncate")
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class LinePolicy:
+    """What to do with empty, badly encoded and over-long input lines (module doc)."""
+
+    on_empty: str = "emit-empty"
+    on_bad_utf8: str = "error"
+    on_too_long: str = "error"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("on_empty", self.on_empty, ON_EMPTY),
+            ("on_bad_utf8", self.on_bad_utf8, ON_BAD_UTF8),
+            ("on_too_long", self.on_too_long, ON_TOO_LONG),
+        ):
+            if value not in allowed:
+                raise AtentoError(f"--{name.replace('_', '-')}: {value!r} is not one of {allowed}")
+
+
+DEFAULT_POLICY = LinePolicy()
+
+
+def _read_bytes(path: str | Path | None) -> bytes:
+    if path is None:  # a text stream without a byte buffer (tests, notebooks): its text
+        buffer = getattr(sys.stdin, "buffer", None)
+        return buffer.read() if buffer is not None else sys.stdin.read().encode()
+    path = Path(path)
+    if not path.is_file():
+        raise AtentoError(f"file not found: {path}")
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise AtentoError(f"cannot read {path}: {exc}") from None
+
+
+def decode_lines(data: bytes, name: str, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:
+    """`data` split into lines and decoded under `policy` (`name` for error messages)."""
+    offset = 0
+    if data.startswith(BOM):
+        data, offset = data[len(BOM) :], len(BOM)
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines: list[str] = []
+    replaced = 0
+    for number, chunk in enumerate(raw, start=1):
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if policy.on_bad_utf8 == "error":
+                raise AtentoError(
+                    f"{name}:{number}: invalid UTF-8 at byte offset {offset + exc.start} "
+                    f"(--on-bad-utf8 replace reads it with U+FFFD)"
+                ) from None
+            text = chunk.decode("utf-8", errors="replace")
+            replaced += 1
+        text = text.rstrip()
+        if not text and policy.on_empty == "error":
+            raise AtentoError(
+                f"{name}:{number}: empty line (--on-empty emit-empty gives it an empty output line)"
+            )
+        lines.append(text)
+        offset += len(chunk) + 1
+    if replaced:
+        warn(f"{name}: {replaced} line(s) with invalid UTF-8 read with U+FFFD (--on-bad-utf8)")
+    return lines
+
+
+def read_text_lines(path: str | Path | None, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:
+    """The lines of a text file (`.gz` = gzip) or, for None, of stdin, under `policy`."""
+    return decode_lines(_read_bytes(path), str(path) if path is not None else "stdin", policy)
+
+
+def fit_lengths(
+    ids: Sequence[list[int]],
+    limit: int | None,
+    policy: LinePolicy = DEFAULT_POLICY,
+    *,
+    name: str,
+    numbers: Sequence[int] | None = None,
+    what: str = "pieces",
+) -> list[list[int]]:
+    """Encoded lines checked against the model's `limit` (None = any length): an over-long
+    line is an error naming `name` and its line number, or is cut to `limit` under
+    `--on-too-long truncate` (with a count on stderr). `numbers` are the lines' numbers in
+    the file (default 1, 2, ...) when some lines were set aside before encoding."""
+    if limit is None:
+        return list(ids)
+    out: list[list[int]] = []
+    cut = 0
+    numbers = range(1, len(ids) + 1) if numbers is None else numbers
+    for number, seq in zip(numbers, ids, strict=True):
+        if len(seq) > limit:
+            if policy.on_too_long == "error":
+                raise AtentoError(
+                    f"{name}:{number}: {len(seq)} {what}, longer than the model takes ({limit}; "
+                    f"--on-too-long truncate keeps the first {limit})"
+                )
+            seq = seq[:limit]
+            cut += 1
+        out.append(list(seq))
+    if cut:
+        warn(f"{name}: {cut} line(s) cut to the model's {limit} {what} (--on-too-long truncate)")
+    return out

@@ -1,0 +1,182 @@
+"""Text Transformers without an encoder-decoder split: a decoder-only language model (GPT,
+Radford et al. 2018/2019) and, with `causal=False`, an encoder-only stack (BERT-style).
+
+Both are the translation Transformer's encoder layers (`atento.nn.transformer_layers`,
+pre-norm, the same multi-head attention and KV cache) over token + position embeddings, with a
+final LayerNorm and an output layer tied to the token embedding:
+
+    h_0 = Dropout(E x + P)              (no sqrt(D) scaling, as GPT)
+    h_l = Layer_l(h_{l-1}, mask)        mask: causal (GPT) and/or the real tokens
+    logits = LayerNorm(h_L) E^T
+
+`hidden(ids, cache=...)` takes only the new positions when a cache holds the earlier ones:
+one call with a whole prompt fills the cache (prefill), then one call per token (the KV
+cache: O(T) work per new token instead of re-reading the whole sequence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from atento.attention.multihead import KVCache
+from atento.config import check
+from atento.errors import AtentoError
+from atento.nn.dropout import Dropout
+from atento.nn.positional import LearnedPositions, make_positions
+from atento.nn.transformer_layers import EncoderLayer
+from atento.registry import register_architecture
+
+if TYPE_CHECKING:
+    from atento.config import Config
+
+Cache = list[KVCache]  # one KVCache per layer
+
+
+@dataclass
+class GPTConfig:
+    """`model.arch: gpt`: a decoder-only Transformer language model (models/lm.py)."""
+
+    arch: str = "gpt"
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 4
+    ff_size: int = 512
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    positions: str = "learned"  # learned | sinusoidal
+    context: int = 64  # the most tokens the model reads at once (learned positions)
+
+    def validate(self, cfg: Config) -> None:
+        check(self.positions in ("sinusoidal", "learned"), cfg, "model.positions",
+              "sinusoidal, learned")  # fmt: skip
+        check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
+        check(0.0 <= self.attention_dropout < 1.0, cfg, "model.attention_dropout",
+              "a value in [0, 1)")  # fmt: skip
+        check(self.layers >= 1, cfg, "model.layers", "at least 1")
+        check(self.context >= 2, cfg, "model.context", "at least 2")
+        check(self.ff_size >= 1, cfg, "model.ff_size", "at least 1")
+        if self.heads < 1 or self.d_model % self.heads:
+            raise AtentoError(
+                f"config: model.d_model={self.d_model} must be a multiple of "
+                f"model.heads={self.heads}"
+            )
+
+
+class TextTransformer(nn.Module):
+    """Token + position embeddings, pre-norm layers, final norm, tied output (module doc)."""
+
+    def __init__(
+        self, *, vocab_size: int, d_model: int, heads: int, layers: int, ff_size: int,
+        dropout: float = 0.0, attention_dropout: float = 0.0, context: int = 64,
+        positions: str = "learned", causal: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.causal, self.context, self.heads, self.n_layers = causal, context, heads, layers
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.positions = make_positions(positions, d_model=d_model, max_positions=context)
+        self.dropout = Dropout(dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(
+                d_model=d_model,
+                heads=heads,
+                ff_size=ff_size,
+                dropout=dropout,
+                attention_dropout=attention_dropout,
+                pre_norm=True,
+            )  # fmt: skip
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, vocab_size, bias=False)
+        self._reset_parameters()
+        self.output.weight = self.embed.weight
+
+    def _reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, zero biases."""
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def length_limit(self) -> int | None:
+        """The most tokens the model reads at once (learned positions); None = any."""
+        return self.context if isinstance(self.positions, LearnedPositions) else None
+
+    def layer_index(self, layer: int) -> int:
+        """`layer` (negative counts from the top) -> 0..L-1; ValueError when out of range."""
+        if not -self.n_layers <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} out of range: the model has {self.n_layers} layers")
+        return layer % self.n_layers
+
+    def hidden(
+        self, ids: Tensor, *, pad_mask: Tensor | None = None, positions: Tensor | None = None,
+        cache: Cache | None = None, need_weights: bool = False, layer: int = -1,
+    ) -> tuple[Tensor, Tensor | None, Cache]:  # fmt: skip
+        """ids (B, T) -> final states (B, T, D), the self-attention weights (B, H, T, S) of
+        `layer` when `need_weights`, and the new cache.
+
+        `cache` holds the earlier positions (ids are the new ones after them); `pad_mask`
+        (B, S) True = real token covers all S = cached + new positions; `positions` (B, T)
+        gives each row its own positions (left-padded prompts), default past..past+T-1.
+        """
+        T = ids.size(1)
+        past = cache[0].length if cache else 0
+        # (T, D) shared by every row, or (B, T, D) per row
+        pos = self.positions(T, past) if positions is None else self.positions.at(positions)
+        x = self.dropout(self.embed(ids) + pos)
+        mask = self._mask(T, past, pad_mask, ids.device)
+        want = self.layer_index(layer) if need_weights else -1
+        weights, new_cache = None, []
+        for i, block in enumerate(self.layers):
+            x, w, kv = block.attend(
+                x, mask, cache=cache[i] if cache else None, need_weights=i == want
+            )
+            new_cache.append(kv)
+            if i == want:
+                weights = w
+        return self.norm(x), weights, new_cache
+
+    def _mask(
+        self, T: int, past: int, pad_mask: Tensor | None, device: torch.device
+    ) -> Tensor | None:
+        """(1|B, T, past + T) True = may attend: earlier positions (causal) that are real
+        tokens; a position always sees itself, so a padding row never has nothing to see."""
+        S = past + T
+        if not self.causal and pad_mask is None:
+            return None
+        if self.causal:
+            mask = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=past)[None]
+        else:
+            mask = torch.ones(1, T, S, dtype=torch.bool, device=device)
+        if pad_mask is not None:
+            itself = torch.zeros(T, S, dtype=torch.bool, device=device)
+            itself[torch.arange(T), past + torch.arange(T)] = True
+            mask = mask & (pad_mask[:, None, :] | itself[None])
+        return mask
+
+    def logits(self, h: Tensor) -> Tensor:
+        """States (..., D) -> logits (..., V) through the tied output layer."""
+        return self.output(h)
+
+    def forward(
+        self, ids: Tensor, *, pad_mask: Tensor | None = None, select: Tensor | None = None
+    ) -> Tensor:
+        """Teacher forcing: logits (B, T, V), or (N, V) at the positions where `select`
+        (B, T) bool is True (the output layer then skips the others)."""
+        h = self.hidden(ids, pad_mask=pad_mask)[0]
+        return self.logits(h[select] if select is not None else h)
+
+
+@register_architecture("gpt", GPTConfig)
+def build_gpt(cfg: Config, *, vocab_size: int) -> nn.Module:
+    m: GPTConfig = cfg.model
+    return TextTransformer(
+        vocab_size=vocab_size, d_model=m.d_model, heads=m.heads, layers=m.layers,
+        ff_size=m.ff_size, dropout=m.dropout, attention_dropout=m.attention_dropout,
+        context=m.context, positions=m.positions, causal=True,
+    )  # fmt: skip

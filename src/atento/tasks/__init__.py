@@ -1,0 +1,1 @@
+"""Tasks: what differs between translation, captioning, language modelling, classification."""

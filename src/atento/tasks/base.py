@@ -1,0 +1,143 @@
+"""The seam between the training loop and what differs from task to task.
+
+A `Task` owns reading and batching its examples, the loss of a batch (with any extra terms),
+its validation metrics with the one that selects the best checkpoint and its direction, and
+how validation outputs are produced. The loop (`atento.training.loop.Trainer`) composes model,
+optimiser, schedule, batch plan and task, and calls only the methods below:
+
+    task.prepare(run_dir, tokenizers)       # tokenizers (built or restored) and the data
+    model = build_model(cfg, **task.model_sizes())
+    for indices in task.batch_plan(epoch)[k:]:     # dealt out by rank under torchrun
+        batch = task.collate(indices).to(device)
+        total = task.count(batch)            # summed over micro-batches and ranks
+        with autocast: outputs = task.forward(model, batch)
+        out = task.loss(outputs, batch)      # the loss summed over its units
+        (out.loss / total).backward()
+    metrics = task.validate(model, placement)   # under no_grad, model in eval mode
+    task.selection.better(metrics[task.selection.metric], best)
+
+A new task is a new module that subclasses `Task` and calls `atento.registry.register_task`;
+its `data_config` dataclass becomes the config's `data` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from atento.config import Config
+    from atento.data.tokenizers import Tokenizer
+    from atento.runtime import Placement
+
+
+class Movable(Protocol):
+    """A batch: whatever `Task.collate` returns, movable to a device."""
+
+    def to(self, device: Any, non_blocking: bool = False) -> Movable: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The validation metric that picks the best checkpoint, and which way is better."""
+
+    metric: str
+    higher_is_better: bool
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_is_better else math.inf
+
+    def better(self, value: float, best: float) -> bool:
+        return value > best if self.higher_is_better else value < best
+
+
+@dataclass
+class LossOutput:
+    """A batch's loss summed over its `count` units (target tokens, examples), so that the
+    loop can normalise by a count gathered over several batches or processes; `extras` are
+    named extra terms already included in `loss`, for logging (e.g. a regulariser)."""
+
+    loss: Tensor
+    count: int
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """What the training loop and `atento evaluate` need from a task (see the module doc)."""
+
+    name: ClassVar[str] = ""
+    data_config: ClassVar[type]  # the dataclass of the config's `data` section
+    selection: ClassVar[Selection]
+    unit: ClassVar[str] = "tok"  # what LossOutput.count counts, for the progress bar
+
+    def __init__(self, cfg: Config, *, log=print) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.tokenizers: dict[str, Tokenizer] = {}
+
+    # ---------------------------------------------------------------- training
+    @abstractmethod
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        """Build (new run: from the training data, saved into `run_dir`) or restore the
+        tokenizers, then read and encode the training and validation data."""
+
+    @abstractmethod
+    def model_sizes(self) -> dict[str, int]:
+        """Keyword arguments for `registry.build_model` (e.g. vocabulary sizes)."""
+
+    def describe(self) -> str:
+        """One line about the data, for the run log."""
+        return ""
+
+    @abstractmethod
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        """The training batches of `epoch` as lists of example indices; the same epoch (and
+        config) gives the same plan, so a resumed run continues at its position in it."""
+
+    @abstractmethod
+    def collate(self, indices: list[int]) -> Movable:
+        """One batch of training examples (on the CPU)."""
+
+    @abstractmethod
+    def count(self, batch: Any) -> int:
+        """The loss units in `batch` (target tokens, examples), known before the forward: the
+        loop normalises a step's summed loss by their total over micro-batches and ranks."""
+
+    @abstractmethod
+    def forward(self, model: nn.Module, batch: Any) -> Any:
+        """The model's outputs for `batch` (run under the loop's autocast)."""
+
+    @abstractmethod
+    def loss(self, outputs: Any, batch: Any) -> LossOutput:
+        """The summed training loss of `batch` (in fp32, outside autocast)."""
+
+    @abstractmethod
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        """Validation metrics, `selection.metric` among them (no_grad, eval mode)."""
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        """One line for the run log."""
+        return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+    # ---------------------------------------------------------------- evaluate
+    @classmethod
+    def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Options of `atento evaluate` this task reads (every task's are registered)."""
+        return None
+
+    def print_report(self, report: dict[str, Any]) -> None:
+        """The human-readable form of `evaluate`'s report (default: one `key: value` a line)."""
+        for key, value in report.items():
+            print(f"{key}: {value}")
+
+    def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+        """`atento evaluate` for a loaded run: task-specific report fields; the command adds
+        the common ones. AtentoError when `args` lacks what this task needs."""
+        raise NotImplementedError(f"the {self.name} task has no evaluate")

@@ -1,0 +1,263 @@
+"""Language modelling on plain text (`task: lm`): a decoder-only Transformer predicts each next
+token of windows of `data.block_size` tokens.
+
+    data:
+      train: ../shared/data/tinyshakespeare/input.txt
+      valid: ""                 # a file, or empty: the last `valid_fraction` of train
+      valid_fraction: 0.1       # nanoGPT's split: first 90 % train, last 10 % validation
+      tokenizer: char           # char | sentencepiece
+      block_size: 64
+
+Characters: one id per character of the whole file (validation characters included, so that
+validation has no unknown ids, as nanoGPT builds its vocabulary). SentencePiece: each line is
+encoded and followed by `</s>`, which stands for the line break.
+
+Batches are `train.batch_tokens // block_size` windows at random offsets drawn from
+(seed, epoch); an epoch is `len(train) // block_size` windows, so a resumed run continues at
+its position in the same plan. Validation reads the whole validation split in consecutive
+windows: loss (nats per token), perplexity and bits per character.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from atento.config import check
+from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
+from atento.data.vocab import EOS_ID
+from atento.errors import AtentoError
+from atento.registry import register_task
+from atento.runtime import Placement
+from atento.tasks.base import LossOutput, Selection, Task
+from atento.training.loss import sequence_loss
+
+
+@dataclass
+class LMDataConfig:
+    """The data section of `task: lm` (module doc)."""
+
+    train: str = ""
+    valid: str = ""
+    valid_fraction: float = 0.1
+    tokenizer: str = "char"  # char | sentencepiece
+    vocab_size: int = 4000  # sentencepiece only
+    block_size: int = 64  # tokens per training window (at most model.context)
+
+    def validate(self, cfg: Any) -> None:
+        check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
+              "char, sentencepiece")  # fmt: skip
+        check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
+        check(self.block_size >= 1, cfg, "data.block_size", "at least 1")
+        if not self.train:
+            raise AtentoError("config: task=lm needs data.train (a plain-text file)")
+        context = getattr(cfg.model, "context", None)
+        if context is not None and self.block_size > context:
+            raise AtentoError(
+                f"config: data.block_size={self.block_size} is longer than model.context={context}"
+            )
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file; one-line errors for a missing, empty, binary or badly encoded
+    file (naming the line and byte)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AtentoError(f"file not found: {path}")
+    data = path.read_bytes()
+    if not data.strip():
+        raise AtentoError(f"{path}: empty text file")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise AtentoError(f"{path}:{line}: NUL byte: a binary file, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise AtentoError(f"{path}:{line}: invalid UTF-8 at byte offset {exc.start}") from None
+
+
+def encode_text(tok: Tokenizer, text: str) -> list[int]:
+    """Ids of a whole text: characters as they are; SentencePiece line by line + `</s>`."""
+    if isinstance(tok, CharTokenizer):
+        return tok.encode(text)
+    ids: list[int] = []
+    for line in text.split("\n"):
+        ids += tok.encode(line) + [EOS_ID]
+    return ids
+
+
+def decode_text(tok: Tokenizer, ids: list[int]) -> str:
+    """The text of ids (`</s>` = a line break for SentencePiece)."""
+    if isinstance(tok, CharTokenizer):
+        return tok.decode(ids)
+    lines, line = [], []
+    for i in ids:
+        if i == EOS_ID:
+            lines.append(tok.decode(line))
+            line = []
+        else:
+            line.append(i)
+    return "\n".join([*lines, tok.decode(line)])
+
+
+@dataclass
+class Windows:
+    """A batch: inputs x (B, T) and next tokens y (B, T)."""
+
+    x: Tensor
+    y: Tensor
+
+    def to(self, device: Any, non_blocking: bool = False) -> Windows:
+        return Windows(self.x.to(device, non_blocking=non_blocking),
+                       self.y.to(device, non_blocking=non_blocking))  # fmt: skip
+
+
+def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: int = 64):
+    """Summed next-token loss and count over `ids` read in consecutive windows of `block`."""
+    total, count = 0.0, 0
+    starts = list(range(0, max(len(ids) - 1, 0), block))
+    for k in range(0, len(starts), batch):
+        group = starts[k : k + batch]
+        n = min(block, len(ids) - 1 - group[-1])  # the last window may be shorter
+        full = [s for s in group if s + block + 1 <= len(ids)]
+        for chunk, T in ((full, block), ([s for s in group if s not in full], n)):
+            if not chunk or T <= 0:
+                continue
+            x = torch.stack([ids[s : s + T] for s in chunk]).to(device)
+            y = torch.stack([ids[s + 1 : s + T + 1] for s in chunk]).to(device)
+            total += float(sequence_loss(model(x), y))
+            count += y.numel()
+    return total, count
+
+
+class LanguageModelTask(Task):
+    name = "lm"
+    data_config = LMDataConfig
+    selection = Selection("loss", higher_is_better=False)
+
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        data = self.cfg.data
+        text = read_text(data.train)
+        if data.valid:
+            train_text, valid_text = text, read_text(data.valid)
+        else:
+            cut = int(len(text) * (1 - data.valid_fraction))
+            train_text, valid_text = text[:cut], text[cut:]
+        if tokenizers is None:
+            tokenizers = {"text": self._build_tokenizer(train_text, valid_text, run_dir)}
+        self.tokenizers = tokenizers
+        tok = tokenizers["text"]
+        self.train_ids = torch.tensor(encode_text(tok, train_text), dtype=torch.long)
+        self.valid_ids = torch.tensor(encode_text(tok, valid_text), dtype=torch.long)
+        self.valid_chars = len(valid_text)
+        if len(self.train_ids) <= data.block_size + 1:
+            raise AtentoError(
+                f"{data.train}: {len(self.train_ids)} training tokens, fewer than one window "
+                f"of data.block_size={data.block_size} + 1"
+            )
+        if len(self.valid_ids) < 2:
+            raise AtentoError(f"{data.valid or data.train}: the validation text is too short")
+
+    def _build_tokenizer(self, train: str, valid: str, run_dir: Path | None) -> Tokenizer:
+        data = self.cfg.data
+        if data.tokenizer == "char":
+            tok = CharTokenizer.from_texts([train, valid])
+            if run_dir is not None:
+                tok.save(run_dir, "text")
+            return tok
+        lines = [line for line in train.split("\n") if line.strip()]
+        directory = run_dir if run_dir is not None else Path(".")
+        return train_sentencepiece(lines, vocab_size=data.vocab_size, directory=directory,
+                                   name="text")  # fmt: skip
+
+    def model_sizes(self) -> dict[str, int]:
+        return {"vocab_size": self.tokenizers["text"].vocab_size}
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.train_ids):,} training tokens, {len(self.valid_ids):,} validation, "
+            f"vocabulary {self.tokenizers['text'].vocab_size}"
+        )
+
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        block = self.cfg.data.block_size
+        per_batch = max(1, self.cfg.train.batch_tokens // block)
+        n = max(per_batch, len(self.train_ids) // block)
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
+        starts = torch.randint(0, len(self.train_ids) - block, (n,), generator=g).tolist()
+        return [starts[i : i + per_batch] for i in range(0, n - per_batch + 1, per_batch)]
+
+    def collate(self, indices: list[int]) -> Windows:
+        block = self.cfg.data.block_size
+        x = torch.stack([self.train_ids[s : s + block] for s in indices])
+        y = torch.stack([self.train_ids[s + 1 : s + block + 1] for s in indices])
+        return Windows(x, y)
+
+    def count(self, batch: Windows) -> int:
+        return batch.y.numel()
+
+    def forward(self, model: nn.Module, batch: Windows) -> Tensor:
+        return model(batch.x)
+
+    def loss(self, outputs: Tensor, batch: Windows) -> LossOutput:
+        loss = sequence_loss(outputs, batch.y, label_smoothing=self.cfg.train.label_smoothing)
+        return LossOutput(loss, batch.y.numel())
+
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        """Loss over the whole validation split, perplexity and bits per character."""
+        total, count = window_loss(model, self.valid_ids, self.cfg.data.block_size,
+                                   placement.device)  # fmt: skip
+        return self._metrics(total, count, self.valid_chars)
+
+    @staticmethod
+    def _metrics(total: float, count: int, chars: int) -> dict[str, float]:
+        loss = total / max(count, 1)
+        return {
+            "loss": round(loss, 4),
+            "ppl": round(math.exp(min(loss, 50)), 3),
+            "bpc": round(total / max(chars, 1) / math.log(2), 4),
+        }
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        return (
+            f"valid loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f} "
+            f"bits/char {metrics['bpc']:.3f}"
+        )
+
+    @classmethod
+    def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("language-model runs")
+        group.add_argument("--text", help="plain-text file to score (default: the run's "
+                           "validation split)")  # fmt: skip
+
+    def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+        """Loss, perplexity and bits per character over --text or the validation split."""
+        tok = run.tokenizers["text"]
+        if getattr(args, "text", None):
+            text = read_text(args.text)
+        else:
+            self.prepare(None, run.tokenizers)
+            text = None
+        ids = (torch.tensor(encode_text(tok, text), dtype=torch.long) if text is not None
+               else self.valid_ids)  # fmt: skip
+        chars = len(text) if text is not None else self.valid_chars
+        block = min(self.cfg.data.block_size, run.model.length_limit() or 1 << 30)
+        with torch.no_grad(), run.placement.autocast():
+            total, count = window_loss(run.model, ids, block, run.placement.device)
+        report: dict[str, Any] = self._metrics(total, count, chars)
+        name = str(args.text) if getattr(args, "text", None) else "validation"
+        report.update(tokens=count, characters=chars, block_size=block, text=name)
+        return report
+
+    def print_report(self, report: dict[str, Any]) -> None:
+        print(f"{report['text']}: {self.format_metrics(report)} ({report['tokens']:,} tokens)")
+
+
+register_task("lm", LanguageModelTask)

@@ -1,0 +1,221 @@
+"""Translation: parallel text in, label-smoothed cross-entropy, greedy BLEU picks the best.
+
+Examples are (source ids, target ids) pairs without BOS / EOS (`atento.data.batching` adds them
+when collating), batched by a padded-token budget with similar lengths together. Validation
+reports the teacher-forced loss and perplexity and the sacreBLEU of greedy translations of the
+validation set; the highest BLEU selects `checkpoint_best`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from atento.config import DataConfig
+from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
+from atento.data.corpus import load_split
+from atento.data.parallel import encode_pairs, read_parallel
+from atento.data.tokenizers import Tokenizer, build_tokenizers
+from atento.data.vocab import PAD_ID
+from atento.errors import AtentoError
+from atento.models.base import length_limit
+from atento.registry import register_task
+from atento.runtime import Placement
+from atento.tasks.base import LossOutput, Selection, Task
+from atento.training.loss import sequence_loss
+from atento.training.metrics import corpus_bleu, corpus_scores
+
+
+class TranslationTask(Task):
+    name = "translation"
+    data_config = DataConfig
+    selection = Selection("bleu", higher_is_better=True)
+
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        data = self.cfg.data
+        train_raw = load_split(data, "train")
+        if tokenizers is None:
+            src_tok, tgt_tok = build_tokenizers(
+                data, [s for s, _ in train_raw], [t for _, t in train_raw], run_dir
+            )
+            tokenizers = {"src": src_tok, "tgt": tgt_tok}
+        self.tokenizers = tokenizers
+        src_tok, tgt_tok = tokenizers["src"], tokenizers["tgt"]
+        self.train_pairs, dropped = encode_pairs(train_raw, src_tok, tgt_tok, max_len=data.max_len)
+        if not self.train_pairs:
+            raise AtentoError(
+                f"no training pairs left after dropping {dropped} empty or over-long ones"
+            )
+        if dropped:
+            self.log(
+                f"dropped {dropped} empty or over-long training pairs (data.max_len={data.max_len})"
+            )
+        valid_raw = load_split(data, "valid")
+        if self.cfg.train.valid_sentences > 0:
+            valid_raw = valid_raw[: self.cfg.train.valid_sentences]
+        self.valid_pairs, _ = encode_pairs(valid_raw, src_tok, tgt_tok, max_len=0)
+        self.valid_refs = [t for s, t in valid_raw if src_tok.encode(s) and tgt_tok.encode(t)]
+        self.sampler = TokenBatchSampler(
+            pair_lengths(self.train_pairs), batch_tokens=self.cfg.train.batch_tokens,
+            shuffle=True, seed=self.cfg.train.seed,
+        )  # fmt: skip
+
+    def model_sizes(self) -> dict[str, int]:
+        return {
+            "src_vocab": self.tokenizers["src"].vocab_size,
+            "tgt_vocab": self.tokenizers["tgt"].vocab_size,
+        }
+
+    def describe(self) -> str:
+        return f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation"
+
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        return self.sampler.batches(epoch)
+
+    def collate(self, indices: list[int]) -> Batch:
+        return collate([self.train_pairs[i] for i in indices])
+
+    def count(self, batch: Batch) -> int:
+        return batch.n_tgt_tokens
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        real = batch.tgt_out != PAD_ID  # the output layer and the loss skip padding
+        logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in, select=real)
+        return logits  # (N, V): the real target positions in row-major order
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> LossOutput:
+        targets = batch.tgt_out[batch.tgt_out != PAD_ID]
+        loss = sequence_loss(outputs, targets, label_smoothing=self.cfg.train.label_smoothing)
+        return LossOutput(loss, batch.n_tgt_tokens)
+
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        """Teacher-forced loss / perplexity (fp32) and greedy BLEU on the validation set."""
+        from atento.inference import Translator
+
+        pairs, refs = self._valid_within(length_limit(model))
+        total, tokens = 0.0, 0
+        sampler = TokenBatchSampler(
+            pair_lengths(pairs), batch_tokens=self.cfg.train.batch_tokens, shuffle=False, seed=0
+        )
+        for idx in sampler:
+            batch = collate([pairs[i] for i in idx]).to(placement.device)
+            logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in)
+            total += float(sequence_loss(logits, batch.tgt_out))
+            tokens += batch.n_tgt_tokens
+        loss = total / max(tokens, 1)
+        search = placement.with_precision(self.cfg.search.precision, key="search.precision")
+        translator = Translator(
+            model, self.tokenizers["src"], self.tokenizers["tgt"], self.cfg.search, search
+        )
+        hyps = translator.with_search(beam=1, nbest=1).translate_ids([s for s, _ in pairs])
+        outputs = [self.tokenizers["tgt"].decode(h[0].tokens) for h in hyps]
+        bleu = corpus_bleu(outputs, refs)
+        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3), "bleu": bleu}
+
+    def _valid_within(self, limit: int | None) -> tuple[list, list[str]]:
+        """The validation pairs (and references) a model with a length `limit` can take;
+        those beyond it (learned positions) are left out, with a note in the log once."""
+        if limit is None:
+            return self.valid_pairs, self.valid_refs
+        keep = [i for i, (s, t) in enumerate(self.valid_pairs) if max(len(s), len(t)) <= limit]
+        if len(keep) < len(self.valid_pairs) and not getattr(self, "_noted_limit", False):
+            self._noted_limit = True
+            self.log(
+                f"validation: {len(self.valid_pairs) - len(keep)} pairs longer than the model's "
+                f"{limit} pieces (model.max_positions) left out"
+            )
+        return [self.valid_pairs[i] for i in keep], [self.valid_refs[i] for i in keep]
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        return (
+            f"valid loss {metrics['loss']:.3f} ppl {metrics['ppl']:.2f} BLEU {metrics['bleu']:.2f}"
+        )
+
+    # ---------------------------------------------------------------- evaluate
+    @classmethod
+    def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("translation runs")
+        group.add_argument("--src", help="source file (plain or .gz)")
+        group.add_argument("--ref", help="reference file, line-aligned with --src")
+        group.add_argument("--hyp-out", help="also write the hypotheses to this file")
+        group.add_argument("--by-length", help="PNG file: BLEU by source length")
+        group.add_argument("--buckets", default="10,15,20,25,30,40", help="--by-length edges")
+
+    def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+        """Decode --src, score against --ref: sacreBLEU BLEU and chrF (+ BLEU by length)."""
+        from atento.cli.common import configured, line_policy, translate_lines
+
+        if not (args.src and args.ref):
+            raise AtentoError("evaluating a translation run needs --src FILE and --ref FILE")
+        edges = None
+        if args.by_length:
+            from atento.analysis.length import parse_edges
+
+            edges = parse_edges(args.buckets)
+        translator = configured(run.translator(), args)
+        policy = line_policy(args)
+        pairs = read_parallel(args.src, args.ref, policy)
+        if not pairs:
+            raise AtentoError(f"empty input: {args.src} has no lines")
+        sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
+        start = time.perf_counter()
+        results = translate_lines(
+            translator, sources, policy, name=args.src,
+            progress=not args.json and sys.stderr.isatty(),
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        # an empty source line (--on-empty emit-empty) has the empty output, scored as such
+        outputs = [run.tgt_tok.decode(h[0].tokens) if h else "" for h in results]
+        pieces = sum(len(h[0].tokens) for h in results if h)
+        scores = corpus_scores(outputs, refs)
+        report = {
+            "bleu": scores.bleu,
+            "chrf": scores.chrf,
+            "sentences": len(pairs),
+            "seconds": round(seconds, 3),
+            "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 2),
+            "output_pieces": pieces,
+            "output_pieces_per_second": round(pieces / max(seconds, 1e-9), 1),
+            "beam": translator.search.beam,
+            "alpha": translator.search.alpha,
+            "precision": translator.placement.precision,
+            "bleu_signature": scores.bleu_signature,
+            "chrf_signature": scores.chrf_signature,
+        }
+        if edges is not None:
+            from atento.analysis.length import bleu_by_length, plot_bleu_by_length
+
+            buckets = bleu_by_length(sources, outputs, refs, edges=edges)
+            report["by_length"] = [b.to_json() for b in buckets]
+            name = f"{run.path.name} (beam {translator.search.beam})"
+            report["by_length_plot"] = str(plot_bleu_by_length({name: buckets}, args.by_length))
+        if args.hyp_out:
+            from atento.cli.common import write_text
+
+            write_text(args.hyp_out, outputs)
+        return report
+
+    def print_report(self, report: dict[str, Any]) -> None:
+        """The human-readable form of `evaluate`'s report."""
+        print(f"BLEU {report['bleu']:.2f}  ({report['bleu_signature']})")
+        print(f"chrF {report['chrf']:.2f}  ({report['chrf_signature']})")
+        print(
+            f"{report['sentences']} sentences in {report['seconds']:.1f} s "
+            f"({report['sentences_per_second']} sent/s), beam {report['beam']}, "
+            f"alpha {report['alpha']}, {report['precision']}"
+        )
+        for b in report.get("by_length", []):
+            low, high = b["bounds"]
+            print(f"  source {low}-{high or ''} words: BLEU {b['bleu']:.2f} (n={b['sentences']})")
+        if "by_length_plot" in report:
+            print(f"BLEU by length plot: {report['by_length_plot']}")
+
+
+register_task("translation", TranslationTask)

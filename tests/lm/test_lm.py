@@ -1,0 +1,169 @@
+"""The decoder-only language model, KV-cached sampling and the `lm` task, on toy text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from atento.cli.main import main
+from atento.models.lm import TextTransformer
+from atento.search.sampling import filter_logits, sample
+from atento.training.schedule import warmup_cosine
+
+TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 60
+
+
+def _model(positions="learned", context=16, seed=0) -> TextTransformer:
+    torch.manual_seed(seed)
+    return TextTransformer(vocab_size=11, d_model=16, heads=2, layers=2, ff_size=32,
+                           context=context, positions=positions).eval()  # fmt: skip
+
+
+def test_causal_no_position_sees_the_future() -> None:
+    model = _model()
+    ids = torch.randint(4, 11, (2, 9))
+    changed = ids.clone()
+    changed[:, 6:] = 4 + (changed[:, 6:] - 3) % 7
+    a, b = model(ids), model(changed)
+    torch.testing.assert_close(a[:, :6], b[:, :6])
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_prefill_then_steps_equal_one_full_pass(positions) -> None:
+    model = _model(positions)
+    ids = torch.randint(4, 11, (3, 10))
+    full = model.logits(model.hidden(ids)[0])
+    h, _, cache = model.hidden(ids[:, :4])  # prefill 4 tokens in one pass
+    steps = [model.logits(h)]
+    for t in range(4, 10):
+        h, _, cache = model.hidden(ids[:, t : t + 1], cache=cache)
+        steps.append(model.logits(h))
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache[0].length == 10
+
+
+def test_left_padded_rows_equal_each_row_alone() -> None:
+    model = _model()
+    prompts = [[5, 6, 7, 8, 9], [4], [7, 7, 6]]
+    together = sample(model, prompts, max_new=8, temperature=0)
+    alone = [sample(model, [p], max_new=8, temperature=0)[0] for p in prompts]
+    assert together == alone
+    from atento.search.sampling import _left_pad
+
+    ids, mask, pos = _left_pad(prompts, torch.device("cpu"))
+    h = model.hidden(ids, pad_mask=mask, positions=pos)[0][:, -1]
+    for i, p in enumerate(prompts):  # the next-token distributions themselves agree
+        ref = model.hidden(torch.tensor([p]))[0][:, -1]
+        torch.testing.assert_close(model.logits(h[i : i + 1]), model.logits(ref), atol=1e-5,
+                                   rtol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("max_new", [10, 40])  # 40: beyond the context of 16 (window slides)
+def test_cached_and_uncached_sampling_give_the_same_tokens(max_new) -> None:
+    model = _model()
+    kw = dict(max_new=max_new, temperature=1.0, top_k=5, top_p=0.9)
+    a = sample(model, [[4, 5], [6]], generator=torch.Generator().manual_seed(3), **kw)
+    b = sample(model, [[4, 5], [6]], generator=torch.Generator().manual_seed(3),
+               use_cache=False, **kw)  # fmt: skip
+    c = sample(model, [[4, 5], [6]], generator=torch.Generator().manual_seed(4), **kw)
+    assert a == b and a != c and all(len(r) == max_new for r in a)
+
+
+def test_filters_by_hand() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+    kept = lambda x: torch.isfinite(x[0]).nonzero().flatten().tolist()  # noqa: E731
+    assert kept(filter_logits(logits, top_k=2)) == [0, 1]
+    assert kept(filter_logits(logits, top_p=0.5)) == [0]  # 0.5 alone reaches 0.5
+    assert kept(filter_logits(logits, top_p=0.8)) == [0, 1, 2]  # 0.5 + 0.2 < 0.8
+    assert kept(filter_logits(logits, top_k=4, top_p=0.99)) == [0, 1, 2, 3]
+
+
+def test_cosine_schedule_by_hand() -> None:
+    f = warmup_cosine(10, 110, 0.1)
+    assert f(5) == 0.5 and f(10) == 1.0 and math.isclose(f(60), 0.55) and f(110) == 0.1
+    assert f(500) == 0.1
+
+
+# ---------------------------------------------------------------- the commands
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "toy.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def _train(text_file, out, *extra):
+    args = ["train", "configs/shakespeare_char.yaml", f"data.train={text_file}",
+            "model.d_model=32", "model.layers=2", "model.ff_size=64", "model.context=32",
+            "data.block_size=32", "train.batch_tokens=256", "train.warmup_steps=10",
+            "train.lr=0.003", "train.valid_every=60", *extra, "--out", str(out)]  # fmt: skip
+    return main(args)
+
+
+@pytest.fixture(scope="module")
+def lm_run(text_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "lm"
+    assert _train(text_file, out, "train.max_steps=200", "train.valid_every=100") == 0
+    return out
+
+
+def test_training_learns_the_toy_text_and_evaluate_reports_it(lm_run, capsys) -> None:
+    rows = [json.loads(line) for line in (lm_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < 0.3  # a uniform guess over 19 characters: 2.9 nats
+    capsys.readouterr()
+    assert main(["evaluate", str(lm_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "lm" and math.isclose(report["loss"], rows[-1]["loss"], abs_tol=2e-3)
+    assert math.isclose(report["bpc"], report["loss"] / math.log(2), rel_tol=0.05)
+
+
+def test_sample_command_is_reproducible_and_streams(lm_run, capsys) -> None:
+    capsys.readouterr()
+    args = ["sample", str(lm_run), "--prompt", "the c", "--max-new", "30", "--seed", "7"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main([*args, "--no-cache"]) == 0
+    assert capsys.readouterr().out == first and first.startswith("the c")
+    assert len(first) == len("the c") + 30 + 1
+    assert main(["sample", str(lm_run), "--prompt", "the c", "--temperature", "0",
+                 "--max-new", "12"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("the cat sat on")  # greedy knows the text
+    assert main(["sample", str(lm_run), "--num", "3", "--max-new", "5"]) == 0
+    assert capsys.readouterr().out.count("--- sample") == 3
+
+
+def test_resume_continues_the_run(text_file, tmp_path) -> None:
+    out = tmp_path / "r"
+    assert _train(text_file, out, "train.max_steps=60") == 0
+    assert _train(text_file, out, "train.max_steps=90", "--resume") == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [60, 90]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty text file"), (b"ab\ncd\x00ef", ":2: NUL byte"),
+     (b"ok\nbad \xff\n", ":2: invalid UTF-8 at byte offset 7")],
+)  # fmt: skip
+def test_bad_text_files_are_one_line_errors(tmp_path, capsys, content, message) -> None:
+    path = tmp_path / "t.txt"
+    path.write_bytes(content)
+    assert _train(path, tmp_path / "out", "train.max_steps=2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and str(path) in err[-1]
+
+
+def test_prompt_longer_than_the_context(lm_run, capsys) -> None:
+    long = "the cat sat on the mat. " * 3  # 72 characters > context 32
+    assert main(["sample", str(lm_run), "--prompt", long, "--max-new", "3"]) == 2
+    assert "longer than the model's context 32" in capsys.readouterr().err
+    assert main(["sample", str(lm_run), "--prompt", long, "--max-new", "3", "--keep-last"]) == 0
+
+
+def test_sample_refuses_a_translation_run(toy_run, capsys) -> None:
+    assert main(["sample", str(toy_run)]) == 2
+    assert "sample needs task: lm" in capsys.readouterr().err
