@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Beam-5 decoding of test_2016_flickr, 32 sentences per batch, two threads, side by side:
 # OpenNMT-py 3.5.1 (PyTorch) and CTranslate2 (C++) on the same OpenNMT-py (T) weights, atento (T)
-# in fp32, with bf16 autocast (search.bf16) and with two batches at once on one thread each
+# in fp32, with bf16 autocast (--precision bf16) and with two batches at once on one thread each
 # (--workers 2; CTranslate2's inter_threads=2 for comparison). Each decoder runs alone, in turn;
 # run it on an otherwise idle machine. Output pieces/s = SentencePiece pieces of the best
 # hypotheses (EOS not counted) / seconds spent translating (model loading excluded).
@@ -53,7 +53,7 @@ dt = time.perf_counter() - t0
 n = sum(len(x.hypotheses[0]) for x in res)
 print(f"ct2 float32 inter_threads=2 beam 5: {len(src)/dt:.1f} sent/s ({dt:.2f}s), {n/dt:.0f} out tok/s")
 PY
-  for variant in "fp32|--no-bf16" "bf16|--bf16" "bf16 workers=2|--bf16 --workers 2"; do
+  for variant in "fp32|--precision fp32" "bf16|--precision bf16" "bf16 workers=2|--precision bf16 --workers 2"; do
     label=${variant%%|*}; flags=${variant#*|}
     # shellcheck disable=SC2086
     .venv/bin/atento evaluate "$RUN" --src "$DATA/test_2016_flickr.fr.gz" \

@@ -7,8 +7,8 @@
 Decodes Multi30k test_2016_flickr (`../shared/data/multi30k` beside the checkout, or --data)
 with beam 5 twice in one process, through the same `model.step` API: once with the KV cache
 (each step feeds one token; self-attention keys/values grow by one step, cross-attention
-keys/values are projected once per source) and once without (`model.use_cache = False`: each
-step re-runs the decoder over the whole prefix). Prints one JSON line with both rates in
+keys/values are projected once per source) and once without (`DecodeOptions(use_cache=False)`:
+each step re-runs the decoder over the whole prefix). Prints one JSON line with both rates in
 sentences/s and output pieces/s, their ratio, and how many outputs agree. The two modes
 alternate `--repeats` times and the best time of each is kept, which is fair under a varying load.
 
@@ -36,8 +36,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from atento.config import load_config  # noqa: E402
 from atento.data.corpus import load_split  # noqa: E402
 from atento.data.tokenizers import train_sentencepiece  # noqa: E402
-from atento.inference import Translator, load_run  # noqa: E402
+from atento.inference import Translator  # noqa: E402
 from atento.models.factory import build_model  # noqa: E402
+from atento.rundir import load_run  # noqa: E402
 
 
 def _untrained(config: str, data_dir: str, vocab_size: int | None):
@@ -56,7 +57,7 @@ def _untrained(config: str, data_dir: str, vocab_size: int | None):
 
 def _time(translator: Translator, sources: list[str], use_cache: bool) -> tuple[float, list]:
     """Seconds to decode `sources` in one mode, and the hypotheses."""
-    translator.model.use_cache = use_cache
+    translator = translator.with_options(use_cache=use_cache)
     start = time.perf_counter()
     hyps = translator.translate(sources)
     return time.perf_counter() - start, hyps
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs; best kept")
     parser.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, help="bf16 decoding; default: config"
+        "--precision", choices=("auto", "fp32", "bf16"), help="decoding precision; default: run's"
     )
     parser.add_argument("--workers", type=int, default=0, help="decoding threads; 0 = config's")
     parser.add_argument("--quick", action="store_true", help="24 sentences, 2 repeats (smoke)")
@@ -110,7 +111,7 @@ def main() -> None:
         cfg, translator = loaded.cfg, loaded.translator()
     else:
         cfg, translator = _untrained(args.config, args.data, args.vocab_size or None)
-    if not hasattr(translator.model, "use_cache"):
+    if cfg.model.arch != "transformer":
         sys.exit(
             f"kv_cache.py: {args.run_dir} is not a Transformer run (model.arch={cfg.model.arch})"
         )
@@ -120,15 +121,16 @@ def main() -> None:
     repeats = 2 if args.quick else max(1, args.repeats)
     sources = sources[:limit] if limit else sources
     translator = translator.with_search(
-        beam=args.beam, nbest=1, batch_size=args.batch_size or None, bf16=args.bf16,
-        workers=args.workers or None,
+        beam=args.beam, nbest=1, batch_size=args.batch_size or None, workers=args.workers or None,
     )  # fmt: skip
+    if args.precision:
+        translator = translator.with_precision(args.precision)
     with torch.inference_mode():
         result = _measure(translator, sources, repeats)
     print(json.dumps({
         "run": args.run_dir or f"untrained {Path(args.config).name}",
         "sentences": len(sources), "beam": args.beam,
-        "batch_size": translator.search.batch_size, "bf16": translator.search.bf16,
+        "batch_size": translator.search.batch_size, "precision": translator.placement.precision,
         "workers": translator.search.workers,
         "max_len": f"{cfg.search.max_len_a} * source + {cfg.search.max_len_b}",
         "threads": torch.get_num_threads(), "cpus": os.cpu_count(),

@@ -16,7 +16,7 @@ DATA=${DATA:-../shared/data/multi30k}
 WORK=${WORK:?set WORK to the peers working directory}
 SECONDS_BUDGET=${SECONDS_BUDGET:-180}
 OUT=benchmarks/results/peers_rnn.txt
-R_MATCHED="model.input_feeding=true model.dropout=0.1 train.batch_tokens=4096 train.threads=2"
+R_MATCHED="model.input_feeding=true model.dropout=0.1 train.batch_tokens=4096 runtime.threads=2"
 mkdir -p benchmarks/results
 {
   echo "# $(date -u +'%Y-%m-%d %H:%M UTC') $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
@@ -31,7 +31,7 @@ if [[ ${SKIP_ONMT:-0} != 1 ]]; then
 fi
 
 for variant in "R-matched fp32|$R_MATCHED" \
-               "default fp32|train.threads=2"; do
+               "default fp32|runtime.threads=2"; do
   label=${variant%%|*}; overrides=${variant#*|}
   # shellcheck disable=SC2086
   .venv/bin/python benchmarks/train_throughput.py configs/multi30k_fr_en_rnn.yaml \

@@ -32,7 +32,7 @@ if [[ ${SKIP_ONMT:-0} != 1 ]]; then
     "$WORK/runs/onmt_t/ct2test" test_2016_flickr float32 5 2>&1 | tee -a "$OUT"
 fi
 
-for variant in "fp32|train.threads=2"; do
+for variant in "fp32|runtime.threads=2"; do
   label=${variant%%|*}; overrides=${variant#*|}
   # shellcheck disable=SC2086
   .venv/bin/python benchmarks/train_throughput.py "$CFG" data.dir="$DATA" $overrides \

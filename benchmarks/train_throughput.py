@@ -6,7 +6,9 @@
 Trains for `--seconds` of wall time on the configured data (no validation), ignores the
 first `--skip` seconds (start-up, allocator warm-up), and prints one JSON line: real target
 tokens per second (EOS included, padding excluded, as OpenNMT-py counts them), updates, target
-tokens per update, and peak resident memory. Run it on an otherwise idle machine.
+tokens per update, and peak resident memory. Process settings (threads, allocator, kernel cache)
+are applied from the config's `runtime` section as `atento train` does. Run it on an otherwise
+idle machine.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from atento.cli.common import start_runtime  # noqa: E402
 from atento.config import load_config  # noqa: E402
-from atento.data.batching import collate  # noqa: E402
 from atento.models.factory import count_parameters  # noqa: E402
+from atento.runtime import placement_for  # noqa: E402
 from atento.training.loop import Trainer  # noqa: E402
 
 
@@ -38,21 +41,23 @@ def main() -> None:
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
+    placement = placement_for(cfg)
+    start_runtime(cfg.runtime, placement, training=True)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
         start = time.perf_counter()
         tokens = updates = 0
         measured_from = None
         epoch = 0
         while time.perf_counter() - start < args.seconds:
-            for idx in trainer.sampler.batches(epoch):
-                batch = collate([trainer.train_pairs[i] for i in idx])
-                trainer.train_step(batch)
+            for idx in trainer.task.batch_plan(epoch):
+                batch = trainer.task.collate(idx).to(placement.device)
+                _, count = trainer.train_step(batch)
                 now = time.perf_counter()
                 if measured_from is None and now - start >= args.skip:
                     measured_from = now
                 elif measured_from is not None:
-                    tokens += batch.n_tgt_tokens
+                    tokens += count
                     updates += 1
                 if now - start >= args.seconds:
                     break
@@ -69,6 +74,7 @@ def main() -> None:
                 "parameters": count_parameters(trainer.model),
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "threads": torch.get_num_threads(),
+                "precision": placement.precision,
                 "overrides": args.overrides,
             }
         )

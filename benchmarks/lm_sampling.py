@@ -1,0 +1,72 @@
+"""KV-cached against uncached sampling: 256 new tokens after a 32-token prompt, batch 1, fp32.
+
+    python benchmarks/lm_sampling.py [RUN_DIR] [--new 256] [--prompt-len 32] [--repeats 3]
+
+With a run directory (task lm, a context of at least prompt + new tokens) its model is used;
+without one, a freshly initialised model of configs/shakespeare_char.yaml's size with a context
+of 512 (the speed does not depend on the weights). Both modes draw from the same seed; the
+script asserts that they produce identical tokens and prints one JSON line with the median
+times and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from atento.models.lm import TextTransformer  # noqa: E402
+from atento.search.sampling import sample  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", nargs="?")
+    p.add_argument("--new", type=int, default=256)
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.run_dir:
+        from atento.rundir import load_run
+
+        model = load_run(args.run_dir).model
+    else:
+        torch.manual_seed(0)
+        model = TextTransformer(vocab_size=69, d_model=128, heads=4, layers=4, ff_size=512,
+                                context=512).eval()  # fmt: skip
+    limit = model.length_limit()
+    assert limit is None or limit >= args.prompt_len + args.new, "context too short"
+    vocab = model.embed.num_embeddings
+    prompt = torch.randint(4, vocab, (args.prompt_len,), generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {"cached": [], "uncached": []}
+    tokens = {}
+    for _ in range(args.repeats):
+        for mode in ("cached", "uncached"):
+            tick = time.perf_counter()
+            out = sample(model, [prompt.tolist()], max_new=args.new, temperature=1.0,
+                         generator=torch.Generator().manual_seed(7),
+                         use_cache=mode == "cached")  # fmt: skip
+            times[mode].append(time.perf_counter() - tick)
+            tokens[mode] = out
+    assert tokens["cached"] == tokens["uncached"], "cached and uncached tokens differ"
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({
+        "model": args.run_dir or "fresh 4x128, context 512", "prompt": args.prompt_len,
+        "new_tokens": args.new, "batch": 1, "precision": "fp32", "threads": args.threads,
+        "seconds_cached": round(med["cached"], 3), "seconds_uncached": round(med["uncached"], 3),
+        "speedup": round(med["uncached"] / med["cached"], 2), "identical_tokens": True,
+        "rounds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
