@@ -1,4 +1,4 @@
-"""The Python API: load a run and translate from a notebook or a script.
+"""The Python API: load a run and translate (or sample) from a notebook or a script.
 
     import atento
     m = atento.load("runs/x")
@@ -7,6 +7,9 @@
         for h in t.nbest:                    # all of them, best first
             print(h.score, h.pieces, h.token_log_probs)
     m.plot_attention("Un chien court.", "dog.png")
+
+    lm = atento.load("runs/shakespeare_char")          # a language-model run
+    print(lm.sample("ROMEO:", max_new=200, temperature=0.8, top_k=40, seed=1)[0])
 
 `Model` wraps a loaded run and its immutable `Translator`: every call takes its own settings
 (beam, alpha, nbest, attention, layer, head) and leaves the model unchanged, so one `Model`
@@ -74,7 +77,14 @@ class Model:
 
     def __init__(self, run: LoadedRun) -> None:
         self.run = run
-        self.translator: Translator = run.translator()
+        self.task = run.cfg.task
+        self.translator: Translator | None = (
+            run.translator() if self.task == "translation" else None
+        )
+
+    def _need(self, task: str, what: str) -> None:
+        if self.task != task:
+            raise AtentoError(f"{self.name} is a {self.task} run: {what} needs a {task} run")
 
     @property
     def name(self) -> str:
@@ -94,8 +104,7 @@ class Model:
             "attention": getattr(cfg.model, "attention", None),
             "parameters": sum(p.numel() for p in model.parameters()),
             "step": self.run.step,
-            "src_vocab": self.run.src_tok.vocab_size,
-            "tgt_vocab": self.run.tgt_tok.vocab_size,
+            **{f"{k}_vocab": tok.vocab_size for k, tok in self.run.tokenizers.items()},
             "search": {"beam": cfg.search.beam, "alpha": cfg.search.alpha},
             "device": str(self.run.placement.device),
             "layers": getattr(model, "n_layers", None),
@@ -117,6 +126,7 @@ class Model:
         head: int | None = None,
     ) -> Translator:
         """The run's translator with these settings; AtentoError (one line) when out of range."""
+        self._need("translation", "translate")
         t = self.translator.with_search(beam=beam, alpha=alpha, nbest=nbest)
         s = t.search
         if s.beam < 1:
@@ -214,8 +224,19 @@ class Model:
         beam: int | None = None,
     ) -> Path:
         """Draw the best hypothesis's attention for `sentence` (or a `Translation` decoded with
-        attention=True) into the PNG `path`; returns the path."""
+        attention=True) into the PNG `path`; returns the path. For a language-model run,
+        `sentence` is a text and the drawing its self-attention (`layer`, `head` or the mean)."""
         from atento.analysis.heatmap import plot_attention
+
+        if self.task != "translation" and isinstance(sentence, str):
+            heads, rows, cols = self.run.task.attention_map(
+                self.run, sentence, layer=-1 if layer is None else layer, head=head
+            )
+            weights = heads.mean(0) if head is None else heads[head]
+            return plot_attention(
+                weights, cols, rows, path, title=sentence,
+                xlabel="attended to (key)", ylabel="position (query)",
+            )  # fmt: skip
 
         if isinstance(sentence, Translation):
             translation = sentence
@@ -230,6 +251,42 @@ class Model:
         return plot_attention(
             best.attention, translation.source_pieces, best.attention_rows, path, title=title
         )
+
+    def sample(
+        self,
+        prompts: str | list[str] = "",
+        *,
+        max_new: int = 200,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 1,
+        keep_last: bool = False,
+    ) -> list[str]:
+        """Continue each prompt of a language-model run (a string is one prompt; "" starts
+        from a line break) -> the new text of each, in order. KV-cached, all prompts in one
+        batch; the same seed gives the same text (`atento sample` is this, streamed)."""
+        import torch
+
+        from atento.search.sampling import sample
+        from atento.tasks.lm import decode_text, prompt_ids
+
+        self._need("lm", "sample")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise AtentoError("prompts must be a string or a non-empty list of strings")
+        if max_new < 1 or temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+            raise AtentoError("need max_new >= 1, temperature >= 0, top_k >= 0, 0 < top_p <= 1")
+        tok, limit = self.run.tokenizers["text"], self.run.model.length_limit()
+        ids = [prompt_ids(tok, p or "\n", limit, keep_last=keep_last) for p in prompts]
+        placement = self.run.placement
+        with placement.autocast():
+            rows = sample(
+                self.run.model, ids, max_new=max_new, temperature=temperature, top_k=top_k,
+                top_p=top_p, generator=torch.Generator().manual_seed(seed),
+                device=placement.device,
+            )  # fmt: skip
+        return [decode_text(tok, row) for row in rows]
 
 
 def _check_sentences(sentences: list[str]) -> None:

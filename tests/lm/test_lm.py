@@ -167,3 +167,78 @@ def test_prompt_longer_than_the_context(lm_run, capsys) -> None:
 def test_sample_refuses_a_translation_run(toy_run, capsys) -> None:
     assert main(["sample", str(toy_run)]) == 2
     assert "sample needs task: lm" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- attention, API, server
+def _png_text(path) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return dict(image.text)
+
+
+def test_self_attention_is_causal_and_each_row_a_distribution() -> None:
+    model = _model()
+    heads = model.self_attention([4, 5, 6, 7, 8], layer=-1)  # (H, T, T)
+    assert heads.shape == (2, 5, 5)
+    assert torch.equal(heads.triu(diagonal=1), torch.zeros_like(heads))  # no future position
+    torch.testing.assert_close(heads.sum(-1), torch.ones(2, 5))
+    assert torch.equal(heads[:, 0, 0], torch.ones(2))  # the first token sees only itself
+    with pytest.raises(ValueError, match="layer 2 out of range"):
+        model.self_attention([4, 5], layer=2)
+    with pytest.raises(ValueError, match="head 2 out of range"):
+        model.self_attention([4, 5], head=2)
+
+
+def test_attention_command_draws_a_prompt(lm_run, tmp_path, capsys) -> None:
+    out = tmp_path / "a.png"
+    assert main(["attention", str(lm_run), "the cat", "--out", str(out), "--layer", "0"]) == 0
+    meta = _png_text(out)
+    assert meta["atento:rows"] == meta["atento:cols"] == "7"  # one row and column a character
+    assert main(["attention", str(lm_run), "the cat", "--out", str(out), "--grid"]) == 0
+    assert _png_text(out)["atento:heads"] == "4"
+    src = tmp_path / "prompts.txt"
+    src.write_text("the dog\nthe mat.\n", encoding="utf-8")
+    assert main(["attention", str(lm_run), "--src", str(src), "--out", str(tmp_path / "d")]) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["0001.png", "0002.png"]
+    capsys.readouterr()
+    assert main(["attention", str(lm_run), "the", "--out", str(out), "--layer", "5"]) == 2
+    assert "layer 5 out of range" in capsys.readouterr().err
+
+
+def test_api_samples_what_the_command_prints(lm_run, capsys) -> None:
+    import atento
+    from atento.errors import AtentoError
+
+    m = atento.load(lm_run)
+    capsys.readouterr()
+    assert main(["sample", str(lm_run), "--prompt", "the d", "--max-new", "20", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    (text,) = m.sample("the d", max_new=20, seed=3)
+    assert printed == "the d" + text + "\n"
+    greedy = m.sample("the d", max_new=20, temperature=0)[0]
+    assert m.sample(["the d", "a"], max_new=20, temperature=0)[0] == greedy  # batched, padded
+    assert m.info()["task"] == "lm" and m.info()["text_vocab"] > 10
+    with pytest.raises(AtentoError, match="translate needs a translation run"):
+        m.translate("the cat")
+    assert m.plot_attention("the cat", lm_run.parent / "api.png").is_file()
+
+
+def test_server_samples_and_refuses_translation_for_a_language_model(lm_run) -> None:
+    from fastapi.testclient import TestClient
+
+    import atento
+    from atento.serve.app import create_app
+
+    m = atento.load(lm_run)
+    with TestClient(create_app([m])) as c:
+        r = c.post("/v1/sample", json={"prompt": "the d", "max_new": 20, "seed": 3, "num": 2})
+        assert r.status_code == 200
+        assert r.json()["samples"] == m.sample(["the d"] * 2, max_new=20, seed=3)
+        r = c.post("/v1/translate", json={"text": "the cat"})
+        assert r.status_code == 422 and r.json()["error"]["item"] == "model"
+        r = c.post("/v1/sample", json={"prompt": "x", "max_new": 5000})
+        assert r.status_code == 413 and r.json()["error"]["item"] == "max_new"
+        r = c.post("/v1/sample", json={"prompt": "the cat sat on the mat. " * 3})
+        assert r.status_code == 422 and "longer than the model's context" in r.text
+        assert c.get("/v1/models").json()["models"][0]["task"] == "lm"

@@ -8,6 +8,7 @@ chunks, so tools and tests can check the drawn matrix's shape without parsing pi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ def plot_attention(
     path: str | Path,
     *,
     title: str = "",
+    xlabel: str = "source",
+    ylabel: str = "output",
 ) -> Path:
     """Draw weights (T, S): one row per output piece, one column per source piece."""
     weights = weights.detach().float().cpu()
@@ -43,8 +46,8 @@ def plot_attention(
     ax.set_xticks(range(cols), labels=list(src_labels), rotation=90)
     ax.set_yticks(range(rows), labels=list(tgt_labels))
     ax.xaxis.tick_top()
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9, pad=12)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
@@ -89,3 +92,35 @@ def hypothesis_heatmap(
         None if path is None else plot_attention(weights, src_labels, tgt_labels, path, title=title)
     )
     return Heatmap(out, weights, src_labels, tgt_labels)
+
+
+def plot_heads(
+    heads: Tensor,
+    col_labels: Sequence[str],
+    row_labels: Sequence[str],
+    path: str | Path,
+    *,
+    layer: int,
+    title: str = "",
+) -> Path:
+    """Draw every head of one layer side by side: heads (H, T, S), up to four panels a row.
+    The PNG's `atento:heads` chunk gives H."""
+    heads = heads.detach().float().cpu()
+    n, rows, cols = heads.shape
+    grid_cols = min(n, 4)
+    grid_rows = math.ceil(n / grid_cols)
+    size = (min(1.5 + 0.3 * cols, 12.0) * grid_cols, min(1.2 + 0.28 * rows, 12.0) * grid_rows)
+    fig, axes = plt.subplots(grid_rows, grid_cols, figsize=size, squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        if h >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(heads[h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(cols), labels=list(col_labels), rotation=90, fontsize=7)
+        ax.set_yticks(range(rows), labels=list(row_labels), fontsize=7)
+        ax.xaxis.tick_top()
+        ax.set_title(f"layer {layer}, head {h}", fontsize=9, pad=10)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    meta = {"atento:rows": str(rows), "atento:cols": str(cols), "atento:heads": str(n)}
+    return save_figure(fig, path, metadata=meta)

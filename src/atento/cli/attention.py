@@ -1,5 +1,9 @@
 """`atento attention RUN_DIR "a source sentence" --out FILE.png` (or `--src FILE --out DIR`).
 
+For a language-model (or classifier) run the positional argument is a text and the drawing is
+its self-attention: position (query) down the side, the positions it attends to along the top,
+layer --layer, head --head (default: the mean of heads) or --grid for every head.
+
 Decodes with the translate settings (--beam, --alpha) and draws the best hypothesis's attention:
 source pieces along the top, output pieces down the side, a colour bar. With --src every line
 gets its own `NNNN.png` in the --out folder. For Transformer runs the drawn matrix is the
@@ -10,7 +14,6 @@ over heads); --grid draws every head of that layer side by side in one PNG inste
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.sentence is None) == (args.src is None):
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
     loaded = open_run(args.run_dir)
+    if loaded.cfg.task != "translation":
+        return _self_attention(loaded, args)
     translator = _with_view(configured(loaded.translator(), args), loaded, args).with_attention()
     sentences = read_input(args.src) if args.src else [args.sentence]
     if not any(s.strip() for s in sentences):
@@ -90,8 +95,7 @@ def _draw_heads(
     loaded: LoadedRun, sentence: str, hyp: Hypothesis, heatmap: Heatmap, layer: int
 ) -> None:
     """Overwrite heatmap.path with one panel per head: teacher-forced weights (H, T, S)."""
-    import matplotlib.pyplot as plt
-
+    from atento.analysis.heatmap import plot_heads
     from atento.data.batching import collate_sources
     from atento.data.vocab import BOS_ID
 
@@ -102,23 +106,35 @@ def _draw_heads(
         src_ids.to(device), src_mask.to(device), tgt_in.to(device), layer
     )[0].cpu()  # (H, T, S)
     rows, cols = len(heatmap.tgt_labels), len(heatmap.src_labels)
-    heads = heads[:, :rows, :cols].float()
-    n = heads.size(0)
-    grid_cols = min(n, 4)
-    grid_rows = math.ceil(n / grid_cols)
-    size = (min(1.5 + 0.3 * cols, 12.0) * grid_cols, min(1.2 + 0.28 * rows, 12.0) * grid_rows)
-    fig, axes = plt.subplots(grid_rows, grid_cols, figsize=size, squeeze=False)
-    for h, ax in enumerate(axes.flat):
-        if h >= n:
-            ax.axis("off")
-            continue
-        ax.imshow(heads[h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(cols), labels=heatmap.src_labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(rows), labels=heatmap.tgt_labels, fontsize=7)
-        ax.xaxis.tick_top()
-        ax.set_title(f"layer {layer % loaded.model.n_layers}, head {h}", fontsize=9, pad=10)
-    fig.suptitle(f"{sentence} -> {loaded.tgt_tok.decode(hyp.tokens)}", fontsize=9)
-    fig.tight_layout()
-    meta = {"atento:rows": str(rows), "atento:cols": str(cols), "atento:heads": str(n)}
-    fig.savefig(heatmap.path, dpi=100, metadata=meta)
-    plt.close(fig)
+    plot_heads(heads[:, :rows, :cols], heatmap.src_labels, heatmap.tgt_labels, heatmap.path,
+               layer=layer % loaded.model.n_layers,
+               title=f"{sentence} -> {loaded.tgt_tok.decode(hyp.tokens)}")  # fmt: skip
+
+
+def _self_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
+    """Runs without a decoder to follow (language models, classifiers): the self-attention of
+    --layer over the text itself, one head (--head), their mean, or every head (--grid)."""
+    from atento.analysis.heatmap import plot_attention, plot_heads
+
+    if args.grid and args.head is not None:
+        raise AtentoError("--grid draws every head; leave out --head")
+    texts = read_input(args.src) if args.src else [args.sentence]
+    if not any(t.strip() for t in texts):
+        raise AtentoError("empty input: no text to draw")
+    out = Path(args.out)
+    layer = -1 if args.layer is None else args.layer
+    for i, text in enumerate(texts, 1):
+        path = out / f"{i:04d}.png" if args.src else out
+        heads, rows, cols = loaded.task.attention_map(loaded, text, layer=layer, head=args.head)
+        shown = loaded.model.layer_index(layer)
+        if args.grid:
+            plot_heads(heads, cols, rows, path, layer=shown, title=text)
+        else:
+            weights = heads.mean(0) if args.head is None else heads[args.head]
+            which = "mean of heads" if args.head is None else f"head {args.head}"
+            plot_attention(weights, cols, rows, path, title=f"layer {shown}, {which}: {text}",
+                           xlabel="attended to (key)", ylabel="position (query)")  # fmt: skip
+        print(f"{path}\t{text}")
+    if args.src:
+        print(f"{len(texts)} heatmaps in {out}", file=sys.stderr)
+    return 0

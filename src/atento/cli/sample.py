@@ -53,7 +53,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atento.search.sampling import sample
-    from atento.tasks.lm import decode_text, encode_text
+    from atento.tasks.lm import decode_text, prompt_ids
 
     _check(args)
     loaded = open_run(args.run_dir)
@@ -61,19 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtentoError(f"{args.run_dir} is a {loaded.cfg.task} run; sample needs task: lm")
     tok = loaded.tokenizers["text"]
     text = args.prompt if args.prompt else "\n"
-    ids = encode_text(tok, text)
-    if ids and ids[-1] == 3 and not text.endswith("\n"):  # SentencePiece: no line end yet
-        ids = ids[:-1]
-    if not ids:
-        raise AtentoError("the prompt encodes to no tokens")
-    limit = loaded.model.length_limit()
-    if limit is not None and len(ids) > limit:
-        if not args.keep_last:
-            raise AtentoError(
-                f"the prompt is {len(ids)} tokens, longer than the model's context {limit} "
-                f"(--keep-last keeps its last {limit})"
-            )
-        ids = ids[-limit:]
+    ids = prompt_ids(tok, text, loaded.model.length_limit(), keep_last=args.keep_last)
     placement = loaded.placement
     if args.precision:
         placement = placement.with_precision(args.precision, key="--precision")

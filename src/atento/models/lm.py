@@ -159,6 +159,17 @@ class TextTransformer(nn.Module):
             mask = mask & (pad_mask[:, None, :] | itself[None])
         return mask
 
+    @torch.no_grad()
+    def self_attention(self, ids: list[int], *, layer: int = -1, head: int | None = None) -> Tensor:
+        """The self-attention weights (H, T, T) of `layer` over one sequence (rows: positions,
+        columns: the positions they attend to). ValueError for a layer or head out of range."""
+        idx = self.layer_index(layer)
+        if head is not None and not 0 <= head < self.heads:
+            raise ValueError(f"head {head} out of range: the model has {self.heads} heads")
+        device = self.embed.weight.device
+        x = torch.tensor([ids], dtype=torch.long, device=device)
+        return self.hidden(x, need_weights=True, layer=idx)[1][0].float().cpu()
+
     def logits(self, h: Tensor) -> Tensor:
         """States (..., D) -> logits (..., V) through the tied output layer."""
         return self.output(h)

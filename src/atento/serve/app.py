@@ -1,4 +1,5 @@
-"""The FastAPI app: POST /v1/translate, GET /health, GET /v1/models, the page at /.
+"""The FastAPI app: POST /v1/translate, POST /v1/sample (language-model runs), GET /health,
+GET /v1/models, the page at /.
 
 Errors are JSON, `{"error": {"status": 422, "message": "...", "item": "texts[3]"}}`, naming the
 offending item: malformed JSON and wrong fields 422, too many sentences / characters / bytes
@@ -42,6 +43,8 @@ class Limits:
     timeout_s: float = 30.0  # per request (504 beyond)
     max_batch_tokens: int = 2048  # source tokens decoded in one batch
     max_wait_ms: float = 5.0  # how long the oldest request waits for company
+    max_new_tokens: int = 1000  # per sample request (413 beyond)
+    max_samples: int = 8  # per sample request (413 beyond)
     batching: bool = True  # False: one request at a time
 
 
@@ -71,6 +74,22 @@ class TranslateRequest(BaseModel):
     layer: int | None = Field(None, description="Transformer decoder layer (-1 = last)")
     head: int | None = Field(None, ge=0, description="Transformer head (default: mean)")
     trace: bool = Field(False, description="return the beam search's steps (one sentence)")
+
+
+class SampleRequest(BaseModel):
+    """A prompt for a language-model run, and how to sample its continuation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", description="text to continue (empty: start from a line break)")
+    model: str | None = Field(None, description="which loaded run (default: the first lm run)")
+    max_new: int = Field(200, ge=1, description="new tokens per sample")
+    temperature: float = Field(1.0, ge=0, description="0 = greedy")
+    top_k: int = Field(0, ge=0, description="sample among the k most likely (0: all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus: the smallest set of mass p")
+    seed: int = Field(1, description="the same seed gives the same text")
+    num: int = Field(1, ge=1, description="samples, decoded as one batch")
+    keep_last: bool = Field(False, description="a prompt beyond the context: keep its end")
 
 
 def _item(loc: tuple) -> str:
@@ -169,7 +188,8 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
                 layer=req.layer, head=req.head,
             )  # fmt: skip
         except AtentoError as exc:
-            raise ApiError(422, str(exc), _setting_item(str(exc))) from None
+            item = "model" if model.task != "translation" else _setting_item(str(exc))
+            raise ApiError(422, str(exc), item) from None
         if req.attention:
             _check_attention_size(translator, model, texts)
         body: dict = {"model": model.name, "beam": translator.search.beam,
@@ -188,6 +208,35 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
         translations = model.wrap(texts, results)
         body["translations"] = [_translation_json(t, attention=req.attention) for t in translations]
         return body
+
+    @app.post("/v1/sample", summary="continue a prompt with a language-model run (KV-cached)")
+    async def sample(req: SampleRequest) -> dict:
+        if req.model is not None and req.model not in by_name:
+            raise ApiError(
+                422, f"unknown model {req.model!r} (loaded: {', '.join(by_name)})", "model"
+            )
+        lms = [m for m in models if m.task == "lm"]
+        model = by_name[req.model] if req.model is not None else (lms or models)[0]
+        if model.task != "lm":
+            raise ApiError(422, f"{model.name} is a {model.task} run, not a language model",
+                           "model")  # fmt: skip
+        if len(req.prompt) > limits.max_chars:
+            raise ApiError(413, f"{len(req.prompt)} characters; at most {limits.max_chars}",
+                           "prompt")  # fmt: skip
+        if req.max_new > limits.max_new_tokens:
+            raise ApiError(413, f"max_new {req.max_new}; at most {limits.max_new_tokens}",
+                           "max_new")  # fmt: skip
+        if req.num > limits.max_samples:
+            raise ApiError(413, f"num {req.num}; at most {limits.max_samples}", "num")
+        call = lambda: model.sample(  # noqa: E731
+            [req.prompt] * req.num, max_new=req.max_new, temperature=req.temperature,
+            top_k=req.top_k, top_p=req.top_p, seed=req.seed, keep_last=req.keep_last,
+        )  # fmt: skip
+        try:
+            texts = await _with_timeout(run_in_threadpool(call))
+        except AtentoError as exc:
+            raise ApiError(422, str(exc), "prompt") from None
+        return {"model": model.name, "prompt": req.prompt, "samples": texts}
 
     async def _with_timeout(awaitable):
         try:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from torch import Tensor, nn
 
+from atento.errors import AtentoError
+
 if TYPE_CHECKING:
     from atento.config import Config
     from atento.data.tokenizers import Tokenizer
@@ -136,6 +138,15 @@ class Task(ABC):
         """The human-readable form of `evaluate`'s report (default: one `key: value` a line)."""
         for key, value in report.items():
             print(f"{key}: {value}")
+
+    def attention_map(
+        self, run: Any, text: str, *, layer: int, head: int | None
+    ) -> tuple[Tensor, list[str], list[str]]:
+        """`atento attention` for a task without a decoder to follow (language models,
+        classifiers): the self-attention weights (H, T, T) of `layer` over `text` (all heads;
+        the command averages or picks one), with the row and column labels. Translation
+        draws its decoded hypothesis instead (cli/attention.py)."""
+        raise AtentoError(f"the {self.name} task has no attention to draw")
 
     def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
         """`atento evaluate` for a loaded run: task-specific report fields; the command adds

@@ -93,6 +93,29 @@ def encode_text(tok: Tokenizer, text: str) -> list[int]:
     return ids
 
 
+def prompt_ids(tok: Tokenizer, text: str, limit: int | None, *, keep_last: bool = False):
+    """A prompt's ids: no line end appended where the text has none (SentencePiece); longer
+    than the model's context `limit`: an error, or its last `limit` ids with `keep_last`."""
+    ids = encode_text(tok, text)
+    if ids and ids[-1] == EOS_ID and not text.endswith("\n"):
+        ids = ids[:-1]
+    if not ids:
+        raise AtentoError("the prompt encodes to no tokens")
+    if limit is not None and len(ids) > limit:
+        if not keep_last:
+            raise AtentoError(
+                f"the prompt is {len(ids)} tokens, longer than the model's context {limit} "
+                f"(--keep-last keeps its last {limit})"
+            )
+        ids = ids[-limit:]
+    return ids
+
+
+def visible(piece: str) -> str:
+    """A piece as a plot label: line breaks, tabs and spaces made visible."""
+    return piece.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "''"
+
+
 def decode_text(tok: Tokenizer, ids: list[int]) -> str:
     """The text of ids (`</s>` = a line break for SentencePiece)."""
     if isinstance(tok, CharTokenizer):
@@ -258,6 +281,20 @@ class LanguageModelTask(Task):
 
     def print_report(self, report: dict[str, Any]) -> None:
         print(f"{report['text']}: {self.format_metrics(report)} ({report['tokens']:,} tokens)")
+
+    def attention_map(
+        self, run: Any, text: str, *, layer: int, head: int | None
+    ) -> tuple[Tensor, list[str], list[str]]:
+        """Causal self-attention (H, T, T) over the prompt: each position over itself and the
+        ones before it (the upper triangle is exactly 0)."""
+        tok = run.tokenizers["text"]
+        ids = prompt_ids(tok, text, run.model.length_limit())
+        try:
+            heads = run.model.self_attention(ids, layer=layer, head=head)
+        except ValueError as exc:
+            raise AtentoError(str(exc)) from None
+        labels = [visible(tok.id_to_piece(i)) for i in ids]
+        return heads, labels, labels
 
 
 register_task("lm", LanguageModelTask)
