@@ -229,10 +229,7 @@ class Model:
         from atento.analysis.heatmap import plot_attention
 
         if self.task != "translation" and isinstance(sentence, str):
-            heads, rows, cols = self.run.task.attention_map(
-                self.run, sentence, layer=-1 if layer is None else layer, head=head
-            )
-            weights = heads.mean(0) if head is None else heads[head]
+            weights, rows, cols = self.self_attention(sentence, layer=layer, head=head)
             return plot_attention(
                 weights, cols, rows, path, title=sentence,
                 xlabel="attended to (key)", ylabel="position (query)",
@@ -251,6 +248,19 @@ class Model:
         return plot_attention(
             best.attention, translation.source_pieces, best.attention_rows, path, title=title
         )
+
+    def self_attention(
+        self, text: str, *, layer: int | None = None, head: int | None = None
+    ) -> tuple[Tensor, list[str], list[str]]:
+        """For runs without a decoder to follow (language models, classifiers): the
+        self-attention (T, T) of `layer` (default: the last) over `text`, one `head` or the
+        mean of heads, with the row (query) and column (key) labels."""
+        if self.task == "translation":
+            raise AtentoError(f"{self.name} is a translation run: use translate(attention=True)")
+        heads, rows, cols = self.run.task.attention_map(
+            self.run, text, layer=-1 if layer is None else layer, head=head
+        )
+        return (heads.mean(0) if head is None else heads[head]), rows, cols
 
     def sample(
         self,

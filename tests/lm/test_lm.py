@@ -242,3 +242,9 @@ def test_server_samples_and_refuses_translation_for_a_language_model(lm_run) -> 
         r = c.post("/v1/sample", json={"prompt": "the cat sat on the mat. " * 3})
         assert r.status_code == 422 and "longer than the model's context" in r.text
         assert c.get("/v1/models").json()["models"][0]["task"] == "lm"
+        r = c.post("/v1/attention", json={"text": "the cat", "layer": 0, "head": 1})
+        weights, rows, cols = m.self_attention("the cat", layer=0, head=1)
+        assert r.status_code == 200 and r.json()["rows"] == rows == cols
+        torch.testing.assert_close(torch.tensor(r.json()["weights"]), weights, atol=1e-4, rtol=0)
+        r = c.post("/v1/attention", json={"text": "the cat", "layer": 9})
+        assert r.status_code == 422 and r.json()["error"]["item"] == "layer"

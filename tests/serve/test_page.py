@@ -98,3 +98,36 @@ def test_page_translates_shows_attention_and_the_beam_tree(browser_paths, tf_run
             assert shot.stat().st_size > 10_000
         finally:
             driver.quit()
+
+
+def test_page_samples_from_a_language_model_and_shows_its_self_attention(browser_paths, lm_run):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model = atento.load(lm_run)
+    prompt = "the c"
+    (expected,) = model.sample(prompt, max_new=30, temperature=0.8, top_k=40, seed=5)
+    weights, rows, cols = model.self_attention(prompt)
+    with serving(str(lm_run)) as url:
+        driver = chrome(*browser_paths)
+        try:
+            wait = WebDriverWait(driver, WAIT)
+            driver.get(url + "/")
+            wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "ready"))
+            assert not driver.find_element(By.ID, "form").is_displayed()  # no sentence form
+            driver.find_element(By.ID, "prompt").send_keys(prompt)
+            for field, value in (("max-new", "30"), ("seed", "5")):
+                box = driver.find_element(By.ID, field)
+                box.clear()
+                box.send_keys(value)
+            driver.find_element(By.ID, "sample").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap .cell"))
+            text = driver.find_element(By.ID, "sample-text").get_attribute("textContent")
+            assert text == expected
+            cells = driver.find_elements(By.CSS_SELECTOR, "#heatmap .cell")
+            assert len(cells) == len(rows) * len(cols) == len(prompt) ** 2
+            drawn = [float(c.get_attribute("data-weight")) for c in cells]
+            assert drawn == pytest.approx(weights.flatten().tolist(), abs=1e-4)
+        finally:
+            driver.quit()

@@ -1,5 +1,5 @@
-"""The FastAPI app: POST /v1/translate, POST /v1/sample (language-model runs), GET /health,
-GET /v1/models, the page at /.
+"""The FastAPI app: POST /v1/translate, POST /v1/sample and /v1/attention (language-model
+runs), GET /health, GET /v1/models, the page at /.
 
 Errors are JSON, `{"error": {"status": 422, "message": "...", "item": "texts[3]"}}`, naming the
 offending item: malformed JSON and wrong fields 422, too many sentences / characters / bytes
@@ -90,6 +90,17 @@ class SampleRequest(BaseModel):
     seed: int = Field(1, description="the same seed gives the same text")
     num: int = Field(1, ge=1, description="samples, decoded as one batch")
     keep_last: bool = Field(False, description="a prompt beyond the context: keep its end")
+
+
+class AttentionRequest(BaseModel):
+    """Self-attention over a text, for runs without a decoder to follow (language models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., description="the text (a prompt)")
+    model: str | None = Field(None, description="which loaded run (default: the first lm run)")
+    layer: int | None = Field(None, description="layer (-1 = last)")
+    head: int | None = Field(None, ge=0, description="head (default: mean)")
 
 
 def _item(loc: tuple) -> str:
@@ -211,15 +222,7 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
 
     @app.post("/v1/sample", summary="continue a prompt with a language-model run (KV-cached)")
     async def sample(req: SampleRequest) -> dict:
-        if req.model is not None and req.model not in by_name:
-            raise ApiError(
-                422, f"unknown model {req.model!r} (loaded: {', '.join(by_name)})", "model"
-            )
-        lms = [m for m in models if m.task == "lm"]
-        model = by_name[req.model] if req.model is not None else (lms or models)[0]
-        if model.task != "lm":
-            raise ApiError(422, f"{model.name} is a {model.task} run, not a language model",
-                           "model")  # fmt: skip
+        model = _text_model(req.model, "lm")
         if len(req.prompt) > limits.max_chars:
             raise ApiError(413, f"{len(req.prompt)} characters; at most {limits.max_chars}",
                            "prompt")  # fmt: skip
@@ -237,6 +240,38 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
         except AtentoError as exc:
             raise ApiError(422, str(exc), "prompt") from None
         return {"model": model.name, "prompt": req.prompt, "samples": texts}
+
+    @app.post("/v1/attention", summary="self-attention over a text (language-model runs)")
+    async def self_attention(req: AttentionRequest) -> dict:
+        model = _text_model(req.model, "lm")
+        if not req.text.strip():
+            raise ApiError(422, "empty text", "text")
+        if len(req.text) > limits.max_chars:
+            raise ApiError(413, f"{len(req.text)} characters; at most {limits.max_chars}",
+                           "text")  # fmt: skip
+        call = lambda: model.self_attention(req.text, layer=req.layer, head=req.head)  # noqa: E731
+        try:
+            weights, rows, cols = await _with_timeout(run_in_threadpool(call))
+        except AtentoError as exc:
+            item = "layer" if "layer" in str(exc) else "head" if "head" in str(exc) else "text"
+            raise ApiError(422, str(exc), item) from None
+        if weights.numel() > limits.max_attention_cells:
+            raise ApiError(413, f"{weights.numel()} weights; at most "
+                           f"{limits.max_attention_cells}", "text")  # fmt: skip
+        return {
+            "model": model.name, "rows": rows, "cols": cols,
+            "weights": [[round(w, 4) for w in row] for row in weights.tolist()],
+        }  # fmt: skip
+
+    def _text_model(name: str | None, task: str) -> Model:
+        """The run `name` (default: the first run of `task`), which must be a `task` run."""
+        if name is not None and name not in by_name:
+            raise ApiError(422, f"unknown model {name!r} (loaded: {', '.join(by_name)})", "model")
+        of_task = [m for m in models if m.task == task]
+        model = by_name[name] if name is not None else (of_task or models)[0]
+        if model.task != task:
+            raise ApiError(422, f"{model.name} is a {model.task} run, not a {task} run", "model")
+        return model
 
     async def _with_timeout(awaitable):
         try:

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const WIDTHS = [1, 2, 3, 5, 10];
 let models = [];
-let last = null; // the last translated sentence
+let last = null; // the last translated sentence (or sampled prompt)
 const shown = (piece) => piece.replace(/ /g, "\u2423"); // a visible space
 
 function setStatus(text, error = false) {
@@ -39,6 +39,15 @@ function currentModel() {
   return models.find((m) => m.name === $("model").value) || models[0];
 }
 
+function setupMode() {
+  // translation runs get the sentence form, language-model runs the prompt form
+  const lm = (currentModel() || {}).task === "lm";
+  $("input-panel").querySelector("form").hidden = lm;
+  $("sample-panel").hidden = !lm;
+  for (const id of ["result", "attention-panel", "tree-section"]) $(id).hidden = true;
+  last = null;
+}
+
 function setupViewPickers() {
   const m = currentModel();
   const transformer = m && m.layers && m.heads;
@@ -57,6 +66,7 @@ async function init() {
     models = (await api("/v1/models")).models;
     fillSelect($("model"), models.map((m) => m.name), models.map((m) => `${m.name} (${m.arch}, step ${m.step})`));
     setupViewPickers();
+    setupMode();
     setStatus(`ready: ${models.length} model(s)`);
   } catch (e) {
     setStatus(`could not list the models: ${e.message}`, true);
@@ -94,6 +104,44 @@ async function translate(event) {
   } catch (e) {
     setStatus(e.message, true);
   }
+}
+
+async function sampleText(event) {
+  if (event) event.preventDefault();
+  const prompt = $("prompt").value;
+  setStatus("sampling...");
+  try {
+    const data = await api("/v1/sample", {
+      prompt, model: $("model").value, max_new: number("max-new") || 200,
+      temperature: number("temperature") ?? 1, top_k: number("top-k") || 0, seed: number("seed") ?? 1,
+    });
+    $("sample-prompt").textContent = prompt;
+    $("sample-text").textContent = data.samples[0];
+    last = prompt;
+    await drawSelfAttention();
+    setStatus(`sampled ${number("max-new")} tokens, seed ${number("seed")}`);
+  } catch (e) {
+    setStatus(e.message, true);
+  }
+}
+
+async function drawSelfAttention() {
+  // the prompt's causal self-attention: each position (row) over the ones it may see
+  if (last === null || !last.trim()) { $("attention-panel").hidden = true; return; }
+  const body = { text: last, model: $("model").value };
+  if (!$("view-pickers").hidden) {
+    body.layer = Number($("layer").value);
+    if ($("head").value !== "") body.head = Number($("head").value);
+  }
+  const data = await api("/v1/attention", body);
+  $("attention-panel").hidden = false;
+  drawHeatmap(data.cols, data.rows, data.weights);
+}
+
+function redraw() {
+  if (last === null) return;
+  if ((currentModel() || {}).task === "lm") drawSelfAttention().catch((e) => setStatus(e.message, true));
+  else translate();
 }
 
 function showTranslation(t) {
@@ -227,9 +275,10 @@ function toggleTree() {
 }
 
 $("form").addEventListener("submit", translate);
-$("model").addEventListener("change", () => { setupViewPickers(); if (last) translate(); });
-$("layer").addEventListener("change", () => last && translate());
-$("head").addEventListener("change", () => last && translate());
+$("sample-form").addEventListener("submit", sampleText);
+$("model").addEventListener("change", () => { setupViewPickers(); setupMode(); });
+$("layer").addEventListener("change", redraw);
+$("head").addEventListener("change", redraw);
 $("heatmap").addEventListener("mousemove", showTooltip);
 $("heatmap").addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
 $("open-tree").addEventListener("click", toggleTree);
