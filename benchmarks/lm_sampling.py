@@ -3,8 +3,9 @@
     python benchmarks/lm_sampling.py [RUN_DIR] [--new 256] [--prompt-len 32] [--repeats 3]
 
 With a run directory (task lm, a context of at least prompt + new tokens) its model is used;
-without one, a freshly initialised model of configs/shakespeare_char.yaml's size with a context
-of 512 (the speed does not depend on the weights). Both modes draw from the same seed; the
+without one, a freshly initialised model of --layers x --width (default 4 x 128:
+configs/shakespeare_char.yaml's size; 6 x 256 is configs/shakespeare_char_long.yaml's) with a
+context of 512 (the speed does not depend on the weights). Both modes draw from the same seed; the
 script asserts that they produce identical tokens and prints one JSON line with the median
 times and their ratio.
 """
@@ -33,6 +34,8 @@ def main() -> None:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--layers", type=int, default=4, help="fresh model: layers (width 32 each head)")
+    p.add_argument("--width", type=int, default=128, help="fresh model: d_model")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.run_dir:
@@ -41,7 +44,8 @@ def main() -> None:
         model = load_run(args.run_dir).model
     else:
         torch.manual_seed(0)
-        model = TextTransformer(vocab_size=69, d_model=128, heads=4, layers=4, ff_size=512,
+        model = TextTransformer(vocab_size=69, d_model=args.width, heads=args.width // 32,
+                                layers=args.layers, ff_size=4 * args.width,
                                 context=512).eval()  # fmt: skip
     limit = model.length_limit()
     assert limit is None or limit >= args.prompt_len + args.new, "context too short"
@@ -60,7 +64,8 @@ def main() -> None:
     assert tokens["cached"] == tokens["uncached"], "cached and uncached tokens differ"
     med = {k: statistics.median(v) for k, v in times.items()}
     print(json.dumps({
-        "model": args.run_dir or "fresh 4x128, context 512", "prompt": args.prompt_len,
+        "model": args.run_dir or f"fresh {args.layers}x{args.width}, context 512",
+        "prompt": args.prompt_len,
         "new_tokens": args.new, "batch": 1, "precision": "fp32", "threads": args.threads,
         "seconds_cached": round(med["cached"], 3), "seconds_uncached": round(med["uncached"], 3),
         "speedup": round(med["uncached"] / med["cached"], 2), "identical_tokens": True,

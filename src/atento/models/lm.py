@@ -147,8 +147,8 @@ class TextTransformer(nn.Module):
         """(1|B, T, past + T) True = may attend: earlier positions (causal) that are real
         tokens; a position always sees itself, so a padding row never has nothing to see."""
         S = past + T
-        if not self.causal and pad_mask is None:
-            return None
+        if pad_mask is None and (not self.causal or T == 1):
+            return None  # nothing to hide: no padding, and one new query sees every position
         if self.causal:
             mask = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=past)[None]
         else:

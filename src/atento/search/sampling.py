@@ -101,8 +101,16 @@ def sample(
     out: list[list[int]] = [[] for _ in prompts]
     cache = pad_mask = positions = None
 
+    # rows of one length need no padding mask and no per-row positions (every row then grows
+    # by one token a step, and the window slides alike): the common case, batch 1 included
+    padded = len({len(p) for p in prompts}) > 1
+
     def read_all():  # the visible text of every row in one pass -> last logits, cache
         rows = [t[len(t) - v :] for t, v in zip(texts, visible, strict=True)]
+        if not padded:
+            ids = torch.tensor(rows, dtype=torch.long, device=device)
+            h, _, new_cache = model.hidden(ids)
+            return model.logits(h[:, -1]), new_cache, None, None
         ids, mask, pos = _left_pad(rows, device)
         h, _, new_cache = model.hidden(ids, pad_mask=mask, positions=pos)
         return model.logits(h[:, -1]), new_cache, mask, pos[:, -1]
@@ -125,7 +133,10 @@ def sample(
             visible = [min(v, limit // 2) for v in visible]
             cache = None
             continue
-        if use_cache:
+        if use_cache and not padded:
+            h, _, cache = model.hidden(tokens.to(device)[:, None], cache=cache)
+            logits = model.logits(h[:, -1])
+        elif use_cache:
             positions = positions + 1
             pad_mask = torch.cat([pad_mask, pad_mask.new_ones(len(new), 1)], dim=1)
             h, _, cache = model.hidden(
