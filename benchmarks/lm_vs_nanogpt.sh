@@ -14,21 +14,33 @@ ROUNDS=${ROUNDS:-1}
 OUT=benchmarks/results/lm_vs_nanogpt.txt
 PY=.venv/bin/python
 WORK=${WORK:-$(mktemp -d)}
-stamp() { local t0=""; while IFS= read -r line; do t0=${t0:-$(date +%s.%N)};
-  printf '%.1fs %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$line"; done; }
 {
   echo "# $(date -u +'%Y-%m-%d %H:%M UTC') $(lscpu | sed -n 's/^Model name: *//p') x $(nproc); torch $($PY -c 'import torch; print(torch.__version__)'); $THREADS threads"
   echo "# lscpu flags: $(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
   $PY ../shared/peers/cpu_busy.py 2>/dev/null || true
 } | tee "$OUT"
+# The shared copy of nanoGPT's data folder may hold its link to tiny Shakespeare as a plain
+# text file (a symlink checked out as text): run a copy with the real text in its place.
+PEERS=$WORK/peers
+rm -rf "$PEERS"; mkdir -p "$PEERS"
+cp -rL ../shared/peers/nanogpt ../shared/peers/run_nanogpt.sh "$PEERS/"
+chmod -R u+w "$PEERS"
+cp ../shared/data/tinyshakespeare/input.txt "$PEERS/nanogpt/data/shakespeare_char/input.txt"
 for round in $(seq "$ROUNDS"); do
   echo "## round $round: nanoGPT" | tee -a "$OUT"
-  WORK=$WORK THREADS=$THREADS bash ../shared/peers/run_nanogpt.sh | tee -a "$OUT"
+  WORK=$WORK THREADS=$THREADS bash "$PEERS/run_nanogpt.sh" | tee -a "$OUT"
   echo "## round $round: atento" | tee -a "$OUT"
   rm -rf "$WORK/atento_run"
   $PY -u -m atento train configs/shakespeare_char.yaml runtime.threads="$THREADS" \
-    --out "$WORK/atento_run" 2>/dev/null | sed -u -n '/parameters;/,$p' | stamp \
-    | grep --line-buffered -E "valid loss|parameters" | tee -a "$OUT"
+    --out "$WORK/atento_run" > "$WORK/atento_run.log" 2>&1
+  grep -E "parameters;|precision" "$WORK/atento_run.log" | head -3 | tee -a "$OUT"
+  # the run's own clock: seconds of training up to each validated step (earlier validations
+  # included), from metrics.jsonl (log lines reach a pipe late, so they are not timed here)
+  $PY -c 'import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print("%.1fs step %d epoch %d: valid loss %.4f" % (r["seconds"], r["step"], r["epoch"], r["loss"]))
+' "$WORK/atento_run/metrics.jsonl" | tee -a "$OUT"
 done
 $PY - "$OUT" <<'PY' | tee -a "$OUT"
 import re, sys
