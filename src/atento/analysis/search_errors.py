@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from atento.analysis.exact import exact_search
 from atento.analysis.scoring import SequenceScore, score_sequences
-from atento.data.batching import collate_sources
 from atento.inference import Translator
 from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
@@ -210,6 +209,7 @@ def score_fn(translator: Translator, *, progress: bool = False) -> ScoreFn:
         return score_sequences(
             translator.model, src, tgt, length_penalty=penalty, finished=fin,
             batch_size=translator.search.batch_size, progress=progress,
+            collate=translator.collate,
         )  # fmt: skip
 
     return score
@@ -269,7 +269,7 @@ def check_exact(
     require_eval(model, "exact search")
     device = next(model.parameters()).device
     for v in tqdm(chosen, desc="exact search", unit="sent", disable=not progress, leave=False):
-        src_ids, src_mask = collate_sources([v.source_ids])
+        src_ids, src_mask = translator.collate([v.source_ids])
         with torch.no_grad():
             enc = model.encode(src_ids.to(device), src_mask.to(device))
             bound = v.output_score if v.output_finished else -math.inf
