@@ -1,5 +1,8 @@
 """`atento attention RUN_DIR "a source sentence" --out FILE.png` (or `--src FILE --out DIR`).
 
+For a captioning run the argument is an image: `atento attention RUN IMAGE.jpg --out F.png`
+draws the image once per output word with the attention over its regions laid over it.
+
 Decodes with the translate settings (--beam, --alpha) and draws the best hypothesis's attention:
 source pieces along the top, output pieces down the side, a colour bar. With --src every line
 gets its own `NNNN.png` in the --out folder. For Transformer runs the drawn matrix is the
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.sentence is None) == (args.src is None):
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
     loaded = open_run(args.run_dir)
+    if loaded.cfg.task == "caption":  # the sentence is an image: drawn on the image itself
+        from atento.cli.caption import draw_attention
+
+        return draw_attention(loaded, args)
     translator = _with_view(configured(loaded.translator(), args), loaded, args).with_attention()
     sentences = read_input(args.src) if args.src else [args.sentence]
     if not any(s.strip() for s in sentences):

@@ -62,3 +62,44 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{path}\t{h.score:.4f}\t{tok.decode(h.tokens)}")
     sys.stdout.flush()
     return 2 if errors else 0
+
+
+def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
+    """`atento attention RUN IMAGE --out FILE.png` for a captioning run: the image once per
+    output word with that word's attention over the regions laid over it."""
+    from atento.analysis.overlay import plot_caption_attention
+    from atento.captioning.images import read_image
+    from atento.data.vocab import EOS_PIECE
+
+    if args.src or args.layer is not None or args.head is not None or args.grid:
+        raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
+                          "run takes one IMAGE and --out FILE.png")  # fmt: skip
+    translator = configured(loaded.translator(), args).with_attention()
+    feats, errors = image_features(loaded, [args.sentence])
+    if errors:
+        raise AtentoError(errors[0])
+    hyp = translator.translate_ids([feats[0]])[0][0]
+    tok = loaded.tgt_tok
+    words = [tok.id_to_piece(i) for i in hyp.tokens] + ([EOS_PIECE] if hyp.finished else [])
+    caption = tok.decode(hyp.tokens)
+    image = read_image(args.sentence)
+    path = plot_caption_attention(image, words, hyp.attention[: len(words)], args.out,
+                                  title=caption)  # fmt: skip
+    print(f"{path}\t{args.sentence}\t{caption}")
+    return 0
+
+
+def add_image_set_args(parser: argparse.ArgumentParser) -> None:
+    """--split / --captions / --images / --strict: which images a captioning run is analysed on."""
+    from atento.tasks.captioning import CaptionTask
+
+    CaptionTask.add_evaluate_arguments(parser)
+
+
+def image_set(loaded: LoadedRun, args: argparse.Namespace):
+    """(image names, features (P, C) each, reference captions) of the images that --split or
+    --captions/--images name (unreadable images skipped with a count, or an error with
+    --strict)."""
+    images, name = loaded.task.evaluation_set(args)
+    feats, kept = loaded.task.features(images.images, what=name)
+    return [images.images[i].name for i in kept], list(feats), [images.captions[i] for i in kept]
