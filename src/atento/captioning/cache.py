@@ -90,7 +90,7 @@ class FeatureCache:
         for i, path in enumerate(paths):
             try:
                 key = feature_key(path, self.encoder)
-            except OSError:
+            except (OSError, ValueError):  # missing, or a name no file can have
                 errors[i] = f"image not found: {path}"
                 continue
             cached = self._read(key)

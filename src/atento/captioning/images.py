@@ -26,7 +26,11 @@ def read_image(path: str | Path, size: int = IMAGE_SIZE) -> Image.Image:
     """The image at `path` as an RGB Pillow image of size x size (aspect ratio not kept, as
     the Flickr8k copy was made); AtentoError (one line, naming the file) when unreadable."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # e.g. a NUL byte in the name
+        found = False
+    if not found:
         raise AtentoError(f"image not found: {path}")
     if path.stat().st_size == 0:
         raise AtentoError(f"{path}: empty file, not an image")
@@ -70,11 +74,18 @@ def load_image(path: str | Path, size: int = IMAGE_SIZE) -> Tensor:
     return image_tensor(read_image(path, size))
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # e.g. a NUL byte in the name: not a folder
+        return False
+
+
 def list_images(paths: list[str]) -> list[Path]:
     """Files as given, folders expanded to the image files inside them (sorted by name)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if _is_dir(p):
             out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         else:
             out.append(p)

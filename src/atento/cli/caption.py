@@ -42,10 +42,10 @@ def image_features(loaded: LoadedRun, paths, *, progress: bool = False):
 def run(args: argparse.Namespace) -> int:
     from atento.captioning.images import list_images
 
+    loaded = caption_run(args.run_dir)
     paths = list_images(args.images)
     if not paths:
         raise AtentoError("no image files in " + ", ".join(args.images))
-    loaded = caption_run(args.run_dir)
     translator = configured(loaded.translator(), args)
     feats, errors = image_features(loaded, paths, progress=sys.stderr.isatty())
     good = [i for i, f in enumerate(feats) if f is not None]

@@ -55,7 +55,7 @@ def caption_bleu(hypotheses: list[str], references: list[list[str]]) -> CaptionS
                for k in range(width)]  # fmt: skip
     scores, signature = [], ""
     for n in (1, 2, 3, 4):
-        metric = sacrebleu.metrics.BLEU(tokenize="none", max_ngram_order=n)
+        metric = sacrebleu.metrics.BLEU(tokenize="none", max_ngram_order=n, force=True)
         scores.append(round(metric.corpus_score(hypotheses, streams).score, 2))
         signature = str(metric.get_signature())
     chrf = round(sacrebleu.metrics.CHRF().corpus_score(hypotheses, streams).score, 2)
