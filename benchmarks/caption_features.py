@@ -38,7 +38,7 @@ def main() -> None:
         names += [n.strip() for n in (root / f"{split}.txt").read_text().splitlines() if n.strip()]
     paths = [root / "images" / n for n in names]
     cache = FeatureCache(args.cache, batch_size=args.batch_size)
-    cache.encoder  # load the weights before the clock starts
+    _ = cache.encoder  # load the weights before the clock starts
     start = time.perf_counter()
     _, errors = cache.features(paths, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
