@@ -71,3 +71,51 @@ def toy_run(tmp_path_factory) -> Path:
     cfg = load_config(CONFIGS / "toy_dates.yaml")
     Trainer(cfg, run_dir, progress=False).fit()
     return run_dir
+
+
+FLICKR8K = SHARED_DATA / "flickr8k"
+
+
+@pytest.fixture(scope="session")
+def flickr_mini(tmp_path_factory) -> Path:
+    """A Flickr8k-shaped folder with 10 real images (8 train, 2 dev) and their captions, plus
+    a caption line for an image in no split; skipped where the shared copy is absent."""
+    if not (FLICKR8K / "captions.txt").is_file():
+        pytest.skip(f"Flickr8k not found in {FLICKR8K}")
+    root = tmp_path_factory.mktemp("flickr_mini")
+    (root / "images").mkdir()
+    train = (FLICKR8K / "train.txt").read_text().split()[:8]
+    dev = (FLICKR8K / "dev.txt").read_text().split()[:2]
+    for name in [*train, *dev]:
+        (root / "images" / name).write_bytes((FLICKR8K / "images" / name).read_bytes())
+    wanted = {*train, *dev}
+    lines = [
+        line
+        for line in (FLICKR8K / "captions.txt").read_text(encoding="utf-8").splitlines()
+        if line.split("#", 1)[0] in wanted
+    ]
+    lines.append("not_in_any_split.jpg#0\tA caption of an image in no split .")
+    (root / "captions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "dev.txt").write_text("\n".join(dev) + "\n")
+    return root
+
+
+def caption_overrides(flickr: Path, cache: Path) -> list[str]:
+    """A tiny captioning model on `flickr_mini` for a few steps (seconds)."""
+    return [
+        f"data.dir={flickr}", f"data.cache={cache}", "data.min_count=1",
+        "model.emb_size=16", "model.hidden_size=32", "model.dropout=0.0",
+        "train.max_steps=8", "train.valid_every=4", "train.max_minutes=0",
+        "train.batch_tokens=400", "runtime.threads=0",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def caption_run(flickr_mini, tmp_path_factory) -> Path:
+    """A tiny trained captioning run directory (through `atento train`'s loop)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "caption"
+    cache = tmp_path_factory.mktemp("feature_cache")
+    cfg = load_config(CONFIGS / "flickr8k_caption.yaml", caption_overrides(flickr_mini, cache))
+    Trainer(cfg, run_dir, progress=False).fit()
+    return run_dir

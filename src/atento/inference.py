@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from atento.config import SearchConfig
@@ -48,6 +49,10 @@ class Translator:
     share the model. `options.attention` keeps every hypothesis's attention rows (heatmaps; off
     is faster); `options.layer` / `options.head` pick a Transformer's cross-attention;
     `options.use_cache` switches its KV cache.
+
+    `collate` batches sources for `model.encode`: token ids by default ((B, S) ids with EOS
+    and their mask); a captioning run's sources are image region features (P, C), stacked
+    with an all-true mask. Nothing else in decoding depends on what a source is.
     """
 
     model: nn.Module
@@ -56,6 +61,7 @@ class Translator:
     search: SearchConfig
     placement: Placement = field(default_factory=Placement.cpu_fp32)  # device + precision
     options: DecodeOptions = DecodeOptions()
+    collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources
 
     @property
     def source_limit(self) -> int | None:
@@ -96,7 +102,8 @@ class Translator:
     def translate_ids(
         self, src: list[list[int]], *, progress: bool = False
     ) -> list[list[Hypothesis]]:
-        """Like `translate` but for already-encoded sources (ids without EOS).
+        """Like `translate` but for already-encoded sources (ids without EOS, or whatever
+        `collate` batches).
 
         With `search.workers` > 1, whole batches are decoded on that many threads, each
         running torch on its share of the calling thread's torch threads (set once per worker
@@ -158,7 +165,7 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """Encode one batch on `device` (collated on the CPU) and run the search."""
         penalty = LengthPenalty(cfg.alpha)
-        src_ids, src_mask = collate_sources(sources)
+        src_ids, src_mask = self.collate(sources)
         src_ids, src_mask = src_ids.to(device), src_mask.to(device)
         max_len = torch.tensor(
             [math.ceil(cfg.max_len_a * len(s) + cfg.max_len_b) for s in sources], device=device

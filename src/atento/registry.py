@@ -35,6 +35,8 @@ BUILTIN_MODULES = (
     "atento.tasks.translation",
     "atento.models.lm",
     "atento.tasks.lm",
+    "atento.models.captioning",
+    "atento.tasks.captioning",
 )
 # Subcommand modules, in the order `atento --help` lists them; each has `register(sub)`.
 COMMAND_MODULES = (
@@ -50,6 +52,7 @@ COMMAND_MODULES = (
     "atento.cli.search_tree",
     "atento.cli.serve",
     "atento.cli.sample",
+    "atento.cli.caption",
 )
 
 Builder = Callable[..., "nn.Module"]

@@ -48,9 +48,8 @@ class LoadedRun:
         return self.tokenizers["tgt"]
 
     def translator(self) -> Translator:
-        from atento.inference import Translator
-
-        return Translator(self.model, self.src_tok, self.tgt_tok, self.cfg.search, self.placement)
+        """The run's task decides what a source is (token ids; image features for captions)."""
+        return self.task.translator(self.model, self.placement)
 
 
 def load_run(run_dir: str | Path, which: str = "best", *, device: str | None = None) -> LoadedRun:

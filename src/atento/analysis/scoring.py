@@ -16,7 +16,7 @@ to -inf without renormalising, so the two agree on every token they can output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -82,8 +82,10 @@ def score_batch(
     *,
     length_penalty: LengthPenalty,
     finished: Sequence[bool] | None = None,
+    collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources,
 ) -> list[SequenceScore]:
-    """Teacher-forced scores of B (source ids, target ids) pairs, ids without BOS / EOS.
+    """Teacher-forced scores of B (source ids, target ids) pairs, ids without BOS / EOS
+    (`collate` batches the sources: token ids by default, image features for captioning).
 
     The decoder reads `[BOS] + y` and is scored on `y + [EOS]` (on `y` alone where
     `finished[b]` is False: an output cut at the maximum length has no EOS step).
@@ -91,7 +93,7 @@ def score_batch(
     """
     finished = [True] * len(src) if finished is None else list(finished)
     device = _model_device(model)
-    src_ids, src_mask = collate_sources(src)
+    src_ids, src_mask = collate(src)
     targets = [[*y, EOS_ID] if fin else list(y) for y, fin in zip(tgt, finished, strict=True)]
     tgt_in, _ = _pad_right([[BOS_ID, *y][: len(t)] for y, t in zip(tgt, targets, strict=True)])
     tgt_out, tgt_mask = _pad_right(targets)  # (B, T)
@@ -118,6 +120,7 @@ def score_sequences(
     finished: Sequence[bool] | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources,
 ) -> list[SequenceScore]:
     """`score_batch` over any number of pairs, batched by target length; input order kept."""
     if len(src) != len(tgt):
@@ -134,6 +137,7 @@ def score_sequences(
             scores = score_batch(
                 model, [src[i] for i in idx], [tgt[i] for i in idx],
                 length_penalty=length_penalty, finished=[finished[i] for i in idx],
+                collate=collate,
             )  # fmt: skip
             for i, s in zip(idx, scores, strict=True):
                 results[i] = s

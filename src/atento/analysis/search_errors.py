@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from atento.analysis.exact import exact_search
 from atento.analysis.scoring import SequenceScore, score_sequences
-from atento.data.batching import collate_sources
 from atento.inference import Translator
 from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
@@ -56,7 +56,7 @@ class Verdict:
     """One sentence of the table; scores are length-normalised, log-probs raw."""
 
     index: int
-    source_ids: list[int]
+    source_ids: Any  # token ids (list[int]), or an image's features (P, C) for captioning
     reference_ids: list[int]
     output_ids: list[int]
     reference_score: float
@@ -164,7 +164,7 @@ def analyse(
     reference_scores: precomputed scores of the references (they do not depend on the beam).
     """
     start = time.perf_counter()
-    srcs = [list(s) for s in sources]
+    srcs = [s if isinstance(s, torch.Tensor) else list(s) for s in sources]  # ids or features
     refs = [list(r) for r in references]
     hyps = decode(srcs)
     outputs = [list(h.tokens) for h in hyps]
@@ -210,6 +210,7 @@ def score_fn(translator: Translator, *, progress: bool = False) -> ScoreFn:
         return score_sequences(
             translator.model, src, tgt, length_penalty=penalty, finished=fin,
             batch_size=translator.search.batch_size, progress=progress,
+            collate=translator.collate,
         )  # fmt: skip
 
     return score
@@ -224,23 +225,48 @@ def analyse_beams(
     progress: bool = False,
 ) -> list[ErrorReport]:
     """One `ErrorReport` per beam width (the translator's alpha); references scored once."""
+    return analyse_beams_several(
+        translator, sources, [[r] for r in references], beams, progress=progress
+    )
+
+
+def analyse_beams_several(
+    translator: Translator,
+    sources: Sequence,
+    reference_lists: Sequence[Sequence[Sequence[int]]],
+    beams: Sequence[int],
+    *,
+    progress: bool = False,
+) -> list[ErrorReport]:
+    """`analyse_beams` with several references per source (e.g. the five captions of an
+    image): y* is the reference the model scores highest, so the search is blamed when the
+    best-scoring reference beats the output, and an output equal to any reference is no error.
+    With one reference per source this is the one-reference analysis exactly. Sources are
+    whatever the translator's `collate` batches (token ids, image features)."""
     score = score_fn(translator, progress=progress)
-    srcs, refs = [list(s) for s in sources], [list(r) for r in references]
-    ref_scores = score(srcs, refs, [True] * len(refs))
+    srcs = list(sources)
+    flat_src = [s for s, refs in zip(srcs, reference_lists, strict=True) for _ in refs]
+    flat_ref = [list(r) for refs in reference_lists for r in refs]
+    flat_scores = score(flat_src, flat_ref, [True] * len(flat_ref))
+    refs, ref_scores, k = [], [], 0
+    for group in reference_lists:
+        scored = flat_scores[k : k + len(group)]
+        best = max(range(len(group)), key=lambda j: scored[j].score)  # first of equal ones
+        refs.append(list(group[best]))
+        ref_scores.append(scored[best])
+        k += len(group)
     reports = []
-    for k in beams:
-        t = translator.with_search(beam=k, nbest=1)
-        reports.append(
-            analyse(
-                srcs,
-                refs,
-                decode=decode_fn(t, progress=progress),
-                score=score,
-                beam=k,
-                alpha=t.search.alpha,
-                reference_scores=ref_scores,
-            )  # fmt: skip
-        )
+    for width in beams:
+        t = translator.with_search(beam=width, nbest=1)
+        report = analyse(
+            srcs, refs, decode=decode_fn(t, progress=progress), score=score, beam=width,
+            alpha=t.search.alpha, reference_scores=ref_scores,
+        )  # fmt: skip
+        for v in report.verdicts:  # equal to another reference than the best-scoring one
+            if v.fault != NONE and v.output_ids in [list(r) for r in reference_lists[v.index]]:
+                v.fault, v.reference_ids = NONE, list(v.output_ids)
+                v.reference_score, v.reference_log_prob = v.output_score, v.output_log_prob
+        reports.append(report)
     return reports
 
 
@@ -269,7 +295,7 @@ def check_exact(
     require_eval(model, "exact search")
     device = next(model.parameters()).device
     for v in tqdm(chosen, desc="exact search", unit="sent", disable=not progress, leave=False):
-        src_ids, src_mask = collate_sources([v.source_ids])
+        src_ids, src_mask = translator.collate([v.source_ids])
         with torch.no_grad():
             enc = model.encode(src_ids.to(device), src_mask.to(device))
             bound = v.output_score if v.output_finished else -math.inf

@@ -10,7 +10,7 @@ not per sentence, since beam search is not monotone in K).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,9 +61,21 @@ def beam_sweep(
     beams: Sequence[int],
     alphas: Sequence[float],
     progress: bool = False,
+    encoded: Sequence | None = None,
+    scorer: Callable[[list[str]], tuple[float, float]] | None = None,
 ) -> list[SweepPoint]:
-    """Decode `sources` once per (alpha, beam) pair; sacreBLEU/chrF against `references`."""
-    src_ids = translator.src_tok.encode_batch(sources)
+    """Decode `sources` once per (alpha, beam) pair; sacreBLEU/chrF against `references`.
+
+    `encoded`: the sources as the translator takes them (default: `sources` tokenised; image
+    features for captioning); `scorer(outputs) -> (bleu, chrf)` replaces the one-reference
+    scores (captioning: BLEU-4 and chrF against every reference of an image)."""
+    src_ids = translator.src_tok.encode_batch(sources) if encoded is None else list(encoded)
+
+    def one_reference(outputs: list[str]) -> tuple[float, float]:
+        scores = corpus_scores(outputs, list(references))
+        return scores.bleu, scores.chrf
+
+    scorer = scorer or one_reference
     points = []
     for alpha in alphas:
         for k in beams:
@@ -72,13 +84,13 @@ def beam_sweep(
             hyps = [h[0] for h in t.translate_ids(src_ids, progress=progress)]
             seconds = time.perf_counter() - start
             outputs = [t.tgt_tok.decode(h.tokens) for h in hyps]
-            scores = corpus_scores(outputs, list(references))
+            bleu, chrf = scorer(outputs)
             points.append(
                 SweepPoint(
                     beam=k,
                     alpha=alpha,
-                    bleu=scores.bleu,
-                    chrf=scores.chrf,
+                    bleu=bleu,
+                    chrf=chrf,
                     mean_score=round(sum(h.score for h in hyps) / max(len(hyps), 1), 4),
                     seconds=round(seconds, 3),
                     sentences_per_second=round(len(hyps) / max(seconds, 1e-9), 2),

@@ -3,6 +3,8 @@
 For a language-model (or classifier) run the positional argument is a text and the drawing is
 its self-attention: position (query) down the side, the positions it attends to along the top,
 layer --layer, head --head (default: the mean of heads) or --grid for every head.
+For a captioning run the argument is an image: `atento attention RUN IMAGE.jpg --out F.png`
+draws the image once per output word with the attention over its regions laid over it.
 
 Decodes with the translate settings (--beam, --alpha) and draws the best hypothesis's attention:
 source pieces along the top, output pieces down the side, a colour bar. With --src every line
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.sentence is None) == (args.src is None):
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
     loaded = open_run(args.run_dir)
+    if loaded.cfg.task == "caption":  # the sentence is an image: drawn on the image itself
+        from atento.cli.caption import draw_attention
+
+        return draw_attention(loaded, args)
     if loaded.cfg.task != "translation":
         return _self_attention(loaded, args)
     translator = _with_view(configured(loaded.translator(), args), loaded, args).with_attention()

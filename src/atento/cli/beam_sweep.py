@@ -1,5 +1,8 @@
 """`atento beam-sweep RUN_DIR --src F --ref F --beams 1,2,3,5,10 [--alpha A] [--plot FILE.png]`.
 
+Captioning runs take `--split dev` (or `--captions TSV --images DIR`) instead of --src/--ref;
+their BLEU is BLEU-4 against all references of each image.
+
 Decodes the set once per beam width (and per alpha with --alphas) and reports BLEU, chrF, the
 mean length-normalised score and sentences/s for each: the lecture's diminishing returns.
 """
@@ -16,8 +19,8 @@ from atento.errors import AtentoError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("beam-sweep", help="BLEU and speed against beam width")
     p.add_argument("run_dir", help="run directory written by `atento train`")
-    p.add_argument("--src", required=True, help="source file (plain or .gz)")
-    p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    p.add_argument("--src", help="source file (plain or .gz); captioning runs: --split")
+    p.add_argument("--ref", help="reference file, line-aligned with --src")
     add_line_args(p, too_long=False)
     p.add_argument("--beams", default="1,2,3,5,10", help="beam widths, e.g. 1,2,3,5,10")
     p.add_argument("--alpha", type=float, help="length normalisation alpha; default: config")
@@ -25,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="sentences per decoding batch")
     p.add_argument("--plot", help="PNG file: BLEU and sentences/s against beam width")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from atento.cli.caption import add_image_set_args
+
+    add_image_set_args(p)
     p.set_defaults(run=run)
 
 
@@ -43,10 +49,24 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
         translator = translator.with_search(batch_size=args.batch_size)
-    sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
+    encoded = scorer = None
+    if loaded.cfg.task == "caption":  # sources are images, each with several references
+        from atento.cli.caption import image_set
+        from atento.training.metrics import caption_bleu
+
+        sources, encoded, refs = image_set(loaded, args)
+
+        def scorer(outputs: list[str]) -> tuple[float, float]:
+            scores = caption_bleu(outputs, refs)
+            return scores.bleu[3], scores.chrf
+    else:
+        if not (args.src and args.ref):
+            raise AtentoError("beam-sweep needs --src FILE and --ref FILE")
+        sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
     points = sweep.beam_sweep(
-        translator, sources, refs, beams=beams, alphas=alphas, progress=show_progress(args)
-    )
+        translator, sources, refs, beams=beams, alphas=alphas, progress=show_progress(args),
+        encoded=encoded, scorer=scorer,
+    )  # fmt: skip
     report = {"sentences": len(sources), "beams": beams, "alphas": alphas}
     report["results"] = sweep.points_to_json(points)
     if args.plot:

@@ -1,6 +1,9 @@
 """`atento search-errors RUN_DIR --src F --ref F [--beam K] [--alpha A] [--json] [--report F.md]
 [--beams 1,5,20] [--exact [--exact-max-len N] [--exact-seconds S]]`.
 
+Captioning runs take `--split dev` (or `--captions TSV --images DIR`) instead of --src/--ref:
+every image has several references, and y* is the one the model scores highest.
+
 The lecture's beam-search error analysis over a dev set (see `atento.analysis.search_errors`):
 who is at fault for each wrong output, the search or the model, and what to do about it.
 """
@@ -25,8 +28,8 @@ from atento.errors import AtentoError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search-errors", help="beam-search error analysis: search or model?")
     p.add_argument("run_dir", help="run directory written by `atento train`")
-    p.add_argument("--src", required=True, help="source file (plain or .gz)")
-    p.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    p.add_argument("--src", help="source file (plain or .gz); captioning runs: --split")
+    p.add_argument("--ref", help="reference file, line-aligned with --src")
     add_line_args(p, too_long=False)
     add_search_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -40,11 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--exact-seconds", type=float, default=10.0, help="time limit per sentence for --exact"
     )
+    from atento.cli.caption import add_image_set_args
+
+    add_image_set_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from atento.analysis.search_errors import advice, analyse_beams, check_exact
+    from atento.analysis.search_errors import advice, analyse_beams_several, check_exact
     from atento.analysis.sweep import parse_int_list
 
     extra_beams = parse_int_list(args.beams, name="--beams") if args.beams is not None else []
@@ -54,13 +60,24 @@ def run(args: argparse.Namespace) -> int:
     # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
     translator = configured(loaded.translator().with_precision("fp32"), args)
     translator = translator.with_search(nbest=1)
-    sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
+    tok = loaded.tgt_tok
+    if loaded.cfg.task == "caption":  # images with several references: the best-scoring is y*
+        from atento.cli.caption import image_set
+
+        sources, encoded, ref_texts = image_set(loaded, args)
+        refs = None
+        ref_ids = [[tok.encode(r) for r in group] for group in ref_texts]
+    else:
+        if not (args.src and args.ref):
+            raise AtentoError("search-errors needs --src FILE and --ref FILE")
+        sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
+        encoded, ref_ids = (
+            loaded.src_tok.encode_batch(sources),
+            [[r] for r in tok.encode_batch(refs)],
+        )
     widths = [translator.search.beam] + [k for k in extra_beams if k != translator.search.beam]
     progress = show_progress(args)
-    reports = analyse_beams(
-        translator, loaded.src_tok.encode_batch(sources), loaded.tgt_tok.encode_batch(refs),
-        widths, progress=progress,
-    )  # fmt: skip
+    reports = analyse_beams_several(translator, encoded, ref_ids, widths, progress=progress)
     main = reports[0]
     summary = main.summary()
     if args.beams is not None:
@@ -76,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )  # fmt: skip
     summary["advice"] = advice(main)
-    texts = _Texts(sources, refs, loaded.tgt_tok.decode)
+    texts = _Texts(sources, refs, tok.decode)
     if args.report:
         Path(args.report).write_text(_markdown(main, summary, texts), encoding="utf-8")
         summary["report"] = args.report
@@ -94,7 +111,8 @@ class _Texts:
         self.sources, self.refs, self.decode = sources, refs, decode
 
     def row(self, v) -> tuple[str, str, str]:
-        return self.sources[v.index], self.refs[v.index], self.decode(v.output_ids)
+        ref = self.decode(v.reference_ids) if self.refs is None else self.refs[v.index]
+        return self.sources[v.index], ref, self.decode(v.output_ids)
 
 
 def _cut(text: str, width: int) -> str:

@@ -1,4 +1,5 @@
-"""Tokenizers: SentencePiece (unigram) and characters, with the special ids fixed in `vocab`.
+"""Tokenizers: SentencePiece (unigram), characters and (for captions) lower-cased words, with
+the special ids fixed in `vocab`.
 
 Every tokenizer maps text to ids WITHOUT adding BOS/EOS (batching adds those) and back:
 
@@ -138,6 +139,61 @@ class CharTokenizer(Tokenizer):
         _write_json(directory / f"{name}.json", self.state())
 
 
+class WordTokenizer(Tokenizer):
+    """Lower-cased whitespace-separated words (captions come tokenised): the specials, then the
+    words seen at least `min_count` times when building, most frequent first; others are UNK."""
+
+    kind = "word"
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words: list[str] = list(words)
+        self._index = {w: i + N_SPECIAL for i, w in enumerate(self.words)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], *, min_count: int = 1) -> WordTokenizer:
+        """The vocabulary of `texts`: words with at least `min_count` occurrences, sorted by
+        count (descending) then alphabetically, so the same texts give the same ids."""
+        counts: dict[str, int] = {}
+        for t in texts:
+            for w in t.lower().split():
+                counts[w] = counts.get(w, 0) + 1
+        kept = [w for w, n in counts.items() if n >= min_count]
+        return cls(sorted(kept, key=lambda w: (-counts[w], w)))
+
+    @property
+    def vocab_size(self) -> int:
+        return N_SPECIAL + len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        index = self._index
+        return [index.get(w, UNK_ID) for w in text.lower().split()]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return " ".join(
+            self.id_to_piece(int(i)) if int(i) != UNK_ID else UNK_SURFACE
+            for i in ids
+            if int(i) not in _DROPPED_ON_DECODE
+        )
+
+    def pieces(self, text: str) -> list[str]:
+        return text.lower().split()
+
+    def id_to_piece(self, i: int) -> str:
+        if 0 <= i < N_SPECIAL:
+            return SPECIAL_PIECES[i]
+        if i < self.vocab_size:
+            return self.words[i - N_SPECIAL]
+        return UNK_PIECE
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "words": list(self.words)}
+
+    def save(self, directory: Path, name: str) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(directory / f"{name}.json", self.state())
+
+
 class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model whose pad/unk/bos/eos ids are 0/1/2/3."""
 
@@ -221,6 +277,8 @@ def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
         return CharTokenizer(state["chars"])
     if kind == SentencePieceTokenizer.kind:
         return SentencePieceTokenizer(state["model_proto"])
+    if kind == WordTokenizer.kind:
+        return WordTokenizer(state["words"])
     raise AtentoError(f"unknown tokenizer kind {kind!r}")
 
 
@@ -236,6 +294,8 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == CharTokenizer.kind:
         return CharTokenizer(meta.get("chars", ""))
+    if kind == WordTokenizer.kind:
+        return WordTokenizer(meta.get("words", []))
     if kind == SentencePieceTokenizer.kind:
         model_path = Path(directory) / meta.get("model", f"{name}.model")
         if not model_path.is_file():

@@ -128,6 +128,17 @@ class Task(ABC):
         """One line for the run log."""
         return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
+    # ---------------------------------------------------------------- decoding
+    def translator(self, model: nn.Module, placement: Placement, search: Any = None) -> Any:
+        """The `atento.inference.Translator` that decodes this task's sources with `model`
+        (default: token ids through the `src` / `tgt` tokenizers; captioning: image features).
+        `search` defaults to the config's search section."""
+        from atento.inference import Translator
+
+        search = search if search is not None else self.cfg.search
+        return Translator(model, self.tokenizers["src"], self.tokenizers["tgt"], search,
+                          placement)  # fmt: skip
+
     # ---------------------------------------------------------------- evaluate
     @classmethod
     def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,359 @@
+"""Image captioning (`task: caption`): frozen image features in, the attention decoder's
+cross-entropy plus the doubly stochastic attention penalty (Xu et al. 2015, Eq. 14) as the
+loss, corpus BLEU-4 of greedy captions on the validation images picks the best checkpoint.
+
+    data:
+      corpus: flickr8k            # flickr8k (images/, captions.txt, train.txt, dev.txt) | tsv
+      dir: ../shared/data/flickr8k
+      tokenizer: word             # lower-cased words seen >= min_count times | sentencepiece
+      min_count: 5
+      attention_penalty: 1.0      # lambda of the doubly stochastic regulariser
+
+An example is (image, one of its captions): every reference caption of a training image is a
+training target. Image features come from `atento.captioning.cache` (extracted once, with a
+progress bar) and are held as one fp16 tensor (N, P, C). Decoding sources are the images'
+feature grids (P, C); `source_collate` stacks them with an all-true mask, and everything
+else (greedy and beam search, scoring, search-error analysis) is the translation code as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
+from atento.config import check
+from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.tokenizers import Tokenizer, WordTokenizer, train_sentencepiece
+from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from atento.errors import AtentoError, warn
+from atento.models.base import DecodeOptions
+from atento.registry import register_task
+from atento.runtime import Placement
+from atento.tasks.base import LossOutput, Selection, Task
+from atento.training.loss import sequence_loss
+from atento.training.metrics import caption_bleu
+
+
+@dataclass
+class CaptionDataConfig:
+    """The data section of `task: caption` (module doc)."""
+
+    corpus: str = "flickr8k"  # flickr8k | tsv
+    dir: str = ""  # flickr8k: the folder with images/, captions.txt and the split lists
+    train_split: str = "train"  # flickr8k: {split}.txt lists the split's images
+    valid_split: str = "dev"
+    images: str = ""  # tsv: the images folder (file names in the TSV are relative to it)
+    train_tsv: str = ""  # tsv: file<TAB>caption lines (several per image allowed)
+    valid_tsv: str = ""
+    strict: bool = False  # an image named but missing or unreadable: error (else skipped)
+    tokenizer: str = "word"  # word (lower-cased words) | sentencepiece
+    min_count: int = 5  # word: rarer words are <unk>
+    vocab_size: int = 4000  # sentencepiece
+    max_len: int = 30  # training captions longer than this (tokens) are left out
+    max_train_images: int = 0  # 0 = all; > 0 keeps the first N (quick experiments)
+    cache: str = ""  # feature cache folder; empty = $ATENTO_CACHE/features or ~/.cache/atento
+    attention_penalty: float = 1.0  # lambda * sum_i (1 - sum_t alpha_ti)^2, Xu et al. Eq. 14
+
+    def validate(self, cfg: Any) -> None:
+        check(self.corpus in ("flickr8k", "tsv"), cfg, "data.corpus", "flickr8k, tsv")
+        check(self.tokenizer in ("word", "sentencepiece"), cfg, "data.tokenizer",
+              "word, sentencepiece")  # fmt: skip
+        check(self.min_count >= 1, cfg, "data.min_count", "at least 1")
+        check(self.max_len >= 1, cfg, "data.max_len", "at least 1")
+        check(self.attention_penalty >= 0, cfg, "data.attention_penalty", "0 or more")
+        if self.corpus == "flickr8k" and not self.dir:
+            raise AtentoError("config: data.corpus=flickr8k needs data.dir (the Flickr8k folder)")
+        if self.corpus == "tsv" and not (self.train_tsv and self.images):
+            raise AtentoError("config: data.corpus=tsv needs data.train_tsv and data.images")
+        if cfg.model.arch != "show_attend_tell":
+            raise AtentoError(
+                f"config: task=caption needs model.arch=show_attend_tell, not {cfg.model.arch}"
+            )
+
+
+def collate_features(sources: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Decoding sources of a captioning run: region features (P, C) each -> (B, P, C) fp32
+    and the all-true mask (B, P) (every region is real)."""
+    features = torch.stack(list(sources)).float()
+    return features, torch.ones(features.shape[:2], dtype=torch.bool)
+
+
+@dataclass
+class CaptionBatch:
+    """features (B, P, C); tgt_in = BOS + y, tgt_out = y + EOS (B, T); tgt_mask (B, T)."""
+
+    features: Tensor
+    feature_mask: Tensor
+    tgt_in: Tensor
+    tgt_out: Tensor
+    tgt_mask: Tensor
+    n_tgt_tokens: int
+
+    def to(self, device: Any, non_blocking: bool = False) -> CaptionBatch:
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return CaptionBatch(move(self.features), move(self.feature_mask), move(self.tgt_in),
+                            move(self.tgt_out), move(self.tgt_mask), self.n_tgt_tokens)  # fmt: skip
+
+
+def caption_batch(features: Tensor, captions: Sequence[Sequence[int]]) -> CaptionBatch:
+    """Features (B, P, C) and caption ids (no BOS / EOS) -> a teacher-forcing batch."""
+    tgt_in, _ = _pad([[BOS_ID, *c] for c in captions])
+    tgt_out, tgt_mask = _pad([[*c, EOS_ID] for c in captions])
+    features = features.float()
+    mask = torch.ones(features.shape[:2], dtype=torch.bool)
+    return CaptionBatch(features, mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
+
+
+class CaptionTask(Task):
+    name = "caption"
+    data_config = CaptionDataConfig
+    selection = Selection("bleu", higher_is_better=True)  # BLEU-4 of greedy captions
+
+    # ---------------------------------------------------------------- data
+    def read_split(self, which: str) -> CaptionSet:
+        """`train` or `valid` of the config, or a Flickr8k split name (e.g. `dev`)."""
+        data = self.cfg.data
+        if data.corpus == "tsv":
+            tsv = {"train": data.train_tsv, "valid": data.valid_tsv}.get(which)
+            if not tsv:
+                raise AtentoError(f"this run has no {which} TSV (data.{which}_tsv)")
+            return read_tsv(tsv, data.images, strict=data.strict)
+        split = {"train": data.train_split, "valid": data.valid_split}.get(which, which)
+        return read_flickr8k(data.dir, split, strict=data.strict)
+
+    def features(self, images: Sequence[Path], *, what: str) -> tuple[Tensor, list[int]]:
+        """Cached features of `images` as one fp16 tensor (N', P, C) and the indices of the
+        images they belong to (unreadable ones skipped with a count, or an error if strict)."""
+        from atento.captioning.cache import FeatureCache
+
+        cache = FeatureCache(self.cfg.data.cache or None)
+        kept: list[int] = []
+        out: Tensor | None = None
+        chunk = 512  # fills one tensor chunk by chunk: no second copy of all the features
+        for start in range(0, len(images), chunk):
+            feats, errors = cache.features(images[start : start + chunk],
+                                           progress=sys.stderr.isatty())  # fmt: skip
+            if errors and self.cfg.data.strict:
+                raise AtentoError(next(iter(errors.values())))
+            for i, f in enumerate(feats):
+                if f is None:
+                    continue
+                if out is None:
+                    out = torch.empty((len(images), *f.shape), dtype=torch.float16)
+                out[len(kept)] = f
+                kept.append(start + i)
+        if len(kept) < len(images):
+            warn(f"{what}: {len(images) - len(kept)} unreadable image(s) skipped")
+        if out is None:
+            raise AtentoError(f"{what}: no readable image")
+        return out[: len(kept)], kept
+
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        data = self.cfg.data
+        train = self.read_split("train").head(data.max_train_images)
+        if tokenizers is None:
+            tokenizers = {"tgt": self._build_tokenizer(train, run_dir)}
+        self.tokenizers = tokenizers
+        tok = tokenizers["tgt"]
+        self.train_feats, kept = self.features(train.images, what="training images")
+        self.train_examples: list[tuple[int, list[int]]] = []
+        dropped = 0
+        for row, i in enumerate(kept):
+            for caption in train.captions[i]:
+                ids = tok.encode(caption)
+                if 1 <= len(ids) <= data.max_len:
+                    self.train_examples.append((row, ids))
+                else:
+                    dropped += 1
+        if not self.train_examples:
+            raise AtentoError("no training captions left (all empty or over data.max_len)")
+        if dropped:
+            self.log(f"dropped {dropped} empty or over-long training captions "
+                     f"(data.max_len={data.max_len})")  # fmt: skip
+        valid = self.read_split("valid").head(self.cfg.train.valid_sentences)
+        self.valid_feats, kept = self.features(valid.images, what="validation images")
+        self.valid_refs = [valid.captions[i] for i in kept]
+        self.sampler = TokenBatchSampler(
+            [(1, len(ids)) for _, ids in self.train_examples],
+            batch_tokens=self.cfg.train.batch_tokens, shuffle=True, seed=self.cfg.train.seed,
+        )  # fmt: skip
+
+    def _build_tokenizer(self, train: CaptionSet, run_dir: Path | None) -> Tokenizer:
+        data = self.cfg.data
+        texts = [c for refs in train.captions for c in refs]
+        directory = run_dir if run_dir is not None else Path(".")
+        if data.tokenizer == "sentencepiece":
+            return train_sentencepiece(texts, vocab_size=data.vocab_size, directory=directory,
+                                       name="tgt")  # fmt: skip
+        tok = WordTokenizer.from_texts(texts, min_count=data.min_count)
+        if run_dir is not None:
+            tok.save(run_dir, "tgt")
+        return tok
+
+    def model_sizes(self) -> dict[str, int]:
+        from atento.captioning.encoder import FEATURE_SIZE
+
+        return {"tgt_vocab": self.tokenizers["tgt"].vocab_size, "feature_size": FEATURE_SIZE}
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.train_feats):,} training images ({len(self.train_examples):,} captions), "
+            f"{len(self.valid_feats):,} validation images, vocabulary "
+            f"{self.tokenizers['tgt'].vocab_size}"
+        )
+
+    # ---------------------------------------------------------------- training
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        return self.sampler.batches(epoch)
+
+    def collate(self, indices: list[int]) -> CaptionBatch:
+        rows = torch.tensor([self.train_examples[i][0] for i in indices])
+        return caption_batch(self.train_feats[rows], [self.train_examples[i][1] for i in indices])
+
+    def count(self, batch: CaptionBatch) -> int:
+        return batch.n_tgt_tokens
+
+    def forward(self, model: nn.Module, batch: CaptionBatch) -> tuple[Tensor, Tensor | None]:
+        real = batch.tgt_out != PAD_ID  # the output layer and the loss skip padding
+        options = DecodeOptions(attention=self.cfg.data.attention_penalty > 0)
+        return model(batch.features, batch.feature_mask, batch.tgt_in, select=real,
+                     options=options)  # fmt: skip
+
+    def loss(self, outputs: tuple[Tensor, Tensor | None], batch: CaptionBatch) -> LossOutput:
+        """Summed cross-entropy + lambda * sum_b sum_i (1 - sum_t alpha_bti)^2 (Eq. 14); both
+        are sums over the batch, so normalising by the token count keeps the paper's ratio."""
+        from atento.models.captioning import doubly_stochastic_penalty
+
+        logits, weights = outputs
+        targets = batch.tgt_out[batch.tgt_out != PAD_ID]
+        loss = sequence_loss(logits, targets, label_smoothing=self.cfg.train.label_smoothing)
+        extras = {}
+        lam = self.cfg.data.attention_penalty
+        if lam > 0 and weights is not None:
+            penalty = lam * doubly_stochastic_penalty(weights, batch.tgt_mask)
+            loss = loss + penalty
+            extras["attention_penalty"] = float(penalty.detach())
+        return LossOutput(loss, batch.n_tgt_tokens, extras)
+
+    # ---------------------------------------------------------------- decoding
+    def translator(self, model: nn.Module, placement: Placement, search: Any = None) -> Any:
+        """A `Translator` whose sources are image feature grids (P, C)."""
+        from atento.inference import Translator
+
+        tok = self.tokenizers["tgt"]
+        return Translator(model, tok, tok, search or self.cfg.search, placement,
+                          collate=collate_features)  # fmt: skip
+
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        """Teacher-forced loss / perplexity over every reference, and BLEU-1..4 of greedy
+        captions of the validation images against all their references."""
+        tok = self.tokenizers["tgt"]
+        pairs = [(i, tok.encode(c)) for i, refs in enumerate(self.valid_refs) for c in refs]
+        pairs = [(i, ids) for i, ids in pairs if ids]
+        total, tokens = 0.0, 0
+        for start in range(0, len(pairs), 128):
+            chunk = pairs[start : start + 128]
+            rows = torch.tensor([i for i, _ in chunk])
+            batch = caption_batch(self.valid_feats[rows], [ids for _, ids in chunk])
+            batch = batch.to(placement.device)
+            logits, _ = model(batch.features, batch.feature_mask, batch.tgt_in)
+            total += float(sequence_loss(logits, batch.tgt_out))
+            tokens += batch.n_tgt_tokens
+        loss = total / max(tokens, 1)
+        search = placement.with_precision(self.cfg.search.precision, key="search.precision")
+        translator = self.translator(model, search).with_search(beam=1, nbest=1)
+        hyps = translator.translate_ids(list(self.valid_feats))
+        scores = caption_bleu([tok.decode(h[0].tokens) for h in hyps], self.valid_refs)
+        b1, b2, b3, b4 = scores.bleu
+        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3), "bleu": b4,
+                "bleu1": b1, "bleu2": b2, "bleu3": b3}  # fmt: skip
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        return (
+            f"valid loss {metrics['loss']:.3f} ppl {metrics['ppl']:.2f} BLEU-1..4 "
+            f"{metrics['bleu1']:.1f}/{metrics['bleu2']:.1f}/{metrics['bleu3']:.1f}/"
+            f"{metrics['bleu']:.1f}"
+        )
+
+    # ---------------------------------------------------------------- evaluate
+    @classmethod
+    def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("captioning runs")
+        group.add_argument("--split", help="a split of the run's data (default: its validation "
+                           "split; Flickr8k: train, dev)")  # fmt: skip
+        group.add_argument("--captions", help="TSV of file<TAB>caption (with --images)")
+        group.add_argument("--images", help="folder the --captions file names are relative to")
+        group.add_argument("--strict", action="store_true",
+                           help="an image named but missing or unreadable is an error")  # fmt: skip
+
+    def evaluation_set(self, args: argparse.Namespace) -> tuple[CaptionSet, str]:
+        """The images and references `evaluate` / `search-errors` / `beam-sweep` read."""
+        if getattr(args, "strict", False):
+            self.cfg.data.strict = True
+        if getattr(args, "captions", None):
+            if not getattr(args, "images", None):
+                raise AtentoError("--captions needs --images FOLDER")
+            return read_tsv(args.captions, args.images, strict=self.cfg.data.strict), args.captions
+        split = getattr(args, "split", None) or "valid"
+        return self.read_split(split), split
+
+    def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+        """Caption the split's images (beam, alpha) and score BLEU-1..4 (+ chrF) against all
+        their references."""
+        from atento.cli.common import configured
+
+        images, name = self.evaluation_set(args)
+        feats, kept = self.features(images.images, what=name)
+        refs = [images.captions[i] for i in kept]
+        translator = configured(run.translator(), args)
+        start = time.perf_counter()
+        progress = not args.json and sys.stderr.isatty()
+        hyps = translator.translate_ids(list(feats), progress=progress)
+        seconds = time.perf_counter() - start
+        outputs = [run.tgt_tok.decode(h[0].tokens) for h in hyps]
+        scores = caption_bleu(outputs, refs)
+        b1, b2, b3, b4 = scores.bleu
+        report = {
+            "bleu": b4, "bleu1": b1, "bleu2": b2, "bleu3": b3, "bleu4": b4,
+            "chrf": scores.chrf, "split": name, "images": len(outputs),
+            "sentences": len(outputs), "references": sum(len(r) for r in refs),
+            "skipped": images.skipped + len(images) - len(kept),
+            "seconds": round(seconds, 3),
+            "sentences_per_second": round(len(outputs) / max(seconds, 1e-9), 2),
+            "beam": translator.search.beam, "alpha": translator.search.alpha,
+            "precision": translator.placement.precision, "bleu_signature": scores.signature,
+        }  # fmt: skip
+        if getattr(args, "hyp_out", None):
+            from atento.cli.common import write_text
+
+            write_text(args.hyp_out, [f"{images.images[i].name}\t{o}"
+                                      for i, o in zip(kept, outputs, strict=True)])  # fmt: skip
+        return report
+
+    def print_report(self, report: dict[str, Any]) -> None:
+        print(
+            f"BLEU-1 {report['bleu1']:.2f}  BLEU-2 {report['bleu2']:.2f}  "
+            f"BLEU-3 {report['bleu3']:.2f}  BLEU-4 {report['bleu4']:.2f}  "
+            f"({report['bleu_signature']})"
+        )
+        print(
+            f"{report['images']} images ({report['references']} references) of "
+            f"{report['split']} in {report['seconds']:.1f} s, beam {report['beam']}, "
+            f"alpha {report['alpha']}, {report['precision']}"
+            + (f"; {report['skipped']} skipped" if report["skipped"] else "")
+        )
+
+
+register_task("caption", CaptionTask)
