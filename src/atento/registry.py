@@ -35,6 +35,9 @@ BUILTIN_MODULES = (
     "atento.tasks.translation",
     "atento.models.lm",
     "atento.tasks.lm",
+    "atento.models.encoder",
+    "atento.tasks.mlm",
+    "atento.tasks.classify",
 )
 # Subcommand modules, in the order `atento --help` lists them; each has `register(sub)`.
 COMMAND_MODULES = (
@@ -50,6 +53,7 @@ COMMAND_MODULES = (
     "atento.cli.search_tree",
     "atento.cli.serve",
     "atento.cli.sample",
+    "atento.cli.classify",
 )
 
 Builder = Callable[..., "nn.Module"]
