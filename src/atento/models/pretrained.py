@@ -54,7 +54,7 @@ def load_pretrained(cfg: Config) -> Pretrained:
     arch = model.get("arch")
     if arch != cfg.model.arch:
         raise AtentoError(
-            f"model.init_from={run} is a {task} run of model.arch={arch}; model.arch="
+            f"model.init_from={run} is a run of task {task}, model.arch={arch}; model.arch="
             f"{cfg.model.arch} needs a run of the same architecture"
         )
     for key in SHAPE_KEYS:
