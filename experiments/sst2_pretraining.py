@@ -2,7 +2,7 @@
 small Transformer encoder from scratch, and the same encoder after MLM pretraining (and a GPT
 after LM pretraining, for SST-2) at the same total wall-clock budget, three seeds each.
 
-    .venv/bin/python experiments/sst2_pretraining.py [--sst2-minutes 3] [--trec-minutes 2]
+    .venv/bin/python experiments/sst2_pretraining.py [--sst2-minutes 2] [--trec-minutes 1.5]
         [--seeds 1 2 3] [--no-gpt] [--only sst2|trec]
 
 Budget B per run: "scratch" trains the classifier for B minutes; "mlm" pretrains for B/2
@@ -169,8 +169,8 @@ def summary(rows: list[dict], args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sst2-minutes", type=float, default=3.0)
-    parser.add_argument("--trec-minutes", type=float, default=2.0)
+    parser.add_argument("--sst2-minutes", type=float, default=2.0)
+    parser.add_argument("--trec-minutes", type=float, default=1.5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--no-gpt", action="store_true")
     parser.add_argument("--only", choices=("sst2", "trec"))
