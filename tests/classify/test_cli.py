@@ -156,3 +156,12 @@ def test_gpt_fine_tuning_with_the_auxiliary_lm_loss(toy_data, tmp_path, capsys) 
     assert code == 0 and len(out.split("\n")[:-1]) == 3
     code, out, _ = _run(["evaluate", tmp_path / "gpt", "--json"], capsys)
     assert code == 0 and json.loads(out)["sentences"] == 60
+
+
+def test_evaluate_an_mlm_run(mlm_run, tmp_path, capsys) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("the movie was good\nthe plot was dull\n", encoding="utf-8")
+    code, out, _ = _run(["evaluate", mlm_run, "--text", text, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["task"] == "mlm" and report["sentences"] == 2
+    assert report["loss"] > 0 and 0 <= report["accuracy"] <= 1

@@ -212,6 +212,8 @@ class ClassifyTask(Task):
 
     def describe(self) -> str:
         start = "from scratch"
+        if self.cfg.model.init_from:
+            start = f"initialised from {self.cfg.model.init_from}"
         if getattr(self, "pretrained", None) is not None:
             p = self.pretrained
             start = f"from {p.run} ({p.task} run, step {p.step})"

@@ -227,11 +227,14 @@ class MaskedLMTask(Task):
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Loss, perplexity and accuracy at the chosen positions of the validation sentences,
         masked by a fixed generator (the same masks at every validation)."""
+        return self._score(model, placement, self.valid_ids)
+
+    def _score(self, model: nn.Module, placement: Placement, seqs: list) -> dict[str, float]:
         g = torch.Generator().manual_seed(1234)
         total, correct, count = 0.0, 0, 0
-        order = sorted(range(len(self.valid_ids)), key=lambda i: len(self.valid_ids[i]))
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         for k in range(0, len(order), 128):
-            batch = self._masked([self.valid_ids[i] for i in order[k : k + 128]], g)
+            batch = self._masked([seqs[i] for i in order[k : k + 128]], g)
             batch = batch.to(placement.device)
             with placement.autocast():
                 logits = self.forward(model, batch)
@@ -245,6 +248,18 @@ class MaskedLMTask(Task):
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return (f"valid MLM loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f} "
                 f"accuracy {metrics['accuracy']:.3f}")  # fmt: skip
+
+    def evaluate(self, run: Any, args: Any) -> dict[str, Any]:
+        """MLM loss, perplexity and accuracy over `--text` (plain lines, the option of the lm
+        task) or the run's validation sentences, with the fixed validation masks."""
+        self.tokenizers = run.tokenizers
+        text = getattr(args, "text", None)
+        sentences = read_labelled(text, "text").sentences if text else self._sentences()[1]
+        seqs, _ = sentence_ids(self.tokenizers["text"], sentences, self.cfg.model.context)
+        with torch.no_grad():
+            report: dict[str, Any] = self._score(run.model, run.placement, seqs)
+        report.update(sentences=len(seqs), text=text or "validation")
+        return report
 
 
 register_task("mlm", MaskedLMTask)
