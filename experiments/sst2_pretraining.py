@@ -52,6 +52,13 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+class NotRun(Exception):
+    """--summarize: a run that has not finished (it is left out of the table)."""
+
+
+SUMMARIZE = False
+
+
 def run_wall(out: Path) -> float:
     """Seconds from the run directory's config (written before the tokenizer is built) to its
     last checkpoint: the command's work without the wait for the shared lock."""
@@ -66,6 +73,8 @@ def train(config: str, out: Path, overrides: list[str], log) -> dict:
     if done.is_file():  # done before: resume the table
         result = json.loads(done.read_text())
         return {**result, "wall_seconds": run_wall(out)}
+    if SUMMARIZE:
+        raise NotRun(str(out))
     cmd = ["flock", LOCK, sys.executable, "-m", "atento", "train", config, *overrides,
            "--out", str(out)]  # fmt: skip
     log(" ".join(cmd))
@@ -107,16 +116,19 @@ def run_dataset(name: str, minutes: float, seeds: list[int], log) -> list[dict]:
     log(f"{name} bag-of-words: {bow}")
     for seed in seeds:
         common = [f"train.seed={seed}"]
-        r = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_scratch_s{seed}",
-                  ["model.init_from=", f"train.max_minutes={minutes}", *common], log)  # fmt: skip
-        rows.append(_row(name, "scratch", seed, [r]))
-        log(json.dumps(rows[-1]))
-        pre = RUNS / f"{name}_mlm_s{seed}"
-        p = train(f"configs/{name}_mlm.yaml", pre, [f"train.max_minutes={half}", *common], log)
-        tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
-        f = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_mlm_ft_s{seed}", tuned, log)
-        rows.append(_row(name, "mlm+finetune", seed, [p, f]))
-        log(json.dumps(rows[-1]))
+        try:
+            scratch = ["model.init_from=", f"train.max_minutes={minutes}", *common]
+            r = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_scratch_s{seed}", scratch, log)
+            rows.append(_row(name, "scratch", seed, [r]))
+            log(json.dumps(rows[-1]))
+            pre = RUNS / f"{name}_mlm_s{seed}"
+            p = train(f"configs/{name}_mlm.yaml", pre, [f"train.max_minutes={half}", *common], log)
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            f = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_mlm_ft_s{seed}", tuned, log)
+            rows.append(_row(name, "mlm+finetune", seed, [p, f]))
+            log(json.dumps(rows[-1]))
+        except NotRun as exc:
+            log(f"not run yet: {exc}")
     return rows
 
 
@@ -126,9 +138,13 @@ def run_gpt(minutes: float, seeds: list[int], log) -> list[dict]:
     for seed in seeds:
         common = [f"train.seed={seed}"]
         pre = RUNS / f"sst2_gpt_lm_s{seed}"
-        p = train("configs/sst2_gpt_lm.yaml", pre, [f"train.max_minutes={half}", *common], log)
-        tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
-        f = train("configs/sst2_gpt.yaml", RUNS / f"sst2_gpt_ft_s{seed}", tuned, log)
+        try:
+            p = train("configs/sst2_gpt_lm.yaml", pre, [f"train.max_minutes={half}", *common], log)
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            f = train("configs/sst2_gpt.yaml", RUNS / f"sst2_gpt_ft_s{seed}", tuned, log)
+        except NotRun as exc:
+            log(f"not run yet: {exc}")
+            continue
         rows.append(_row("sst2", "gpt-lm+finetune", seed, [p, f]))
         log(json.dumps(rows[-1]))
     return rows
@@ -159,7 +175,7 @@ def summary(rows: list[dict], args) -> str:
         + ", ".join(map(str, args.seeds)),
         "pretraining text: SST-2 train.tsv sentences minus those in valid.tsv (7 dropped); "
         "TREC train.label questions minus those in valid.label; nothing downloaded",
-        "accuracy = the last validation of the run (best validation in brackets); "
+        "accuracy = the last validation of each run (best = its best validation); "
         "wall = config written to last checkpoint (tokenizer training, validations and "
         "checkpoints included; the wait for the shared lock and Python start-up not)",
         "",
@@ -198,7 +214,11 @@ def main() -> None:
         help="seeds of the GPT comparison on SST-2, run last (none: skip)",
     )
     parser.add_argument("--only", choices=("sst2", "trec"))
+    parser.add_argument("--summarize", action="store_true",
+                        help="start no run: the table of the runs finished so far")  # fmt: skip
     args = parser.parse_args()
+    global SUMMARIZE
+    SUMMARIZE = args.summarize
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
