@@ -37,6 +37,9 @@ BUILTIN_MODULES = (
     "atento.tasks.lm",
     "atento.models.captioning",
     "atento.tasks.captioning",
+    "atento.models.encoder",
+    "atento.tasks.mlm",
+    "atento.tasks.classify",
 )
 # Subcommand modules, in the order `atento --help` lists them; each has `register(sub)`.
 COMMAND_MODULES = (
@@ -53,6 +56,7 @@ COMMAND_MODULES = (
     "atento.cli.serve",
     "atento.cli.sample",
     "atento.cli.caption",
+    "atento.cli.classify",
 )
 
 Builder = Callable[..., "nn.Module"]

@@ -12,7 +12,8 @@ On disk a tokenizer is `{name}.json` (its kind, plus the characters for `char`) 
 SentencePiece, `{name}.model`. `build_tokenizers` saves a joint vocabulary once under the name
 `joint` and separate ones as `src` and `tgt`; `load_tokenizers` reads back either layout.
 For checkpoints, `tok.state()` is a plain dict (bytes for the SentencePiece model) and
-`tokenizer_from_state(state)` rebuilds the tokenizer with no files.
+`tokenizer_from_state(state)` rebuilds the tokenizer with no files. A classification run
+stores its classes the same way, as a `LabelSet` (kind `labels`).
 """
 
 from __future__ import annotations
@@ -236,6 +237,51 @@ class SentencePieceTokenizer(Tokenizer):
         _write_json(directory / f"{name}.json", {"kind": self.kind, "model": f"{name}.model"})
 
 
+class LabelSet(Tokenizer):
+    """The class labels of a classification run, stored with its tokenizers (role `labels`)
+    so that a checkpoint alone says what its classes are. Unlike text tokenizers its ids are
+    the class indices 0..C-1 (no special ids): `encode(label)` -> [index]."""
+
+    kind = "labels"
+
+    def __init__(self, labels: Iterable[str]) -> None:
+        self.labels: list[str] = list(labels)
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise AtentoError("a label set needs distinct labels")
+        self._index = {label: i for i, label in enumerate(self.labels)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.labels)
+
+    def index(self, label: str) -> int | None:
+        """The class index of `label`, or None when the set does not hold it."""
+        return self._index.get(label)
+
+    def encode(self, text: str) -> list[int]:
+        i = self._index.get(text)
+        if i is None:
+            raise AtentoError(f"unknown label {text!r} (known: {', '.join(self.labels)})")
+        return [i]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return " ".join(self.labels[int(i)] for i in ids)
+
+    def pieces(self, text: str) -> list[str]:
+        return [text]
+
+    def id_to_piece(self, i: int) -> str:
+        return self.labels[int(i)]
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "labels": list(self.labels)}
+
+    def save(self, directory: Path, name: str) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(directory / f"{name}.json", self.state())
+
+
 def train_sentencepiece(
     texts: Iterable[str], *, vocab_size: int, directory: Path, name: str
 ) -> SentencePieceTokenizer:
@@ -279,6 +325,8 @@ def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
         return SentencePieceTokenizer(state["model_proto"])
     if kind == WordTokenizer.kind:
         return WordTokenizer(state["words"])
+    if kind == LabelSet.kind:
+        return LabelSet(state["labels"])
     raise AtentoError(f"unknown tokenizer kind {kind!r}")
 
 
@@ -296,6 +344,8 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
         return CharTokenizer(meta.get("chars", ""))
     if kind == WordTokenizer.kind:
         return WordTokenizer(meta.get("words", []))
+    if kind == LabelSet.kind and isinstance(meta.get("labels"), list):
+        return LabelSet(str(label) for label in meta["labels"])
     if kind == SentencePieceTokenizer.kind:
         model_path = Path(directory) / meta.get("model", f"{name}.model")
         if not model_path.is_file():

@@ -49,8 +49,13 @@ class GPTConfig:
     attention_dropout: float = 0.0
     positions: str = "learned"  # learned | sinusoidal
     context: int = 64  # the most tokens the model reads at once (learned positions)
+    init_from: str = ""  # a run whose weights start this one (task: classify; models/pretrained)
 
     def validate(self, cfg: Config) -> None:
+        if self.init_from and cfg.task not in ("classify", "mlm"):
+            raise AtentoError(
+                f"config: model.init_from is for task: classify (or mlm), not task: {cfg.task}"
+            )
         check(self.positions in ("sinusoidal", "learned"), cfg, "model.positions",
               "sinusoidal, learned")  # fmt: skip
         check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
@@ -184,10 +189,12 @@ class TextTransformer(nn.Module):
 
 
 @register_architecture("gpt", GPTConfig)
-def build_gpt(cfg: Config, *, vocab_size: int) -> nn.Module:
-    m: GPTConfig = cfg.model
-    return TextTransformer(
-        vocab_size=vocab_size, d_model=m.d_model, heads=m.heads, layers=m.layers,
-        ff_size=m.ff_size, dropout=m.dropout, attention_dropout=m.attention_dropout,
-        context=m.context, positions=m.positions, causal=True,
-    )  # fmt: skip
+def build_gpt(
+    cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: object = None
+) -> nn.Module:
+    """A language model, or with `num_classes` a classifier on the last token's state
+    (`models.encoder.SentenceClassifier`, Radford et al. 2018)."""
+    from atento.models.encoder import build_text_model
+
+    return build_text_model(cfg, causal=True, vocab_size=vocab_size, num_classes=num_classes,
+                            pretrained=pretrained)  # fmt: skip

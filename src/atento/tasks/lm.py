@@ -7,6 +7,8 @@ token of windows of `data.block_size` tokens.
       valid_fraction: 0.1       # nanoGPT's split: first 90 % train, last 10 % validation
       tokenizer: char           # char | sentencepiece
       block_size: 64
+      format: text              # text | sst2 | trec: the sentences of a labelled file, a line
+      exclude: ""               # (labelled formats) a file whose sentences are left out
 
 Characters: one id per character of the whole file (validation characters included, so that
 validation has no unknown ids, as nanoGPT builds its vocabulary). SentencePiece: each line is
@@ -30,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.config import check
+from atento.data.labelled import FORMATS, read_labelled
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import EOS_ID
 from atento.errors import AtentoError
@@ -49,8 +52,13 @@ class LMDataConfig:
     tokenizer: str = "char"  # char | sentencepiece
     vocab_size: int = 4000  # sentencepiece only
     block_size: int = 64  # tokens per training window (at most model.context)
+    format: str = "text"  # text | sst2 | trec (atento.data.labelled): one sentence a line
+    exclude: str = ""  # sst2 | trec: a file whose sentences are removed from the text
 
     def validate(self, cfg: Any) -> None:
+        check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
+        if self.exclude and self.format == "text":
+            raise AtentoError("config: data.exclude needs data.format sst2 or trec")
         check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
               "char, sentencepiece")  # fmt: skip
         check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
@@ -167,9 +175,9 @@ class LanguageModelTask(Task):
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
-        text = read_text(data.train)
+        text = self._read(data.train)
         if data.valid:
-            train_text, valid_text = text, read_text(data.valid)
+            train_text, valid_text = text, self._read(data.valid)
         else:
             cut = int(len(text) * (1 - data.valid_fraction))
             train_text, valid_text = text[:cut], text[cut:]
@@ -187,6 +195,16 @@ class LanguageModelTask(Task):
             )
         if len(self.valid_ids) < 2:
             raise AtentoError(f"{data.valid or data.train}: the validation text is too short")
+
+    def _read(self, path: str) -> str:
+        """A plain-text file, or the sentences of a labelled file one a line (less those of
+        data.exclude)."""
+        data = self.cfg.data
+        if data.format == "text":
+            return read_text(path)
+        excluded = set(read_labelled(data.exclude, data.format).sentences) if data.exclude else ()
+        sentences = [s for s in read_labelled(path, data.format).sentences if s not in excluded]
+        return "".join(s + "\n" for s in sentences)
 
     def _build_tokenizer(self, train: str, valid: str, run_dir: Path | None) -> Tokenizer:
         data = self.cfg.data

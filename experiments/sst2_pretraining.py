@@ -1,0 +1,244 @@
+"""Does pretraining help? SST-2 and TREC-6 accuracy of a bag-of-words logistic regression, the
+small Transformer encoder from scratch, and the same encoder after MLM pretraining (and a GPT
+after LM pretraining, for SST-2) at the same total wall-clock budget, three seeds each (the
+GPT: --gpt-seeds, run last).
+
+    .venv/bin/python experiments/sst2_pretraining.py [--sst2-minutes 2] [--trec-minutes 1.5]
+        [--seeds 1 2 3] [--gpt-seeds 1] [--only sst2|trec]
+
+Budget B per run: "scratch" trains the classifier for B minutes; "mlm" pretrains for B/2
+(`configs/*_mlm.yaml`: the training split's sentences, validation sentences excluded) and
+fine-tunes for B/2; "gpt" pretrains a language model (`configs/sst2_gpt_lm.yaml`, the same
+text) for B/2 and fine-tunes it with the auxiliary LM loss for B/2. Pretraining runs once per
+seed, so every seed pays for its own. Each `atento train` runs under
+`flock /tmp/atento-heavy.lock` (the machine is shared). Accuracy is on the validation file
+(SST-2 valid.tsv, TREC valid.label): the last validation (primary: nothing selected on the
+validation set) and the best one. Results: benchmarks/results/sst2_trec.txt (+ .jsonl);
+runs in runs/exp_cls/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path("runs/exp_cls")
+OUT = Path("benchmarks/results/sst2_trec")
+LOCK = "/tmp/atento-heavy.lock"
+DATA = {
+    "sst2": ("../shared/data/sst2/train.tsv", "../shared/data/sst2/valid.tsv", "sst2"),
+    "trec": ("../shared/data/trec/train.label", "../shared/data/trec/valid.label", "trec"),
+}
+
+
+def cpu_flags() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    words = set(text.split())
+    return " ".join(sorted(w for w in wanted if w in words))
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+class NotRun(Exception):
+    """--summarize: a run that has not finished (it is left out of the table)."""
+
+
+SUMMARIZE = False
+
+
+def run_wall(out: Path) -> float:
+    """Seconds from the run directory's config (written before the tokenizer is built) to its
+    last checkpoint: the command's work without the wait for the shared lock."""
+    start = (ROOT / out / "config.yaml").stat().st_mtime
+    end = (ROOT / out / "checkpoint_last" / "meta.json").stat().st_mtime
+    return round(end - start, 1)
+
+
+def train(config: str, out: Path, overrides: list[str], log) -> dict:
+    """One `atento train` under the shared lock; its result, wall time, last/best metrics."""
+    done = ROOT / out / "result.json"
+    if done.is_file():  # done before: resume the table
+        result = json.loads(done.read_text())
+        return {**result, "wall_seconds": run_wall(out)}
+    if SUMMARIZE:
+        raise NotRun(str(out))
+    cmd = ["flock", LOCK, sys.executable, "-m", "atento", "train", config, *overrides,
+           "--out", str(out)]  # fmt: skip
+    log(" ".join(cmd))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = [json.loads(x) for x in (ROOT / out / "metrics.jsonl").read_text().splitlines() if x]
+    result.update(wall_seconds=run_wall(out), last=rows[-1], validations=len(rows))
+    done.write_text(json.dumps(result))
+    return result
+
+
+def bag_of_words(name: str) -> dict:
+    """scikit-learn: binary unigram + bigram counts, logistic regression (lbfgs, C=1)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from atento.data.labelled import read_labelled
+
+    train_path, valid_path, fmt = DATA[name]
+    start = time.perf_counter()
+    tr, va = read_labelled(ROOT / train_path, fmt), read_labelled(ROOT / valid_path, fmt)
+    vec = CountVectorizer(ngram_range=(1, 2), binary=True, token_pattern=r"\S+", lowercase=True)
+    x_tr, x_va = vec.fit_transform(tr.sentences), vec.transform(va.sentences)
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(x_tr, tr.labels)
+    accuracy = float((clf.predict(x_va) == va.labels).mean())
+    return {"accuracy": round(accuracy, 4), "wall_seconds": round(time.perf_counter() - start, 1),
+            "features": x_tr.shape[1]}  # fmt: skip
+
+
+def run_dataset(name: str, minutes: float, seeds: list[int], log) -> list[dict]:
+    """Bag-of-words, then scratch and MLM + fine-tuning for each seed."""
+    half = minutes / 2
+    rows: list[dict] = []
+    bow = bag_of_words(name)
+    rows.append({"data": name, "method": "bow-logreg", "seed": 0, **bow})
+    log(f"{name} bag-of-words: {bow}")
+    for seed in seeds:
+        common = [f"train.seed={seed}"]
+        try:
+            scratch = ["model.init_from=", f"train.max_minutes={minutes}", *common]
+            r = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_scratch_s{seed}", scratch, log)
+            rows.append(_row(name, "scratch", seed, [r]))
+            log(json.dumps(rows[-1]))
+            pre = RUNS / f"{name}_mlm_s{seed}"
+            p = train(f"configs/{name}_mlm.yaml", pre, [f"train.max_minutes={half}", *common], log)
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            f = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_mlm_ft_s{seed}", tuned, log)
+            rows.append(_row(name, "mlm+finetune", seed, [p, f]))
+            log(json.dumps(rows[-1]))
+        except NotRun as exc:
+            log(f"not run yet: {exc}")
+    return rows
+
+
+def run_gpt(minutes: float, seeds: list[int], log) -> list[dict]:
+    """SST-2: GPT LM pretraining for half the budget, fine-tuning (+ LM loss) for the rest."""
+    half, rows = minutes / 2, []
+    for seed in seeds:
+        common = [f"train.seed={seed}"]
+        pre = RUNS / f"sst2_gpt_lm_s{seed}"
+        try:
+            p = train("configs/sst2_gpt_lm.yaml", pre, [f"train.max_minutes={half}", *common], log)
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            f = train("configs/sst2_gpt.yaml", RUNS / f"sst2_gpt_ft_s{seed}", tuned, log)
+        except NotRun as exc:
+            log(f"not run yet: {exc}")
+            continue
+        rows.append(_row("sst2", "gpt-lm+finetune", seed, [p, f]))
+        log(json.dumps(rows[-1]))
+    return rows
+
+
+def _row(name: str, method: str, seed: int, results: list[dict]) -> dict:
+    final = results[-1]
+    return {
+        "data": name, "method": method, "seed": seed,
+        "accuracy": final["last"]["accuracy"], "macro_f1": final["last"]["macro_f1"],
+        "best_accuracy": final["best_score"],
+        "steps": [r["steps"] for r in results],
+        "train_seconds": [r["seconds"] for r in results],
+        "wall_seconds": round(sum(r["wall_seconds"] for r in results), 1),
+        "steps_per_second": [round(r["steps"] / max(r["seconds"], 1e-9), 2) for r in results],
+        "pretrain_valid": results[0]["last"] if len(results) > 1 else None,
+    }  # fmt: skip
+
+
+def summary(rows: list[dict], args) -> str:
+    lines = [
+        "SST-2 / TREC-6 validation accuracy: bag-of-words vs Transformer from scratch vs "
+        "pretrained + fine-tuned, same total wall-clock budget per run",
+        f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"cpu: {cpu_model()}; flags: {cpu_flags()}; torch threads: default (2 cores)",
+        f"budgets: SST-2 {args.sst2_minutes} min per run, TREC {args.trec_minutes} min per run "
+        "(pretrained: half pretraining, half fine-tuning); seeds "
+        + ", ".join(map(str, args.seeds)),
+        "pretraining text: SST-2 train.tsv sentences minus those in valid.tsv (7 dropped); "
+        "TREC train.label questions minus those in valid.label; nothing downloaded",
+        "accuracy = the last validation of each run (best = its best validation); "
+        "wall = config written to last checkpoint (tokenizer training, validations and "
+        "checkpoints included; the wait for the shared lock and Python start-up not)",
+        "",
+        f"{'data':5} {'method':16} {'accuracy mean +- sd (min..max)':34} {'best':8} "
+        f"{'steps (pre+ft)':16} {'wall s/run':10}",
+    ]
+    for data in ("sst2", "trec"):
+        for method in ("bow-logreg", "scratch", "mlm+finetune", "gpt-lm+finetune"):
+            group = [r for r in rows if r["data"] == data and r["method"] == method]
+            if not group:
+                continue
+            acc = [r["accuracy"] for r in group]
+            sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+            best = [r.get("best_accuracy", r["accuracy"]) for r in group]
+            steps = "/".join("+".join(map(str, r.get("steps", []))) or "-" for r in group)
+            wall = statistics.mean(r["wall_seconds"] for r in group)
+            lines.append(
+                f"{data:5} {method:16} {statistics.mean(acc):.4f} +- {sd:.4f} "
+                f"({min(acc):.4f}..{max(acc):.4f})    {statistics.mean(best):.4f}   "
+                f"{steps:16} {wall:8.0f}"
+            )
+    lines += ["", "per run (JSON lines in sst2_trec.jsonl)"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sst2-minutes", type=float, default=2.0)
+    parser.add_argument("--trec-minutes", type=float, default=1.5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--gpt-seeds",
+        type=int,
+        nargs="*",
+        default=[1],
+        help="seeds of the GPT comparison on SST-2, run last (none: skip)",
+    )
+    parser.add_argument("--only", choices=("sst2", "trec"))
+    parser.add_argument("--summarize", action="store_true",
+                        help="start no run: the table of the runs finished so far")  # fmt: skip
+    args = parser.parse_args()
+    global SUMMARIZE
+    SUMMARIZE = args.summarize
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    rows: list[dict] = []
+    out = ROOT / OUT
+
+    def write() -> None:
+        out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out.with_suffix(".txt").write_text(summary(rows, args))
+
+    for name, minutes in (("sst2", args.sst2_minutes), ("trec", args.trec_minutes)):
+        if args.only in (None, name):
+            rows += run_dataset(name, minutes, args.seeds, log)
+            write()
+    if args.only in (None, "sst2") and args.gpt_seeds:
+        rows += run_gpt(args.sst2_minutes, args.gpt_seeds, log)
+        write()
+    print((ROOT / OUT).with_suffix(".txt").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Starting a run from another run's weights: `model.init_from=RUN`.
+
+A classifier (or a continued pretraining) takes the text Transformer of a pretrained run:
+an encoder pretrained with `task: mlm` for `model.arch: bert`, a language model (`task: lm`)
+for `model.arch: gpt`, or the body of an earlier classification run of the same architecture.
+The new run uses the pretrained run's tokenizer (ids must mean the same tokens) and must
+declare the same architecture sizes; anything that does not fit is a one-line error naming
+the key and both values, before training starts.
+
+    pretrained = load_pretrained(cfg)            # in Task.prepare (a new run only)
+    body = TextTransformer(...); copy_body(body, pretrained)   # in the builder
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+from atento.checkpoints import find_checkpoint, load_checkpoint
+from atento.errors import AtentoError
+
+if TYPE_CHECKING:
+    from atento.config import Config
+    from atento.data.tokenizers import Tokenizer
+
+# The keys that fix the shapes and meaning of a text Transformer's weights.
+SHAPE_KEYS = ("d_model", "heads", "layers", "ff_size", "positions", "context")
+BODY = "body."  # the prefix of the text Transformer inside a SentenceClassifier
+
+
+@dataclass
+class Pretrained:
+    """A pretrained run's text tokenizer and body weights (TextTransformer keys)."""
+
+    run: str
+    task: str
+    step: int
+    tokenizer: Tokenizer
+    weights: dict[str, Tensor]
+
+
+def load_pretrained(cfg: Config) -> Pretrained:
+    """Read `cfg.model.init_from`'s best checkpoint and check that it fits `cfg` (module doc);
+    AtentoError naming the mismatch otherwise."""
+    run = cfg.model.init_from
+    if not Path(run).is_dir():
+        raise AtentoError(f"model.init_from: run directory not found: {run}")
+    ckpt = load_checkpoint(find_checkpoint(Path(run), "best"))
+    model = ckpt.config.get("model", {}) if isinstance(ckpt.config, dict) else {}
+    task = str(ckpt.config.get("task", "translation"))
+    arch = model.get("arch")
+    if arch != cfg.model.arch:
+        raise AtentoError(
+            f"model.init_from={run} is a run of task {task}, model.arch={arch}; model.arch="
+            f"{cfg.model.arch} needs a run of the same architecture"
+        )
+    for key in SHAPE_KEYS:
+        mine, theirs = getattr(cfg.model, key), model.get(key)
+        if mine != theirs:
+            raise AtentoError(
+                f"config: model.{key}={mine!r} but model.init_from={run} was trained with "
+                f"model.{key}={theirs!r} (set model.{key}={theirs})"
+            )
+    tok = ckpt.tokenizers.get("text")
+    if tok is None:
+        raise AtentoError(f"model.init_from={run} holds no text tokenizer (task {task})")
+    wanted = getattr(cfg.data, "tokenizer", tok.kind)
+    if wanted != tok.kind:
+        raise AtentoError(
+            f"config: data.tokenizer={wanted} but model.init_from={run} uses a {tok.kind} "
+            f"tokenizer (its ids would mean other tokens; set data.tokenizer={tok.kind})"
+        )
+    weights = {k: v for k, v in ckpt.model.items() if not k.startswith("head.")}
+    if any(k.startswith(BODY) for k in weights):  # an earlier classification run
+        weights = {k[len(BODY) :]: v for k, v in weights.items() if k.startswith(BODY)}
+    return Pretrained(run=run, task=task, step=ckpt.step, tokenizer=tok, weights=weights)
+
+
+def copy_body(body: nn.Module, pretrained: Pretrained) -> None:
+    """Load the pretrained weights into `body` exactly (every key, every shape)."""
+    try:
+        body.load_state_dict(pretrained.weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise AtentoError(
+            f"model.init_from={pretrained.run}: its weights do not fit this model ({first})"
+        ) from None

@@ -1,0 +1,304 @@
+"""Sentence classification (`task: classify`) with a BERT-style encoder or a GPT.
+
+    task: classify
+    data:
+      train: ../shared/data/sst2/train.tsv
+      valid: ../shared/data/sst2/valid.tsv
+      format: sst2              # sst2 (TSV with a header) | trec (Li and Roth, Latin-1)
+      tokenizer: sentencepiece  # a new tokenizer, or the pretrained run's with init_from
+      lm_weight: 0.0            # gpt: weight of the auxiliary language-model loss
+    model:
+      arch: bert                # bert: pooled encoder states; gpt: the last token's state
+      init_from: runs/sst2_mlm  # optional: start from a pretrained run's weights
+
+Inputs: `[CLS] x [SEP]` for `bert`; `x` + an end token for `gpt` (`</s>`, or a line break for
+a character LM: what the LM saw at the end of a line), whose state is the one classified.
+The classes are the sorted distinct labels of the training file, stored with the tokenizers
+(`LabelSet`, role `labels`); a validation or evaluation label outside them is an error
+naming its file and line. The loss is the cross-entropy summed over the batch's sentences
+(LossOutput.count = sentences); for a GPT with `lm_weight` > 0 it adds lm_weight x the
+batch's mean next-token loss per token for each sentence (Radford et al. 2018, eq. 5:
+L3 = L2 + lambda L1), reported in `extras`. Validation: accuracy (the selection metric,
+higher is better), macro-F1 and the mean loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atento.analysis.classification import classification_report
+from atento.config import check
+from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
+from atento.data.lines import LinePolicy, fit_lengths
+from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
+from atento.data.vocab import BOS_ID, EOS_ID
+from atento.errors import AtentoError
+from atento.registry import register_task
+from atento.runtime import Placement
+from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.mlm import build_text_tokenizer
+from atento.training.loss import sequence_loss
+
+
+@dataclass
+class ClassifyDataConfig:
+    """The data section of `task: classify` (module doc)."""
+
+    train: str = ""
+    valid: str = ""
+    format: str = "sst2"  # sst2 | trec
+    tokenizer: str = "sentencepiece"  # sentencepiece | char (with init_from: the pretrained run's)
+    vocab_size: int = 8000  # sentencepiece, new tokenizer only
+    lm_weight: float = 0.0  # gpt only: auxiliary language-model loss weight (Radford: 0.5)
+
+    def validate(self, cfg: Any) -> None:
+        check(self.format in LABELLED_FORMATS, cfg, "data.format", ", ".join(LABELLED_FORMATS))
+        check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
+              "char, sentencepiece")  # fmt: skip
+        check(self.lm_weight >= 0, cfg, "data.lm_weight", "a value >= 0")
+        if not (self.train and self.valid):
+            raise AtentoError("config: task=classify needs data.train and data.valid")
+        if cfg.model.arch not in ("bert", "gpt"):
+            raise AtentoError(
+                f"config: task=classify needs model.arch=bert or gpt, not {cfg.model.arch}"
+            )
+        if self.lm_weight > 0 and cfg.model.arch != "gpt":
+            raise AtentoError("config: data.lm_weight (the auxiliary LM loss) needs model.arch=gpt")
+
+
+@dataclass
+class ClassBatch:
+    """ids (B, T) right-padded, pad_mask (B, T) True = real token, labels (B,) class indices."""
+
+    ids: Tensor
+    pad_mask: Tensor
+    labels: Tensor
+
+    def to(self, device: Any, non_blocking: bool = False) -> ClassBatch:
+        kw = {"non_blocking": non_blocking}
+        return ClassBatch(self.ids.to(device, **kw), self.pad_mask.to(device, **kw),
+                          self.labels.to(device, **kw))  # fmt: skip
+
+
+def predict(
+    model: nn.Module, seqs: list[list[int]], placement: Placement, *, batch_size: int = 64
+) -> Tensor:
+    """Class probabilities (N, C) fp32 on the CPU for sequences that already carry their special
+    tokens; batched by length, returned in the input order (no_grad; model in eval mode)."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    probs: list[Tensor] = [torch.empty(0)] * len(seqs)
+    with torch.no_grad():
+        for k in range(0, len(order), batch_size):
+            rows = order[k : k + batch_size]
+            ids, pad_mask = _pad([seqs[i] for i in rows])
+            with placement.autocast():
+                logits = model(ids.to(placement.device), pad_mask.to(placement.device)).logits
+            p = logits.float().softmax(-1).cpu()
+            for j, i in enumerate(rows):
+                probs[i] = p[j]
+    return torch.stack(probs) if probs else torch.empty(0, 0)
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    data_config = ClassifyDataConfig
+    selection = Selection("accuracy", higher_is_better=True)
+    unit = "sent"
+
+    # ---------------------------------------------------------------- sequences
+    @property
+    def causal(self) -> bool:
+        return self.cfg.model.arch == "gpt"
+
+    def overhead(self) -> int:
+        """Special tokens added to a sentence's pieces: [CLS] + [SEP], or the end token."""
+        return 1 if self.causal else 2
+
+    def piece_limit(self) -> int | None:
+        """The most pieces of a sentence the model takes (learned positions); None = any."""
+        m = self.cfg.model
+        return m.context - self.overhead() if m.positions == "learned" else None
+
+    def _end_id(self) -> int:
+        tok = self.tokenizers["text"]
+        if isinstance(tok, CharTokenizer) and "\n" in tok.chars:
+            return tok.encode("\n")[0]
+        return EOS_ID
+
+    def sequence(self, pieces: list[int]) -> list[int]:
+        """A sentence's piece ids -> the model's input (module doc)."""
+        if self.causal:
+            return [*pieces, self._end_id()]
+        return [BOS_ID, *pieces, EOS_ID]
+
+    def encode(
+        self, data: Labelled, policy: LinePolicy | None = None
+    ) -> tuple[list[list[int]], int]:
+        """Model inputs of a file's sentences under `policy` (default: cut to the model's
+        length, counting the cuts) and the number cut."""
+        limit = self.piece_limit()
+        ids = self.tokenizers["text"].encode_batch(data.sentences)
+        cut = sum(limit is not None and len(s) > limit for s in ids)
+        policy = policy or LinePolicy(on_too_long="truncate")
+        if policy.on_too_long == "truncate" and limit is not None:
+            ids = [s[:limit] for s in ids]
+        else:
+            ids = fit_lengths(ids, limit, policy, name=data.name, numbers=data.lines)
+        return [self.sequence(s) for s in ids], cut
+
+    def label_ids(self, data: Labelled) -> list[int]:
+        """Class indices of a file's labels; an unknown label is an error naming its line."""
+        labels: LabelSet = self.tokenizers["labels"]
+        out = []
+        for label, line in zip(data.labels or [], data.lines, strict=True):
+            i = labels.index(label)
+            if i is None:
+                raise AtentoError(
+                    f"{data.name}:{line}: label {label!r} is not one the model knows "
+                    f"({', '.join(labels.labels)})"
+                )
+            out.append(i)
+        return out
+
+    # ---------------------------------------------------------------- training
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        data = self.cfg.data
+        train = read_labelled(data.train, data.format)
+        valid = read_labelled(data.valid, data.format)
+        self.pretrained = None
+        if tokenizers is None:
+            if self.cfg.model.init_from:
+                from atento.models.pretrained import load_pretrained
+
+                self.pretrained = load_pretrained(self.cfg)
+                text = self.pretrained.tokenizer
+                if run_dir is not None:
+                    text.save(run_dir, "text")
+            else:
+                text = build_text_tokenizer(data, train.sentences, run_dir)
+            labels = LabelSet(sorted(set(train.labels or [])))
+            if run_dir is not None:
+                labels.save(run_dir, "labels")
+            tokenizers = {"text": text, "labels": labels}
+        self.tokenizers = tokenizers
+        self.train_ids, cut = self.encode(train)
+        self.train_labels = self.label_ids(train)
+        self.valid_ids, _ = self.encode(valid)
+        self.valid_labels = self.label_ids(valid)
+        if cut:
+            self.log(f"{cut} training sentence(s) cut to model.context={self.cfg.model.context}")
+        lengths = [(len(s), len(s)) for s in self.train_ids]
+        self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
+                                         shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
+
+    def model_sizes(self) -> dict[str, Any]:
+        text = self.tokenizers["text"].vocab_size
+        sizes: dict[str, Any] = {
+            "vocab_size": text if self.causal else text + 1,  # bert: + [MASK]
+            "num_classes": self.tokenizers["labels"].vocab_size,
+        }
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
+
+    def describe(self) -> str:
+        start = "from scratch"
+        if self.cfg.model.init_from:
+            start = f"initialised from {self.cfg.model.init_from}"
+        if getattr(self, "pretrained", None) is not None:
+            p = self.pretrained
+            start = f"from {p.run} ({p.task} run, step {p.step})"
+        labels = self.tokenizers["labels"].labels
+        return (
+            f"{len(self.train_ids):,} training sentences, {len(self.valid_ids):,} validation, "
+            f"{len(labels)} classes ({', '.join(labels)}), vocabulary "
+            f"{self.tokenizers['text'].vocab_size}; {start}"
+        )
+
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        return self.sampler.batches(epoch)
+
+    def collate(self, indices: list[int]) -> ClassBatch:
+        ids, pad_mask = _pad([self.train_ids[i] for i in indices])
+        labels = torch.tensor([self.train_labels[i] for i in indices], dtype=torch.long)
+        return ClassBatch(ids, pad_mask, labels)
+
+    def count(self, batch: ClassBatch) -> int:
+        return int(batch.labels.numel())
+
+    def forward(self, model: nn.Module, batch: ClassBatch) -> Any:
+        return model(batch.ids, batch.pad_mask, lm=self.cfg.data.lm_weight > 0)
+
+    def loss(self, outputs: Any, batch: ClassBatch) -> LossOutput:
+        B = int(batch.labels.numel())
+        loss = F.cross_entropy(outputs.logits.float(), batch.labels, reduction="sum")
+        extras = {"classification": float(loss.detach()) / max(B, 1)}
+        if outputs.lm_logits is not None:
+            targets = batch.ids[:, 1:][batch.pad_mask[:, 1:]]  # (N,) the next tokens
+            lm = sequence_loss(outputs.lm_logits, targets) / max(int(targets.numel()), 1)
+            loss = loss + self.cfg.data.lm_weight * B * lm
+            extras["lm"] = float(lm.detach())
+        return LossOutput(loss, B, extras)
+
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        probs = predict(model, self.valid_ids, placement)
+        gold = torch.tensor(self.valid_labels)
+        report = classification_report(gold.tolist(), probs.argmax(-1).tolist(),
+                                       self.tokenizers["labels"].labels)  # fmt: skip
+        nll = float(F.nll_loss(probs.clamp_min(1e-12).log(), gold))
+        return {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4),
+                "loss": round(nll, 4)}  # fmt: skip
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        return (f"valid accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
+                f"loss {metrics['loss']:.4f}")  # fmt: skip
+
+    # ---------------------------------------------------------------- evaluate
+    @classmethod
+    def add_evaluate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("classification runs")
+        group.add_argument("--data", help="labelled file to score (default: the run's "
+                           "validation file)")  # fmt: skip
+        group.add_argument("--data-format", choices=LABELLED_FORMATS,
+                           help="format of --data (default: the run's data.format)")  # fmt: skip
+
+    def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+        """Accuracy, macro-F1 and the confusion matrix over --data (or the validation file)."""
+        path = getattr(args, "data", None) or self.cfg.data.valid
+        fmt = getattr(args, "data_format", None) or self.cfg.data.format
+        data = read_labelled(path, fmt)
+        if data.labels is None:
+            raise AtentoError(f"{path}: format {fmt} has no labels")
+        gold = self.label_ids(data)
+        from atento.cli.common import line_policy
+
+        seqs, _ = self.encode(data, line_policy(args))
+        start = time.perf_counter()
+        probs = predict(run.model, seqs, run.placement)
+        seconds = time.perf_counter() - start
+        report = classification_report(gold, probs.argmax(-1).tolist(),
+                                       self.tokenizers["labels"].labels)  # fmt: skip
+        report.update(sentences=len(gold), data=str(path), seconds=round(seconds, 3),
+                      sentences_per_second=round(len(gold) / max(seconds, 1e-9), 1))  # fmt: skip
+        return report
+
+    def print_report(self, report: dict[str, Any]) -> None:
+        labels = report["labels"]
+        print(f"{report['data']}: accuracy {report['accuracy']:.4f} macro-F1 "
+              f"{report['macro_f1']:.4f} ({report['sentences']} sentences)")  # fmt: skip
+        width = max(len(x) for x in labels) + 2
+        print("gold \\ predicted".ljust(width) + "".join(x.rjust(width) for x in labels))
+        for label, row in zip(labels, report["confusion_matrix"], strict=True):
+            print(label.ljust(width) + "".join(str(n).rjust(width) for n in row))
+
+
+register_task("classify", ClassifyTask)

@@ -1,0 +1,265 @@
+"""Masked-language-model pretraining of an encoder (`task: mlm`, Devlin et al. 2019, 3.1).
+
+    task: mlm
+    data:
+      train: ../shared/data/sst2/train.tsv
+      format: sst2              # sst2 | trec | text: the sentences of a labelled file, or lines
+      exclude: ../shared/data/sst2/valid.tsv   # sentences never pretrained on (same format)
+      valid_fraction: 0.05      # the last 5 % of the sentences: validation (or data.valid)
+      tokenizer: sentencepiece
+    model:
+      arch: bert
+
+Each sentence is `[CLS] x [SEP]` (BOS ... EOS). Of its tokens (never [CLS], [SEP] or padding)
+each is chosen with probability `data.mask_prob` (15 %), and a sentence where none was chosen
+gets one chosen at random; a chosen token becomes [MASK] with probability 0.8, a random token
+(uniform over the tokenizer's non-special ids) with 0.1, and stays itself with 0.1. The loss
+is the cross-entropy at the chosen positions only, summed over them (LossOutput.count), and
+the output layer is applied at those positions alone. Training masks are drawn from torch's
+global generator (saved in checkpoints, so a resumed run draws the same masks); validation
+uses one fixed generator, so its loss compares across validations. Validation reports the
+loss per chosen token (the selection metric, lower is better), its perplexity and the accuracy
+of the predictions at the chosen positions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from atento.config import check
+from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.labelled import FORMATS, read_labelled
+from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
+from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
+from atento.errors import AtentoError
+from atento.registry import register_task
+from atento.runtime import Placement
+from atento.tasks.base import LossOutput, Selection, Task
+from atento.training.loss import sequence_loss
+
+MASK_KEEP = (0.8, 0.1, 0.1)  # [MASK], random token, unchanged
+
+
+@dataclass
+class MLMDataConfig:
+    """The data section of `task: mlm` (module doc)."""
+
+    train: str = ""
+    valid: str = ""  # a file in data.format; empty: the last valid_fraction of train
+    format: str = "text"  # text | sst2 | trec
+    exclude: str = ""  # a file (data.format) whose sentences are removed from the text
+    valid_fraction: float = 0.05
+    tokenizer: str = "sentencepiece"  # sentencepiece | char
+    vocab_size: int = 8000
+    mask_prob: float = 0.15
+
+    def validate(self, cfg: Any) -> None:
+        check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
+        check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
+              "char, sentencepiece")  # fmt: skip
+        check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
+        check(0.0 < self.mask_prob < 1.0, cfg, "data.mask_prob", "a value in (0, 1)")
+        if not self.train:
+            raise AtentoError("config: task=mlm needs data.train (a text or labelled file)")
+        if cfg.model.arch != "bert":
+            raise AtentoError(f"config: task=mlm needs model.arch=bert, not {cfg.model.arch}")
+
+
+def mask_tokens(
+    ids: Tensor, candidates: Tensor, *, vocab_size: int, mask_id: int, mask_prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """BERT's masking (module doc). ids (B, T), candidates (B, T) bool True = may be chosen ->
+    (inputs (B, T) with the chosen tokens replaced, chosen (B, T) bool). Random replacements
+    are drawn from ids N_SPECIAL .. vocab_size - 1 (the tokenizer's, without [MASK])."""
+    g = {"generator": generator}
+    chosen = (torch.rand(ids.shape, **g) < mask_prob) & candidates
+    empty = ~chosen.any(1) & candidates.any(1)  # rows with nothing chosen: choose one
+    if bool(empty.any()):
+        noise = torch.rand(ids.shape, **g).masked_fill(~candidates, -1.0)
+        pick = noise.argmax(1)  # a uniform candidate of each row
+        rows = empty.nonzero().squeeze(1)
+        chosen[rows, pick[rows]] = True
+    r = torch.rand(ids.shape, **g)
+    to_mask = chosen & (r < MASK_KEEP[0])
+    to_random = chosen & (r >= MASK_KEEP[0]) & (r < MASK_KEEP[0] + MASK_KEEP[1])
+    random_ids = torch.randint(N_SPECIAL, vocab_size, ids.shape, **g)
+    inputs = ids.masked_fill(to_mask, mask_id)
+    inputs = torch.where(to_random, random_ids, inputs)
+    return inputs, chosen
+
+
+@dataclass
+class MaskedBatch:
+    """inputs (B, T) after masking, pad_mask (B, T) True = real token, targets (N,) the
+    original ids at the N chosen positions, chosen (B, T) bool."""
+
+    inputs: Tensor
+    pad_mask: Tensor
+    chosen: Tensor
+    targets: Tensor
+
+    def to(self, device: Any, non_blocking: bool = False) -> MaskedBatch:
+        kw = {"non_blocking": non_blocking}
+        return MaskedBatch(self.inputs.to(device, **kw), self.pad_mask.to(device, **kw),
+                           self.chosen.to(device, **kw), self.targets.to(device, **kw))  # fmt: skip
+
+
+def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[list, int]:
+    """`[CLS] x [SEP]` ids of each sentence, cut to `context`; and how many were cut."""
+    out, cut = [], 0
+    for ids in tok.encode_batch(sentences):
+        if len(ids) + 2 > context:
+            ids, cut = ids[: context - 2], cut + 1
+        out.append([BOS_ID, *ids, EOS_ID])
+    return out, cut
+
+
+def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) -> Tokenizer:
+    """A char or SentencePiece tokenizer of `sentences`, saved as `text` in `run_dir`."""
+    if data.tokenizer == "char":
+        tok = CharTokenizer.from_texts(sentences)
+        if run_dir is not None:
+            tok.save(run_dir, "text")
+        return tok
+    directory = run_dir if run_dir is not None else Path(".")
+    return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=directory,
+                               name="text")  # fmt: skip
+
+
+class MaskedLMTask(Task):
+    name = "mlm"
+    data_config = MLMDataConfig
+    selection = Selection("loss", higher_is_better=False)
+    unit = "masked"
+
+    def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        data = self.cfg.data
+        train, valid = self._sentences()
+        self.pretrained = None
+        if tokenizers is None and self.cfg.model.init_from:
+            from atento.models.pretrained import load_pretrained
+
+            self.pretrained = load_pretrained(self.cfg)
+            tokenizers = {"text": self.pretrained.tokenizer}
+            if run_dir is not None:
+                self.pretrained.tokenizer.save(run_dir, "text")
+        if tokenizers is None:
+            tokenizers = {"text": build_text_tokenizer(data, train, run_dir)}
+        self.tokenizers = tokenizers
+        tok = tokenizers["text"]
+        context = self.cfg.model.context
+        self.train_ids, cut = sentence_ids(tok, train, context)
+        self.valid_ids, _ = sentence_ids(tok, valid, context)
+        self.n_train_sentences = len(train)
+        if cut:
+            self.log(f"{cut} training sentence(s) cut to model.context={context} tokens")
+        lengths = [(len(s), len(s)) for s in self.train_ids]
+        self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
+                                         shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
+
+    def _sentences(self) -> tuple[list[str], list[str]]:
+        """Training and validation sentences, the excluded ones removed from both."""
+        data = self.cfg.data
+        train = read_labelled(data.train, data.format).sentences
+        excluded: set[str] = set()
+        if data.exclude:
+            excluded = set(read_labelled(data.exclude, data.format).sentences)
+        self.n_excluded = sum(s in excluded for s in train)
+        train = [s for s in train if s not in excluded]
+        if data.valid:
+            valid = [s for s in read_labelled(data.valid, data.format).sentences
+                     if s not in excluded]  # fmt: skip
+        else:
+            cut = int(len(train) * (1 - data.valid_fraction))
+            train, valid = train[:cut], train[cut:]
+        if not train or not valid:
+            raise AtentoError(f"{data.train}: too few sentences for training and validation")
+        return train, valid
+
+    @property
+    def text_vocab(self) -> int:
+        return self.tokenizers["text"].vocab_size
+
+    def model_sizes(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {"vocab_size": self.text_vocab + 1}  # + [MASK]
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
+
+    def describe(self) -> str:
+        return (
+            f"{self.n_train_sentences:,} pretraining sentences ({self.n_excluded:,} excluded), "
+            f"{len(self.valid_ids):,} validation, vocabulary {self.text_vocab} + [MASK]"
+        )
+
+    def batch_plan(self, epoch: int) -> list[list[int]]:
+        return self.sampler.batches(epoch)
+
+    def _masked(self, seqs: list[list[int]], generator=None) -> MaskedBatch:
+        ids, pad_mask = _pad(seqs)
+        candidates = pad_mask & (ids != BOS_ID) & (ids != EOS_ID)
+        inputs, chosen = mask_tokens(
+            ids, candidates, vocab_size=self.text_vocab, mask_id=self.text_vocab,
+            mask_prob=self.cfg.data.mask_prob, generator=generator,
+        )  # fmt: skip
+        return MaskedBatch(inputs, pad_mask, chosen, ids[chosen])
+
+    def collate(self, indices: list[int]) -> MaskedBatch:
+        return self._masked([self.train_ids[i] for i in indices])
+
+    def count(self, batch: MaskedBatch) -> int:
+        return int(batch.targets.numel())
+
+    def forward(self, model: nn.Module, batch: MaskedBatch) -> Tensor:
+        return model(batch.inputs, pad_mask=batch.pad_mask, select=batch.chosen)  # (N, V)
+
+    def loss(self, outputs: Tensor, batch: MaskedBatch) -> LossOutput:
+        loss = sequence_loss(outputs, batch.targets, label_smoothing=self.cfg.train.label_smoothing)
+        return LossOutput(loss, int(batch.targets.numel()))
+
+    def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
+        """Loss, perplexity and accuracy at the chosen positions of the validation sentences,
+        masked by a fixed generator (the same masks at every validation)."""
+        return self._score(model, placement, self.valid_ids)
+
+    def _score(self, model: nn.Module, placement: Placement, seqs: list) -> dict[str, float]:
+        g = torch.Generator().manual_seed(1234)
+        total, correct, count = 0.0, 0, 0
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        for k in range(0, len(order), 128):
+            batch = self._masked([seqs[i] for i in order[k : k + 128]], g)
+            batch = batch.to(placement.device)
+            with placement.autocast():
+                logits = self.forward(model, batch)
+            total += float(sequence_loss(logits.float(), batch.targets))
+            correct += int((logits.argmax(-1) == batch.targets).sum())
+            count += int(batch.targets.numel())
+        loss = total / max(count, 1)
+        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3),
+                "accuracy": round(correct / max(count, 1), 4)}  # fmt: skip
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        return (f"valid MLM loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f} "
+                f"accuracy {metrics['accuracy']:.3f}")  # fmt: skip
+
+    def evaluate(self, run: Any, args: Any) -> dict[str, Any]:
+        """MLM loss, perplexity and accuracy over `--text` (plain lines, the option of the lm
+        task) or the run's validation sentences, with the fixed validation masks."""
+        self.tokenizers = run.tokenizers
+        text = getattr(args, "text", None)
+        sentences = read_labelled(text, "text").sentences if text else self._sentences()[1]
+        seqs, _ = sentence_ids(self.tokenizers["text"], sentences, self.cfg.model.context)
+        with torch.no_grad():
+            report: dict[str, Any] = self._score(run.model, run.placement, seqs)
+        report.update(sentences=len(seqs), text=text or "validation")
+        return report
+
+
+register_task("mlm", MaskedLMTask)
