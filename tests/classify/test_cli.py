@@ -165,3 +165,22 @@ def test_evaluate_an_mlm_run(mlm_run, tmp_path, capsys) -> None:
     report = json.loads(out)
     assert code == 0 and report["task"] == "mlm" and report["sentences"] == 2
     assert report["loss"] > 0 and 0 <= report["accuracy"] <= 1
+
+
+def test_attention_draws_a_classified_sentence(bert_run, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    import atento
+
+    out = tmp_path / "a.png"
+    sentence = "good fine film"
+    assert main(["attention", str(bert_run), sentence, "--out", str(out), "--head", "0"]) == 0
+    weights, rows, cols = atento.load(bert_run).self_attention(sentence, head=0)
+    assert rows[0] == "[CLS]" and rows[-1] == "[SEP]" and rows == cols
+    assert (weights.triu(diagonal=1) > 0).any()  # an encoder: earlier positions see later ones
+    torch.testing.assert_close(weights.sum(-1), torch.ones(len(rows)))
+    with Image.open(out) as image:
+        assert image.text["atento:rows"] == str(len(rows))
+    capsys.readouterr()
+    assert main(["attention", str(bert_run), sentence, "--out", str(out), "--layer", "9"]) == 2
+    assert "layer 9 out of range" in capsys.readouterr().err

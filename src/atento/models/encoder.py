@@ -85,6 +85,13 @@ class SentenceClassifier(nn.Module):
     def length_limit(self) -> int | None:
         return self.body.length_limit()
 
+    def layer_index(self, layer: int) -> int:
+        return self.body.layer_index(layer)
+
+    def self_attention(self, ids: list[int], *, layer: int = -1, head: int | None = None):
+        """The body's self-attention (H, T, T) over one input (`TextTransformer`'s)."""
+        return self.body.self_attention(ids, layer=layer, head=head)
+
     def pool(self, h: Tensor, pad_mask: Tensor) -> Tensor:
         """States (B, T, D) and pad_mask (B, T) True = real token -> (B, D)."""
         if self.pooling == "cls":

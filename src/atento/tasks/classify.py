@@ -291,6 +291,29 @@ class ClassifyTask(Task):
                       sentences_per_second=round(len(gold) / max(seconds, 1e-9), 1))  # fmt: skip
         return report
 
+    def attention_map(
+        self, run: Any, text: str, *, layer: int, head: int | None
+    ) -> tuple[Tensor, list[str], list[str]]:
+        """Self-attention (H, T, T) over the sentence as the classifier reads it: `[CLS] x
+        [SEP]` for an encoder (every position sees every other), `x` + end for a GPT (causal)."""
+        from atento.tasks.lm import visible
+
+        self.tokenizers = run.tokenizers
+        tok = self.tokenizers["text"]
+        pieces = tok.encode(text)
+        limit = self.piece_limit()
+        if limit is not None and len(pieces) > limit:
+            raise AtentoError(f"the sentence is {len(pieces)} pieces, longer than the model "
+                              f"takes ({limit})")  # fmt: skip
+        ids = self.sequence(pieces)
+        try:
+            heads = run.model.self_attention(ids, layer=layer, head=head)
+        except ValueError as exc:
+            raise AtentoError(str(exc)) from None
+        names = {BOS_ID: "[CLS]", EOS_ID: "[SEP]"} if not self.causal else {EOS_ID: "</s>"}
+        labels = [names.get(i) or visible(tok.id_to_piece(i)) for i in ids]
+        return heads, labels, labels
+
     def print_report(self, report: dict[str, Any]) -> None:
         labels = report["labels"]
         print(f"{report['data']}: accuracy {report['accuracy']:.4f} macro-F1 "
