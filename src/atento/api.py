@@ -1,4 +1,5 @@
-"""The Python API: load a run and translate (or sample) from a notebook or a script.
+"""The Python API: load a run and translate (sample, caption, classify) from a notebook or a
+script.
 
     import atento
     m = atento.load("runs/x")
@@ -10,6 +11,8 @@
 
     lm = atento.load("runs/shakespeare_char")          # a language-model run
     print(lm.sample("ROMEO:", max_new=200, temperature=0.8, top_k=40, seed=1)[0])
+    atento.load("runs/caption").caption(["dog.jpg"], beam=3)[0].text     # a captioning run
+    atento.load("runs/sst2_bert").classify("a gorgeous film")[0].label   # a classifier
 
 `Model` wraps a loaded run and its immutable `Translator`: every call takes its own settings
 (beam, alpha, nbest, attention, layer, head) and leaves the model unchanged, so one `Model`
@@ -72,6 +75,27 @@ class Translation:
         raise AttributeError(name)
 
 
+@dataclass
+class Caption:
+    """An image's caption: `text` (the best), `nbest` [(text, score)], best first."""
+
+    image: str
+    nbest: list[tuple[str, float]]
+
+    @property
+    def text(self) -> str:
+        return self.nbest[0][0]
+
+
+@dataclass
+class Label:
+    """A sentence's class: the most probable `label`, its `probability`, and all of them."""
+
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
 class Model:
     """A loaded run for decoding (see the module docstring); `load(run_dir)` makes one."""
 
@@ -79,7 +103,7 @@ class Model:
         self.run = run
         self.task = run.cfg.task
         self.translator: Translator | None = (
-            run.translator() if self.task == "translation" else None
+            run.translator() if self.task in ("translation", "caption") else None
         )
 
     def _need(self, task: str, what: str) -> None:
@@ -248,6 +272,58 @@ class Model:
         return plot_attention(
             best.attention, translation.source_pieces, best.attention_rows, path, title=title
         )
+
+    def caption(
+        self,
+        images: str | Path | list[str | Path],
+        *,
+        beam: int | None = None,
+        alpha: float | None = None,
+        nbest: int | None = None,
+    ) -> list[Caption]:
+        """Caption image files with a captioning run -> one `Caption` each, in order (features
+        from the run's feature cache). An unreadable image is an AtentoError naming it."""
+        from atento.captioning.cache import FeatureCache
+
+        self._need("caption", "caption")
+        paths = [images] if isinstance(images, (str, Path)) else list(images)
+        if not paths:
+            raise AtentoError("no images to caption")
+        feats, errors = FeatureCache(self.run.cfg.data.cache or None).features(paths)
+        if errors:
+            raise AtentoError(errors[min(errors)])
+        s = self.run.cfg.search
+        beam = s.beam if beam is None else beam
+        if beam < 1 or not 1 <= (nbest or 1) <= beam:
+            raise AtentoError(f"need beam >= 1 and 1 <= nbest <= beam, got {beam}, {nbest}")
+        t = self.translator.with_search(beam=beam, alpha=alpha, nbest=nbest or 1)
+        tok = self.run.tgt_tok
+        return [
+            Caption(str(p), [(tok.decode(h.tokens), h.score) for h in hyps])
+            for p, hyps in zip(paths, t.translate_ids(feats), strict=True)
+        ]
+
+    def classify(self, sentences: str | list[str]) -> list[Label]:
+        """Classify sentences with a classification run -> one `Label` each (the most probable
+        class, its probability and every class's), in order."""
+        from atento.data.lines import LinePolicy, fit_lengths
+        from atento.tasks.classify import predict
+
+        self._need("classify", "classify")
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        _check_sentences(sentences)
+        task = self.run.task
+        limit = task.piece_limit()
+        ids = fit_lengths(task.tokenizers["text"].encode_batch(sentences), limit,
+                          LinePolicy(on_too_long="error"), name="sentences",
+                          numbers=list(range(1, len(sentences) + 1)))  # fmt: skip
+        probs = predict(self.run.model, [task.sequence(x) for x in ids], self.run.placement)
+        names = task.tokenizers["labels"].labels
+        out = []
+        for row in probs:
+            p, c = row.max(-1)
+            out.append(Label(names[int(c)], float(p), dict(zip(names, row.tolist(), strict=True))))
+        return out
 
     def self_attention(
         self, text: str, *, layer: int | None = None, head: int | None = None

@@ -184,3 +184,18 @@ def test_attention_draws_a_classified_sentence(bert_run, tmp_path, capsys) -> No
     capsys.readouterr()
     assert main(["attention", str(bert_run), sentence, "--out", str(out), "--layer", "9"]) == 2
     assert "layer 9 out of range" in capsys.readouterr().err
+
+
+def test_api_classify_matches_the_command(bert_run, capsys, monkeypatch) -> None:
+    import io
+
+    import atento
+
+    lines = ["good fine film", "bad dull plot"]
+    got = atento.load(bert_run).classify(lines)
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["classify", str(bert_run)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"{g.label}\t{g.probability:.4f}" for g in got]
+    assert all(abs(sum(g.probabilities.values()) - 1) < 1e-5 for g in got)
