@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atento.data.lines import text_file_bytes
 from atento.errors import AtentoError
 
 FORMATS = ("sst2", "trec", "text")
@@ -38,15 +39,7 @@ class Labelled:
 
 
 def _raw_lines(path: Path) -> list[bytes]:
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
-    data = path.read_bytes()
-    if not data.strip():
-        raise AtentoError(f"{path}: empty file")
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise AtentoError(f"{path}:{line}: NUL byte: a binary file, not text")
-    lines = data.split(b"\n")
+    lines = text_file_bytes(path).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     return lines

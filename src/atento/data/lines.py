@@ -56,6 +56,21 @@ class LinePolicy:
 DEFAULT_POLICY = LinePolicy()
 
 
+def text_file_bytes(path: str | Path, *, empty: str = "empty file") -> bytes:
+    """A whole text file's bytes; one-line errors for a missing, empty (`empty` says so) or
+    binary file (a NUL byte, naming its line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AtentoError(f"file not found: {path}")
+    data = path.read_bytes()
+    if not data.strip():
+        raise AtentoError(f"{path}: {empty}")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise AtentoError(f"{path}:{line}: NUL byte: a binary file, not text")
+    return data
+
+
 def _read_bytes(path: str | Path | None) -> bytes:
     if path is None:  # a text stream without a byte buffer (tests, notebooks): its text
         buffer = getattr(sys.stdin, "buffer", None)

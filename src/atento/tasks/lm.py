@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from atento.config import check
 from atento.data.labelled import FORMATS, read_labelled
+from atento.data.lines import text_file_bytes
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import EOS_ID
 from atento.errors import AtentoError
@@ -75,15 +76,7 @@ class LMDataConfig:
 def read_text(path: str | Path) -> str:
     """A whole UTF-8 text file; one-line errors for a missing, empty, binary or badly encoded
     file (naming the line and byte)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
-    data = path.read_bytes()
-    if not data.strip():
-        raise AtentoError(f"{path}: empty text file")
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise AtentoError(f"{path}:{line}: NUL byte: a binary file, not text")
+    data = text_file_bytes(path, empty="empty text file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
