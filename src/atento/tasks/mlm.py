@@ -128,8 +128,13 @@ def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) 
         if run_dir is not None:
             tok.save(run_dir, "text")
         return tok
-    directory = run_dir if run_dir is not None else Path(".")
-    return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=directory,
+    if run_dir is None:  # no run directory (tests, tools): the model files go nowhere
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=Path(tmp),
+                                       name="text")  # fmt: skip
+    return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=run_dir,
                                name="text")  # fmt: skip
 
 
