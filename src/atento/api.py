@@ -354,15 +354,14 @@ class Model:
         batch; the same seed gives the same text (`atento sample` is this, streamed)."""
         import torch
 
-        from atento.search.sampling import sample
+        from atento.search.sampling import check_settings, sample
         from atento.tasks.lm import decode_text, prompt_ids
 
         self._need("lm", "sample")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise AtentoError("prompts must be a string or a non-empty list of strings")
-        if max_new < 1 or temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-            raise AtentoError("need max_new >= 1, temperature >= 0, top_k >= 0, 0 < top_p <= 1")
+        check_settings(max_new=max_new, temperature=temperature, top_k=top_k, top_p=top_p)
         tok, limit = self.run.tokenizers["text"], self.run.model.length_limit()
         ids = [prompt_ids(tok, p or "\n", limit, keep_last=keep_last) for p in prompts]
         placement = self.run.placement

@@ -39,14 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.max_new < 1:
-        raise AtentoError(f"--max-new must be at least 1, got {args.max_new}")
-    if args.temperature < 0:
-        raise AtentoError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.top_k < 0:
-        raise AtentoError(f"--top-k must be >= 0, got {args.top_k}")
-    if not 0 < args.top_p <= 1:
-        raise AtentoError(f"--top-p must be in (0, 1], got {args.top_p}")
+    from atento.search.sampling import check_settings
+
+    check_settings(max_new=args.max_new, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, name=lambda key: "--" + key.replace("_", "-"))  # fmt: skip
     if not 1 <= args.num <= 1024:
         raise AtentoError(f"--num must be between 1 and 1024, got {args.num}")
 

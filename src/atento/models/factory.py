@@ -57,6 +57,19 @@ class RNNConfig:
             )
 
 
+def validate_stack(m, cfg: Config) -> None:
+    """The keys every Transformer stack has (encoder-decoder, GPT, BERT-style): positions,
+    dropouts, layers, and a width that the heads divide."""
+    check(m.positions in ("sinusoidal", "learned"), cfg, "model.positions", "sinusoidal, learned")
+    check(0.0 <= m.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
+    check(0.0 <= m.attention_dropout < 1.0, cfg, "model.attention_dropout", "a value in [0, 1)")
+    check(m.layers >= 1, cfg, "model.layers", "at least 1")
+    if m.heads < 1 or m.d_model % m.heads:
+        raise AtentoError(
+            f"config: model.d_model={m.d_model} must be a multiple of model.heads={m.heads}"
+        )
+
+
 @dataclass
 class TransformerConfig:
     """`model.arch: transformer`: encoder-decoder Transformer (models/transformer.py)."""
@@ -75,12 +88,7 @@ class TransformerConfig:
     tie_embeddings: bool = False  # output layer = target embeddings (implied by sharing)
 
     def validate(self, cfg: Config) -> None:
-        check(self.positions in ("sinusoidal", "learned"), cfg, "model.positions",
-              "sinusoidal, learned")  # fmt: skip
-        check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
-        check(0.0 <= self.attention_dropout < 1.0, cfg, "model.attention_dropout",
-              "a value in [0, 1)")  # fmt: skip
-        check(self.layers >= 1, cfg, "model.layers", "at least 1")
+        validate_stack(self, cfg)
         check(self.max_positions >= 1, cfg, "model.max_positions", "at least 1")
         max_len = getattr(cfg.data, "max_len", None)
         if (
@@ -91,11 +99,6 @@ class TransformerConfig:
             raise AtentoError(
                 f"config: learned positions stop at model.max_positions={self.max_positions}, so "
                 f"data.max_len={max_len} must be between 1 and {self.max_positions - 1}"
-            )
-        if self.heads < 1 or self.d_model % self.heads:
-            raise AtentoError(
-                f"config: model.d_model={self.d_model} must be a multiple of "
-                f"model.heads={self.heads}"
             )
         if self.share_embeddings and not getattr(cfg.data, "joint_vocab", True):
             raise AtentoError(

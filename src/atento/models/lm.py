@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from atento.attention.multihead import KVCache
 from atento.config import check
 from atento.errors import AtentoError
+from atento.models.factory import validate_stack
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import EncoderLayer
@@ -56,19 +57,9 @@ class GPTConfig:
             raise AtentoError(
                 f"config: model.init_from is for task: classify (or mlm), not task: {cfg.task}"
             )
-        check(self.positions in ("sinusoidal", "learned"), cfg, "model.positions",
-              "sinusoidal, learned")  # fmt: skip
-        check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
-        check(0.0 <= self.attention_dropout < 1.0, cfg, "model.attention_dropout",
-              "a value in [0, 1)")  # fmt: skip
-        check(self.layers >= 1, cfg, "model.layers", "at least 1")
+        validate_stack(self, cfg)
         check(self.context >= 2, cfg, "model.context", "at least 2")
         check(self.ff_size >= 1, cfg, "model.ff_size", "at least 1")
-        if self.heads < 1 or self.d_model % self.heads:
-            raise AtentoError(
-                f"config: model.d_model={self.d_model} must be a multiple of "
-                f"model.heads={self.heads}"
-            )
 
 
 class TextTransformer(nn.Module):

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.data.vocab import PAD_ID
+from atento.errors import AtentoError
 from atento.models.base import length_limit, require_eval
 
 
@@ -60,8 +61,23 @@ def pick(
     return order.gather(-1, index[:, None]).squeeze(-1)
 
 
+def check_settings(*, max_new: int, temperature: float, top_k: int, top_p: float,
+                   name=lambda key: key) -> None:  # fmt: skip
+    """A one-line AtentoError for a setting out of range; `name(key)` spells the key the way
+    the caller's user wrote it (`--max-new` on the command line)."""
+    values = {"max_new": max_new, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    rules = {"max_new": (max_new >= 1, "at least 1"), "temperature": (temperature >= 0, ">= 0"),
+             "top_k": (top_k >= 0, ">= 0"), "top_p": (0 < top_p <= 1, "in (0, 1]")}  # fmt: skip
+    for key, (ok, want) in rules.items():
+        if not ok:
+            raise AtentoError(f"{name(key)} must be {want}, got {values[key]}")
+
+
 def _left_pad(rows: Sequence[Sequence[int]], device: torch.device):
-    """ids (B, P), pad_mask (B, P), positions (B, P): left-padded rows, positions from 0."""
+    """ids (B, P), pad_mask (B, P), positions (B, P): left-padded rows, positions from 0.
+    Rows of one length need neither: (ids, None, None)."""
+    if len({len(r) for r in rows}) == 1:
+        return torch.tensor([list(r) for r in rows], dtype=torch.long, device=device), None, None
     P = max(len(r) for r in rows)
     ids = torch.full((len(rows), P), PAD_ID, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -101,19 +117,13 @@ def sample(
     out: list[list[int]] = [[] for _ in prompts]
     cache = pad_mask = positions = None
 
-    # rows of one length need no padding mask and no per-row positions (every row then grows
-    # by one token a step, and the window slides alike): the common case, batch 1 included
-    padded = len({len(p) for p in prompts}) > 1
-
     def read_all():  # the visible text of every row in one pass -> last logits, cache
+        # rows of one length (batch 1 included) need no padding mask and no per-row
+        # positions; they stay of one length (each grows by a token a step, windows slide alike)
         rows = [t[len(t) - v :] for t, v in zip(texts, visible, strict=True)]
-        if not padded:
-            ids = torch.tensor(rows, dtype=torch.long, device=device)
-            h, _, new_cache = model.hidden(ids)
-            return model.logits(h[:, -1]), new_cache, None, None
         ids, mask, pos = _left_pad(rows, device)
         h, _, new_cache = model.hidden(ids, pad_mask=mask, positions=pos)
-        return model.logits(h[:, -1]), new_cache, mask, pos[:, -1]
+        return model.logits(h[:, -1]), new_cache, mask, None if pos is None else pos[:, -1]
 
     for step in range(max_new):
         if not use_cache or cache is None:
@@ -133,15 +143,13 @@ def sample(
             visible = [min(v, limit // 2) for v in visible]
             cache = None
             continue
-        if use_cache and not padded:
-            h, _, cache = model.hidden(tokens.to(device)[:, None], cache=cache)
-            logits = model.logits(h[:, -1])
-        elif use_cache:
-            positions = positions + 1
-            pad_mask = torch.cat([pad_mask, pad_mask.new_ones(len(new), 1)], dim=1)
+        if use_cache:
+            if pad_mask is not None:  # left-padded rows: each its own next position
+                positions = positions + 1
+                pad_mask = torch.cat([pad_mask, pad_mask.new_ones(len(new), 1)], dim=1)
             h, _, cache = model.hidden(
-                tokens.to(device)[:, None], pad_mask=pad_mask, positions=positions[:, None],
-                cache=cache,
+                tokens.to(device)[:, None], pad_mask=pad_mask, cache=cache,
+                positions=None if positions is None else positions[:, None],
             )  # fmt: skip
             logits = model.logits(h[:, -1])
     return out

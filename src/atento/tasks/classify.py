@@ -298,7 +298,6 @@ class ClassifyTask(Task):
         [SEP]` for an encoder (every position sees every other), `x` + end for a GPT (causal)."""
         from atento.tasks.lm import visible
 
-        self.tokenizers = run.tokenizers
         tok = self.tokenizers["text"]
         pieces = tok.encode(text)
         limit = self.piece_limit()
