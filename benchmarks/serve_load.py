@@ -6,11 +6,11 @@
 For each mode (batched, then --no-batching) it starts `atento serve RUN --port FREE` on
 127.0.0.1, runs `--clients` threads that each send one sentence per request (keep-alive, the
 next request as soon as the answer arrives) for `--warmup` seconds, reads the server's RSS,
-measures for `--seconds` (latencies, requests/s, errors), reads the RSS again, and stops the
-server. A storm thread sends oversized and malformed requests all along (too large a body,
-broken JSON, too many sentences, too long a sentence, wrong types): each must get a 4xx while
-the good requests keep succeeding. Everything is bounded (time, and --max-requests per mode),
-and the script stops its servers itself.
+measures for `--seconds` (latencies, requests/s, errors) while sampling the RSS every
+`--rss-every` seconds, and stops the server. A storm thread sends oversized and malformed
+requests all along (too large a body, broken JSON, too many sentences, too long a sentence,
+wrong types): each must get a 4xx while the good requests keep succeeding. Everything is
+bounded (time, and --max-requests per mode), and the script stops its servers itself.
 """
 
 from __future__ import annotations
@@ -178,7 +178,10 @@ def run_mode(args, sentences: list[str], mode: str) -> dict:
         with load.lock:
             load.recording = True
         t0 = time.perf_counter()
-        time.sleep(args.seconds)
+        curve = [(0.0, round(rss_warm, 1))]  # the server's RSS every --rss-every seconds
+        while (left := args.seconds - (time.perf_counter() - t0)) > 0:
+            time.sleep(min(args.rss_every, left))
+            curve.append((round(time.perf_counter() - t0, 1), round(rss_mb(server.proc.pid), 1)))
         with load.lock:
             load.recording = False
             elapsed = time.perf_counter() - t0
@@ -208,6 +211,7 @@ def run_mode(args, sentences: list[str], mode: str) -> dict:
         "rss_after_warmup_mb": round(rss_warm, 1),
         "rss_end_mb": round(rss_end, 1),
         "rss_growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2),
+        "rss_curve_mb": curve,
         "storm": {name: {str(k): v for k, v in c.items()} for name, c in load.storm.items()},
         "storm_all_4xx": all(isinstance(s, int) and 400 <= s < 500 for s in storm_statuses),
         "server_answered_after_storm": good_after == 200,
@@ -252,6 +256,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=30.0, help="measured time per mode")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds before the RSS baseline")
+    p.add_argument("--rss-every", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--max-requests", type=int, default=100_000, help="per mode, a hard bound")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--modes", default="batched,single")

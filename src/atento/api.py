@@ -131,6 +131,7 @@ class Model:
             **{f"{k}_vocab": tok.vocab_size for k, tok in self.run.tokenizers.items()},
             "search": {"beam": cfg.search.beam, "alpha": cfg.search.alpha},
             "device": str(self.run.placement.device),
+            "precision": (self.translator or self.run).placement.precision,
             "layers": getattr(model, "n_layers", None),
             "heads": getattr(model, "heads", None),
         }

@@ -9,10 +9,12 @@ from .conftest import DATES, post_json, serving
 
 
 def test_atento_serve_answers_and_stops(tf_run, tmp_path):
-    with serving(str(tf_run), "--max-sentences", "2", "--max-wait-ms", "2") as url:
+    args = ("--max-sentences", "2", "--max-wait-ms", "2", "--precision", "fp32")
+    with serving(str(tf_run), *args) as url:
         with urllib.request.urlopen(url + "/v1/models") as r:
             (info,) = json.loads(r.read())["models"]
         assert info["arch"] == "transformer" and info["name"] == tf_run.name
+        assert info["precision"] == "fp32"
         status, body = post_json(url + "/v1/translate", {"text": DATES[0], "beam": 2})
         assert status == 200 and body["translations"][0]["text"]
         status, body = post_json(url + "/v1/translate", {"texts": DATES[:3]})

@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 
 from atento.errors import AtentoError, warn
+from atento.runtime import PRECISIONS_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=256, help="sentences waiting per model")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--threads", type=int, help="torch threads (default: the run's setting)")
+    p.add_argument(
+        "--precision", choices=PRECISIONS_CHOICES,
+        help="decoding precision (default: each run's; fp32 keeps memory flat, see README)",
+    )  # fmt: skip
     p.add_argument(
         "--kernel-cache", type=int, default=64,
         help="CPU: oneDNN kernel-cache cap (batches of many shapes; 0 = oneDNN's default)",
@@ -66,6 +71,8 @@ def build(args: argparse.Namespace):
     models, names = [], set()
     for run_dir in args.run_dirs:
         model = Model(open_run(run_dir))
+        if args.precision and model.translator is not None:
+            model.translator = model.translator.with_precision(args.precision)
         if model.name in names:
             raise AtentoError(f"two runs are named {model.name!r}: serve runs with distinct names")
         names.add(model.name)
