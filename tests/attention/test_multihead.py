@@ -107,42 +107,6 @@ def test_kv_cache_index_select_and_append():
     assert cache.append(cache).length == 8
 
 
-def test_reserved_kv_cache_appends_in_place_and_older_caches_keep_their_values():
-    torch.manual_seed(0)
-    first = KVCache(torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5))
-    steps = [KVCache(torch.randn(2, 3, 1, 5), torch.randn(2, 3, 1, 5)) for _ in range(3)]
-    plain, roomy = first, first.reserve(2)
-    assert torch.equal(roomy.keys, first.keys) and roomy.length == 4
-    for step in steps:  # two steps fit the room, the third one copies into a new tensor
-        plain, before = plain.append(step), roomy
-        roomy = roomy.append(step)
-        assert torch.equal(roomy.keys, plain.keys) and torch.equal(roomy.values, plain.values)
-        assert before.length == roomy.length - 1
-    one = first.reserve(3).append(steps[0])
-    shared = one.keys.untyped_storage().data_ptr()
-    two = one.append(steps[1])
-    assert two.keys.untyped_storage().data_ptr() == shared  # written in place, no copy
-    branch = one.append(steps[2])  # `one` already grew into `two`: a branch gets its own copy
-    assert branch.keys.untyped_storage().data_ptr() != shared
-    assert torch.equal(two.keys[:, :, 5], steps[1].keys[:, :, 0])  # untouched by the branch
-    assert torch.equal(branch.keys[:, :, 5], steps[2].keys[:, :, 0])
-    assert torch.equal(one.keys, torch.cat([first.keys, steps[0].keys], dim=2))
-
-
-def test_self_attention_steps_through_a_reserved_cache_equal_the_whole_sequence():
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=16, heads=4).eval()
-    x = torch.randn(2, 7, 16)
-    causal = torch.ones(7, 7, dtype=torch.bool).tril()[None]
-    whole, _, _ = mha(x, mask=causal)
-    out, _, cache = mha(x[:, :3], mask=causal[:, :3, :3])
-    cache, steps = cache.reserve(4), [out]
-    for t in range(3, 7):
-        y, _, cache = mha(x[:, t : t + 1], cache=cache)
-        steps.append(y)
-    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=1e-5, atol=1e-6)
-
-
 def test_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(d_model=10, heads=4)

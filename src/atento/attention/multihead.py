@@ -21,7 +21,7 @@ once per source with `project_kv(memory)` and reused at every step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,60 +31,24 @@ from atento.attention.attention import masked_softmax
 from atento.attention.scores import ScaledDotScore
 
 
-class _Room:
-    """Key/value buffers (N, H, capacity, Dh) shared by the caches that are views of them;
-    `filled` positions are written. Only the cache whose length is `filled` may append in
-    place, so an older cache of the same buffer (a branch) never sees its data change."""
-
-    def __init__(self, keys: Tensor, values: Tensor, extra: int) -> None:
-        n, h, s, dh = keys.shape
-        self.keys = keys.new_empty(n, h, s + extra, dh)
-        self.values = values.new_empty(n, h, s + extra, values.size(-1))
-        self.keys[:, :, :s] = keys
-        self.values[:, :, :s] = values
-        self.filled = s
-
-    @property
-    def capacity(self) -> int:
-        return self.keys.size(2)
-
-
 @dataclass
 class KVCache:
     """Projected keys and values of one attention layer, split into heads.
 
     keys, values: (N, H, S, Dh); S grows by one per decoding step for self-attention and is the
-    source length for cross-attention. A cache made by `reserve(n)` is a view of buffers with
-    room for n more positions: `append` then writes the new positions in place instead of
-    copying all S (a fresh allocation and copy per step and layer was ~40 % of a cached
-    sampling step at S ~ 250). Appending is still functional: the old cache keeps its values.
+    source length for cross-attention.
     """
 
     keys: Tensor
     values: Tensor
-    _room: _Room | None = field(default=None, repr=False, compare=False)
 
     @property
     def length(self) -> int:
         """S, the number of cached positions."""
         return self.keys.size(2)
 
-    def reserve(self, extra: int) -> KVCache:
-        """This cache, backed by buffers with room for `extra` more positions (copied once)."""
-        if extra <= 0 or self.keys.requires_grad:
-            return self
-        room = _Room(self.keys, self.values, extra)
-        return KVCache(room.keys[:, :, : self.length], room.values[:, :, : self.length], room)
-
     def append(self, other: KVCache) -> KVCache:
         """This cache followed by `other`'s positions (along S)."""
-        s, n, room = self.length, other.length, self._room
-        fits = room is not None and room.filled == s and s + n <= room.capacity
-        if fits and not (other.keys.requires_grad or other.values.requires_grad):
-            room.keys[:, :, s : s + n] = other.keys
-            room.values[:, :, s : s + n] = other.values
-            room.filled = s + n
-            return KVCache(room.keys[:, :, : s + n], room.values[:, :, : s + n], room)
         keys = torch.cat([self.keys, other.keys], dim=2)  # (N, H, S1 + S2, Dh)
         return KVCache(keys=keys, values=torch.cat([self.values, other.values], dim=2))
 

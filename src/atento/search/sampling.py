@@ -128,11 +128,6 @@ def sample(
     for step in range(max_new):
         if not use_cache or cache is None:
             logits, cache, pad_mask, positions = read_all()
-            if use_cache:  # room for the steps to come: each step writes its keys in place
-                room = max_new - step - 1
-                if limit is not None:
-                    room = min(room, limit - max(visible))
-                cache = [kv.reserve(room) for kv in cache]
         tokens = pick(logits, temperature=temperature, top_k=top_k, top_p=top_p,
                       generator=generator)  # fmt: skip
         new = tokens.tolist()
