@@ -214,6 +214,8 @@ def main() -> None:
         help="seeds of the GPT comparison on SST-2, run last (none: skip)",
     )
     parser.add_argument("--only", choices=("sst2", "trec"))
+    parser.add_argument("--out", default=str(OUT),
+                        help="results: OUT.txt and OUT.jsonl (default: %(default)s)")  # fmt: skip
     parser.add_argument("--summarize", action="store_true",
                         help="start no run: the table of the runs finished so far")  # fmt: skip
     args = parser.parse_args()
@@ -224,7 +226,7 @@ def main() -> None:
         print(msg, file=sys.stderr, flush=True)
 
     rows: list[dict] = []
-    out = ROOT / OUT
+    out = ROOT / args.out
 
     def write() -> None:
         out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -237,7 +239,7 @@ def main() -> None:
     if args.only in (None, "sst2") and args.gpt_seeds:
         rows += run_gpt(args.sst2_minutes, args.gpt_seeds, log)
         write()
-    print((ROOT / OUT).with_suffix(".txt").read_text())
+    print(out.with_suffix(".txt").read_text())
 
 
 if __name__ == "__main__":
