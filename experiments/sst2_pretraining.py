@@ -197,7 +197,7 @@ def summary(rows: list[dict], args) -> str:
                 f"({min(acc):.4f}..{max(acc):.4f})    {statistics.mean(best):.4f}   "
                 f"{steps:16} {wall:8.0f}"
             )
-    lines += ["", "per run (JSON lines in sst2_trec.jsonl)"]
+    lines += ["", f"per run (JSON lines in {Path(args.out).name}.jsonl)"]
     return "\n".join(lines) + "\n"
 
 
