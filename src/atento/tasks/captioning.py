@@ -11,7 +11,8 @@ loss, corpus BLEU-4 of greedy captions on the validation images picks the best c
 
 An example is (image, one of its captions): every reference caption of a training image is a
 training target. Image features come from `atento.captioning.cache` (extracted once, with a
-progress bar) and are held as one fp16 tensor (N, P, C). Decoding sources are the images'
+progress bar) and are read from one fp16 file per split (`PackedFeatures`), a batch's rows at a
+time: the features are not held in the process's memory. Decoding sources are the images'
 feature grids (P, C); `source_collate` stacks them with an all-true mask, and everything
 else (greedy and beam search, scoring, search-error analysis) is the translation code as is.
 """
@@ -25,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,9 @@ from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
 from atento.training.metrics import caption_bleu
+
+if TYPE_CHECKING:
+    from atento.captioning.cache import PackedFeatures
 
 
 @dataclass
@@ -133,32 +137,20 @@ class CaptionTask(Task):
         split = {"train": data.train_split, "valid": data.valid_split}.get(which, which)
         return read_flickr8k(data.dir, split, strict=data.strict)
 
-    def features(self, images: Sequence[Path], *, what: str) -> tuple[Tensor, list[int]]:
-        """Cached features of `images` as one fp16 tensor (N', P, C) and the indices of the
-        images they belong to (unreadable ones skipped with a count, or an error if strict)."""
+    def features(self, images: Sequence[Path], *, what: str) -> tuple[PackedFeatures, list[int]]:
+        """Cached features of `images` as one fp16 file of N' rows (P, C), read on demand
+        (`PackedFeatures`: feats[rows] -> (len(rows), P, C)), and the indices of the images
+        they belong to (unreadable ones skipped with a count, or an error if strict)."""
         from atento.captioning.cache import FeatureCache
 
         cache = FeatureCache(self.cfg.data.cache or None)
-        kept: list[int] = []
-        out: Tensor | None = None
-        chunk = 512  # fills one tensor chunk by chunk: no second copy of all the features
-        for start in range(0, len(images), chunk):
-            feats, errors = cache.features(images[start : start + chunk],
-                                           progress=sys.stderr.isatty())  # fmt: skip
-            if errors and self.cfg.data.strict:
-                raise AtentoError(next(iter(errors.values())))
-            for i, f in enumerate(feats):
-                if f is None:
-                    continue
-                if out is None:
-                    out = torch.empty((len(images), *f.shape), dtype=torch.float16)
-                out[len(kept)] = f
-                kept.append(start + i)
-        if len(kept) < len(images):
-            warn(f"{what}: {len(images) - len(kept)} unreadable image(s) skipped")
-        if out is None:
+        feats, kept, errors = cache.packed(images, progress=sys.stderr.isatty(),
+                                           strict=self.cfg.data.strict)  # fmt: skip
+        if errors:
+            warn(f"{what}: {len(errors)} unreadable image(s) skipped")
+        if feats is None:
             raise AtentoError(f"{what}: no readable image")
-        return out[: len(kept)], kept
+        return feats, kept
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
@@ -274,7 +266,10 @@ class CaptionTask(Task):
         loss = total / max(tokens, 1)
         search = placement.with_precision(self.cfg.search.precision, key="search.precision")
         translator = self.translator(model, search).with_search(beam=1, nbest=1)
-        hyps = translator.translate_ids(list(self.valid_feats))
+        hyps = []  # a few whole batches' rows read at a time: the same batches as one call
+        block = 4 * translator.search.batch_size
+        for start in range(0, len(self.valid_feats), block):
+            hyps += translator.translate_ids(list(self.valid_feats[start : start + block]))
         scores = caption_bleu([tok.decode(h[0].tokens) for h in hyps], self.valid_refs)
         b1, b2, b3, b4 = scores.bleu
         return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3), "bleu": b4,
