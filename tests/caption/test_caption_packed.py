@@ -6,21 +6,13 @@ import os
 
 import pytest
 import torch
+from test_caption_cache import fake_extractor
 
 from atento.captioning.cache import FeatureCache, PackedFeatures
 from atento.config import load_config
 from atento.errors import AtentoError
 from atento.training.loop import Trainer
 from conftest import CONFIGS, caption_overrides
-
-
-def fake_extractor(calls):
-    def extract(images):  # (B, 3, 224, 224) -> (B, 49, 4): the mean colour per region
-        calls.append(images.size(0))
-        pooled = torch.nn.functional.avg_pool2d(images, 32)  # (B, 3, 7, 7)
-        return torch.cat([pooled, pooled[:, :1]], 1).flatten(2).transpose(1, 2)
-
-    return extract
 
 
 def copy_images(flickr, directory):
