@@ -46,6 +46,32 @@ def test_prefill_then_steps_equal_one_full_pass(positions) -> None:
     assert cache[0].length == 10
 
 
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_step_equals_hidden_for_one_new_token(positions) -> None:
+    """The sampling loop's lean step against the general pass, with left-padded rows: the
+    same states and the same cache."""
+    model = _model(positions)
+    ids = torch.randint(4, 11, (3, 6))
+    pad = torch.tensor([[True] * 6, [False, False, True, True, True, True], [False] * 5 + [True]])
+    pos = (torch.arange(6)[None] - (~pad).sum(1, keepdim=True)).clamp(min=0)
+    _, _, cache = model.hidden(ids, pad_mask=pad, positions=pos)
+    new = torch.tensor([5, 9, 4])
+    pad1 = torch.cat([pad, torch.ones(3, 1, dtype=torch.bool)], dim=1)
+    ref, _, ref_cache = model.hidden(new[:, None], pad_mask=pad1, cache=cache,
+                                     positions=pos[:, -1:] + 1)  # fmt: skip
+    h, step_cache = model.step(new, cache, pad_mask=pad1, positions=pos[:, -1] + 1)
+    torch.testing.assert_close(h, ref[:, 0], atol=1e-6, rtol=1e-6)
+    for a, b in zip(step_cache, ref_cache, strict=True):
+        torch.testing.assert_close(a.keys, b.keys)
+        torch.testing.assert_close(a.values, b.values)
+    # rows of one length: no mask, positions past..past
+    _, _, cache = model.hidden(ids)
+    ref = model.hidden(new[:, None], cache=cache)[0][:, 0]
+    torch.testing.assert_close(model.step(new, cache)[0], ref, atol=1e-6, rtol=1e-6)
+    # the mask is honoured: hiding some cached positions of rows 1 and 2 changes their states
+    assert not torch.allclose(model.step(new, cache, pad_mask=pad1)[0], ref)
+
+
 def test_left_padded_rows_equal_each_row_alone() -> None:
     model = _model()
     prompts = [[5, 6, 7, 8, 9], [4], [7, 7, 6]]

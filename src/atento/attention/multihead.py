@@ -129,6 +129,29 @@ class MultiHeadAttention(nn.Module):
         out = out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)  # (B, T, D)
         return self.out_proj(out), weights, kv
 
+    def step(self, x: Tensor, cache: KVCache, mask: Tensor | None = None) -> tuple[Tensor, KVCache]:
+        """Self-attention of one new position per row at inference, in the fewest operations:
+        x (B, D), cache (B, H, S, Dh), mask (B, S + 1) True = may attend, or None. Equals
+        `forward(x[:, None], mask=mask[:, None], cache=cache)` (output (B, D), new cache): one
+        query per row needs no (B, 1, D) reshapes and no transposes, and softmax(q k^T /
+        sqrt(Dh)) v is written out (the KV-cached loop of `TextTransformer.step`, where the
+        cost is per-operation overhead, not arithmetic)."""
+        b = x.size(0)
+
+        def heads(proj: nn.Linear) -> Tensor:  # (B, D) -> (B, H, 1, Dh), a view
+            return F.linear(x, proj.weight, proj.bias).view(b, self.heads, 1, self.head_dim)
+
+        q, new = heads(self.q_proj), KVCache(heads(self.k_proj), heads(self.v_proj))
+        head_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, S + 1)
+        if _low_precision_cpu(q):  # bf16 autocast on a CPU: attention in fp32, as `attend`
+            kv = cache.append(new.map(Tensor.float))
+            out = self.attend(q, kv, head_mask, need_weights=False)[0]
+        else:
+            kv = cache.append(new)
+            energies = (q @ kv.keys.transpose(2, 3)).mul_(self.head_dim**-0.5)  # (B, H, 1, S)
+            out = masked_softmax(energies, head_mask) @ kv.values  # (B, H, 1, Dh)
+        return F.linear(out.view(b, -1), self.out_proj.weight, self.out_proj.bias), kv
+
     def attend(
         self, q: Tensor, kv: KVCache, mask: Tensor | None, *, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:

@@ -137,6 +137,23 @@ class TextTransformer(nn.Module):
                 weights = w
         return self.norm(x), weights, new_cache
 
+    def step(
+        self, ids: Tensor, cache: Cache, *, pad_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> tuple[Tensor, Cache]:  # fmt: skip
+        """One new token per row at inference, after the positions in `cache`: ids (B,) ->
+        final states (B, D) and the new cache. Equals `hidden(ids[:, None], cache=cache, ...)`
+        (pad_mask (B, S + 1), positions (B,) as there) in fewer operations: the KV-cached
+        sampling loop, where per-operation overhead, not arithmetic, is the cost."""
+        past = cache[0].length
+        pos = self.positions(1, past) if positions is None else self.positions.at(positions)
+        x = self.embed(ids) + pos  # (B, D); dropout is off at inference
+        new_cache = []
+        for block, kv in zip(self.layers, cache, strict=True):
+            x, kv = block.step(x, kv, pad_mask)
+            new_cache.append(kv)
+        return self.norm(x), new_cache
+
     def _mask(
         self, T: int, past: int, pad_mask: Tensor | None, device: torch.device
     ) -> Tensor | None:

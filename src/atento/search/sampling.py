@@ -147,9 +147,7 @@ def sample(
             if pad_mask is not None:  # left-padded rows: each its own next position
                 positions = positions + 1
                 pad_mask = torch.cat([pad_mask, pad_mask.new_ones(len(new), 1)], dim=1)
-            h, _, cache = model.hidden(
-                tokens.to(device)[:, None], pad_mask=pad_mask, cache=cache,
-                positions=None if positions is None else positions[:, None],
-            )  # fmt: skip
-            logits = model.logits(h[:, -1])
+            h, cache = model.step(tokens.to(device), cache, pad_mask=pad_mask,
+                                  positions=positions)  # fmt: skip
+            logits = model.logits(h)
     return out
