@@ -89,22 +89,38 @@ def test_attention_overlay_png(caption_run, flickr_mini, tmp_path, capsys):
 
 
 def test_evaluate_json_reports_bleu_1_to_4(caption_run, capsys):
-    code, out, _ = run_cli(["evaluate", caption_run, "--split", "dev", "--beam", "3", "--json"],
-                           capsys)  # fmt: skip
+    args = ["evaluate", caption_run, "--split", "dev", "--beam", "3", "--json", "--no-meteor"]
+    code, out, _ = run_cli(args, capsys)
     assert code == 0
     report = json.loads(out)
     assert report["task"] == "caption" and report["images"] == 2 and report["references"] == 10
     assert report["beam"] == 3 and "nrefs:5" in report["bleu_signature"]
     for n in (1, 2, 3, 4):
         assert 0.0 <= report[f"bleu{n}"] <= 100.0
+        assert 0.0 <= report[f"coco_bleu{n}"] <= 100.0
     assert report["bleu"] == report["bleu4"]
+    assert 0.0 <= report["cider_d"] <= 1000.0 and "pycocoevalcap" in report["coco_signature"]
+    assert report["meteor"] is None and "--no-meteor" in report["meteor_note"]
+
+
+def test_evaluate_says_why_meteor_is_missing_without_java(caption_run, capsys, monkeypatch):
+    from atento.analysis import coco_caption
+
+    monkeypatch.setattr(coco_caption.shutil, "which", lambda name: None)
+    code, out, _ = run_cli(["evaluate", caption_run, "--split", "dev", "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["meteor"] is None and "needs java" in report["meteor_note"]
+    code, out, _ = run_cli(["evaluate", caption_run, "--split", "dev"], capsys)
+    assert code == 0 and "coco-caption: BLEU-1 " in out and "CIDEr-D " in out
+    assert "METEOR - (needs java" in out
 
 
 def test_evaluate_tsv_skips_missing_or_strict_fails(caption_run, flickr_mini, tmp_path, capsys):
     good = dev_images(flickr_mini)[0]
     tsv = tmp_path / "c.tsv"
     tsv.write_text(f"{good.name}\ta dog .\nmissing.jpg\ta cat .\n")
-    args = ["evaluate", caption_run, "--captions", tsv, "--images", good.parent, "--json"]
+    args = ["evaluate", caption_run, "--captions", tsv, "--images", good.parent]
+    args += ["--json", "--no-meteor"]
     code, out, err = run_cli(args, capsys)
     assert code == 0 and json.loads(out)["images"] == 1 and json.loads(out)["skipped"] == 1
     assert "1 image(s) missing" in err

@@ -292,6 +292,9 @@ class CaptionTask(Task):
         group.add_argument("--images", help="folder the --captions file names are relative to")
         group.add_argument("--strict", action="store_true",
                            help="an image named but missing or unreadable is an error")  # fmt: skip
+        group.add_argument("--no-meteor", action="store_true",
+                           help="skip coco-caption's METEOR (a Java process: ~1.2 GB, tens of "
+                           "seconds to load its paraphrase table)")  # fmt: skip
 
     def evaluation_set(self, args: argparse.Namespace) -> tuple[CaptionSet, str]:
         """The images and references `evaluate` / `search-errors` / `beam-sweep` read."""
@@ -306,7 +309,9 @@ class CaptionTask(Task):
 
     def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
         """Caption the split's images (beam, alpha) and score BLEU-1..4 (+ chrF) against all
-        their references."""
+        their references with sacreBLEU, and coco-caption's BLEU-1..4, CIDEr-D and METEOR
+        (`atento.analysis.coco_caption`)."""
+        from atento.analysis.coco_caption import coco_caption_scores
         from atento.cli.common import configured
 
         images, name = self.evaluation_set(args)
@@ -330,6 +335,8 @@ class CaptionTask(Task):
             "beam": translator.search.beam, "alpha": translator.search.alpha,
             "precision": translator.placement.precision, "bleu_signature": scores.signature,
         }  # fmt: skip
+        meteor = not getattr(args, "no_meteor", False)
+        report.update(coco_caption_scores(outputs, refs, meteor=meteor).report())
         if getattr(args, "hyp_out", None):
             from atento.cli.common import write_text
 
@@ -342,6 +349,13 @@ class CaptionTask(Task):
             f"BLEU-1 {report['bleu1']:.2f}  BLEU-2 {report['bleu2']:.2f}  "
             f"BLEU-3 {report['bleu3']:.2f}  BLEU-4 {report['bleu4']:.2f}  "
             f"({report['bleu_signature']})"
+        )
+        meteor = (f"METEOR {report['meteor']:.2f}" if report["meteor"] is not None
+                  else f"METEOR - ({report['meteor_note']})")  # fmt: skip
+        print(
+            f"coco-caption: BLEU-1 {report['coco_bleu1']:.2f}  BLEU-2 {report['coco_bleu2']:.2f}  "
+            f"BLEU-3 {report['coco_bleu3']:.2f}  BLEU-4 {report['coco_bleu4']:.2f}  "
+            f"CIDEr-D {report['cider_d']:.2f}  {meteor}"
         )
         print(
             f"{report['images']} images ({report['references']} references) of "
