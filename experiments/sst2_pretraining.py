@@ -4,7 +4,7 @@ after LM pretraining, for SST-2) at the same total wall-clock budget, three seed
 GPT: --gpt-seeds, run last).
 
     .venv/bin/python experiments/sst2_pretraining.py [--sst2-minutes 2] [--trec-minutes 1.5]
-        [--seeds 1 2 3] [--gpt-seeds 1] [--only sst2|trec]
+        [--seeds 1 2 3] [--gpt-seeds 1] [--only sst2|trec] [--runs DIR] [--out FILE]
 
 Budget B per run: "scratch" trains the classifier for B minutes; "mlm" pretrains for B/2
 (`configs/*_mlm.yaml`: the training split's sentences, validation sentences excluded) and
@@ -216,11 +216,13 @@ def main() -> None:
     parser.add_argument("--only", choices=("sst2", "trec"))
     parser.add_argument("--out", default=str(OUT),
                         help="results: OUT.txt and OUT.jsonl (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--runs", default="runs/exp_cls",
+                        help="run directories (finished runs are read back)")  # fmt: skip
     parser.add_argument("--summarize", action="store_true",
                         help="start no run: the table of the runs finished so far")  # fmt: skip
     args = parser.parse_args()
-    global SUMMARIZE
-    SUMMARIZE = args.summarize
+    global SUMMARIZE, RUNS
+    SUMMARIZE, RUNS = args.summarize, Path(args.runs)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

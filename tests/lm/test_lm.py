@@ -10,7 +10,7 @@ import torch
 
 from atento.cli.main import main
 from atento.models.lm import TextTransformer
-from atento.search.sampling import filter_logits, sample
+from atento.search.sampling import filter_logits, pick, sample
 from atento.training.schedule import warmup_cosine
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 60
@@ -106,6 +106,23 @@ def test_filters_by_hand() -> None:
     assert kept(filter_logits(logits, top_p=0.5)) == [0]  # 0.5 alone reaches 0.5
     assert kept(filter_logits(logits, top_p=0.8)) == [0, 1, 2]  # 0.5 + 0.2 < 0.8
     assert kept(filter_logits(logits, top_k=4, top_p=0.99)) == [0, 1, 2, 3]
+
+
+def test_pick_inverts_the_sorted_cdf_by_hand() -> None:
+    """Tokens 2, 0, 1 have probabilities 0.5, 0.3, 0.2: sorted, the cdf is 0.5, 0.8, 1.0, so
+    u < 0.5 picks token 2, u < 0.8 token 0, else token 1; top-k 1 leaves only token 2."""
+    logits = torch.log(torch.tensor([[0.3, 0.2, 0.5]]))
+    for seed in range(40):
+        u = torch.rand(1, generator=torch.Generator().manual_seed(seed)).item()
+        want = 2 if u < 0.5 else 0 if u < 0.8 else 1
+        g = torch.Generator().manual_seed(seed)
+        assert pick(logits, temperature=1.0, top_k=0, top_p=1.0, generator=g).item() == want
+        g = torch.Generator().manual_seed(seed)
+        assert pick(logits, temperature=1.0, top_k=1, top_p=1.0, generator=g).item() == 2
+    # temperature 0 is the argmax of every row, whatever u is
+    greedy = pick(logits.repeat(2, 1), temperature=0, top_k=0, top_p=1.0,
+                  generator=torch.Generator())  # fmt: skip
+    assert greedy.tolist() == [2, 2]
 
 
 def test_cosine_schedule_by_hand() -> None:

@@ -52,13 +52,15 @@ def pick(
     u = torch.rand(logits.size(0), generator=generator)  # drawn even when greedy
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)
+    logits = logits.float() if temperature == 1 else logits.float() / temperature
+    logits = filter_logits(logits, top_k=top_k, top_p=top_p)
     probs, order = logits.softmax(dim=-1).sort(dim=-1, descending=True)
     cdf = probs.cumsum(dim=-1)
-    index = (cdf < u.to(cdf.device)[:, None]).sum(dim=-1).clamp(max=probs.size(-1) - 1)
-    # never a token of probability 0 (a rounding shortfall of the cdf below u)
-    index = torch.minimum(index, (probs > 0).sum(dim=-1) - 1)
-    return order.gather(-1, index[:, None]).squeeze(-1)
+    # the number of cdf values below u: the first token whose cdf reaches u
+    index = torch.searchsorted(cdf, u.to(cdf.device)[:, None])
+    # never a token of probability 0 (a rounding shortfall of the cdf below u), never past V
+    index = torch.minimum(index, (probs > 0).sum(dim=-1, keepdim=True) - 1)
+    return order.gather(-1, index).squeeze(-1)
 
 
 def check_settings(*, max_new: int, temperature: float, top_k: int, top_p: float,
