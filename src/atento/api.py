@@ -284,13 +284,11 @@ class Model:
     ) -> list[Caption]:
         """Caption image files with a captioning run -> one `Caption` each, in order (features
         from the run's feature cache). An unreadable image is an AtentoError naming it."""
-        from atento.captioning.cache import FeatureCache
-
         self._need("caption", "caption")
         paths = [images] if isinstance(images, (str, Path)) else list(images)
         if not paths:
             raise AtentoError("no images to caption")
-        feats, errors = FeatureCache(self.run.cfg.data.cache or None).features(paths)
+        feats, errors = self.run.task.image_features(paths)  # at the run's cut
         if errors:
             raise AtentoError(errors[min(errors)])
         s = self.run.cfg.search

@@ -17,6 +17,10 @@ read), from which a batch's rows are read on demand instead of holding every fea
 process's memory (6,000 Flickr8k images: 753 MB).
 
     feats, kept, errors = cache.packed(paths)             # PackedFeatures: feats[rows] -> (B, P, C)
+
+A run that fine-tunes the encoder's last N blocks caches the frozen part's output instead, the
+activation at the cut (`FeatureCache(directory, finetune_blocks=N)`: (49, 192) for N = 1): the
+same files and packs, keyed by the cut as well (through the encoder's name).
 """
 
 from __future__ import annotations
@@ -63,18 +67,23 @@ class FeatureCache:
     """Region features (P, C) fp16 per image file, on disk under `directory`.
 
     `encoder` is the name that keys the features; `extract(images (B, 3, S, S)) -> (B, P, C)`
-    computes missing ones (default: the pretrained EfficientNet-Lite0, built on first use).
+    computes missing ones (default: the pretrained EfficientNet-Lite0, built on first use, up
+    to the cut before its last `finetune_blocks` blocks: 0 = the whole net, the final map).
     `hits` and `misses` count lookups since construction.
     """
 
     def __init__(
         self, directory: str | Path | None = None, *, encoder: str | None = None,
         extract: Callable[[Tensor], Tensor] | None = None, batch_size: int = 32,
+        finetune_blocks: int = 0,
     ) -> None:  # fmt: skip
+        from atento.captioning.encoder import check_finetune_blocks
+
         self.directory = Path(directory) if directory else default_cache_dir()
         self._encoder_name = encoder
         self._extract = extract
         self.batch_size = batch_size
+        self.finetune_blocks = check_finetune_blocks(finetune_blocks)
         self.hits = self.misses = 0
 
     @property
@@ -82,15 +91,15 @@ class FeatureCache:
         if self._encoder_name is None:
             from atento.captioning.encoder import pretrained_name
 
-            self._encoder_name = pretrained_name()
+            self._encoder_name = pretrained_name(self.finetune_blocks)
         return self._encoder_name
 
     def _extractor(self) -> Callable[[Tensor], Tensor]:
         if self._extract is None:
             from atento.captioning.encoder import ImageEncoder, to_regions
 
-            encoder = ImageEncoder.pretrained()
-            self._extract = lambda images: to_regions(encoder(images))
+            encoder, n = ImageEncoder.pretrained(), self.finetune_blocks
+            self._extract = lambda images: to_regions(encoder.frozen_part(images, n))
         return self._extract
 
     def _file(self, key: str) -> Path:

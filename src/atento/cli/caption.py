@@ -3,7 +3,8 @@
 Prints `IMAGE<TAB>caption` for every image, in order (folders are expanded to the images in
 them); with --nbest N, N lines per image with their scores. An image that cannot be read gets
 a one-line error on stderr and the others still get their captions; the exit status is then 2.
-Features come from the run's feature cache (computed once per image file).
+Features come from the run's feature cache (computed once per image file); a run that
+fine-tuned the encoder's last blocks caches the frozen part's output and runs its own tail.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ def caption_run(run_dir: str) -> LoadedRun:
 
 
 def image_features(loaded: LoadedRun, paths, *, progress: bool = False):
-    """Cached features of image files: (features list with None for failures, {i: error})."""
-    from atento.captioning.cache import FeatureCache
-
-    return FeatureCache(loaded.cfg.data.cache or None).features(paths, progress=progress)
+    """Cached features of image files (at the run's cut when it fine-tuned the encoder's last
+    blocks): (features list with None for failures, {i: error})."""
+    return loaded.task.image_features(paths, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,11 @@ Attention comes before the recurrence (it reads h_{t-1}), so teacher forcing is 
 the T steps, like input feeding in `atento.models.rnn`. The decoder state is that module's
 `RNNDecoderState` (hidden (h, c) as (1, N, H), memory, prepared keys, mask), so `expand`,
 `reorder` and `select` are the same row gathers.
+
+With `model.finetune_blocks: N > 0` the model also holds the encoder's last N blocks and head
+(`atento.captioning.encoder.EncoderTail`) and its sources are the cached activations at the cut
+before them, (B, P, C) = (B, 49, 192) for N = 1: `encode` runs the tail first, so training,
+validation, search, checkpoints and every decoding command use the fine-tuned tail.
 """
 
 from __future__ import annotations
@@ -48,9 +53,16 @@ class ShowAttendTellConfig:
     hidden_size: int = 512  # LSTM state and memory width D (regions are projected to it)
     dropout: float = 0.5  # on embeddings and the deep output
     gate: bool = True  # the gating scalar beta_t = sigmoid(f_beta(h_{t-1})) on the context
+    finetune_blocks: int = 0  # 0 = frozen encoder; N = its last N MBConv blocks + head train
+    finetune_lr_scale: float = 0.1  # the tail's learning rate is train.lr times this
 
     def validate(self, cfg: Config) -> None:
+        from atento.captioning.encoder import MODEL_NAME, N_BLOCKS
+
         check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
+        check(0 <= self.finetune_blocks <= N_BLOCKS, cfg, "model.finetune_blocks",
+              f"0 = frozen to {N_BLOCKS}, the MBConv blocks of {MODEL_NAME}")  # fmt: skip
+        check(self.finetune_lr_scale > 0, cfg, "model.finetune_lr_scale", "a positive number")
         check(self.emb_size > 0, cfg, "model.emb_size", "a positive number")
         check(self.hidden_size > 0, cfg, "model.hidden_size", "a positive number")
 
@@ -61,10 +73,11 @@ class ShowAttendTell(nn.Module):
 
     def __init__(
         self, *, tgt_vocab: int, feature_size: int, emb_size: int, hidden_size: int,
-        dropout: float, gate: bool = True,
+        dropout: float, gate: bool = True, tail: nn.Module | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         D = H = hidden_size
+        self.tail = tail  # the encoder's trainable end: cut activations -> (B, P, feature_size)
         self.project = nn.Linear(feature_size, D)  # a_i -> memory (B, P, D)
         self.embed = _embedding(tgt_vocab, emb_size)
         self.init_h = nn.Linear(D, H)
@@ -87,7 +100,11 @@ class ShowAttendTell(nn.Module):
 
     def encode(self, features: Tensor, feature_mask: Tensor) -> EncoderOutput:
         """features (B, P, C) region vectors, feature_mask (B, P) True = real region (all True
-        for a CNN grid) -> memory (B, P, D)."""
+        for a CNN grid) -> memory (B, P, D). With an encoder tail, features are the activations
+        at the cut, (B, P', C'), and the tail makes the regions (B, P, C) first."""
+        if self.tail is not None:
+            features = self.tail(features)
+            feature_mask = feature_mask.new_ones(features.shape[:2])
         return EncoderOutput(memory=self.project(features), memory_mask=feature_mask)
 
     def init_state(
@@ -166,7 +183,12 @@ def doubly_stochastic_penalty(weights: Tensor, step_mask: Tensor) -> Tensor:
 @register_architecture("show_attend_tell", ShowAttendTellConfig, cpu_bf16=False)
 def build_show_attend_tell(cfg: Config, *, tgt_vocab: int, feature_size: int) -> nn.Module:
     m: ShowAttendTellConfig = cfg.model
+    tail = None
+    if m.finetune_blocks:  # the pretrained blocks (a checkpoint's weights replace them)
+        from atento.captioning.encoder import EncoderTail
+
+        tail = EncoderTail.pretrained(m.finetune_blocks, lr_scale=m.finetune_lr_scale)
     return ShowAttendTell(
         tgt_vocab=tgt_vocab, feature_size=feature_size, emb_size=m.emb_size,
-        hidden_size=m.hidden_size, dropout=m.dropout, gate=m.gate,
+        hidden_size=m.hidden_size, dropout=m.dropout, gate=m.gate, tail=tail,
     )  # fmt: skip

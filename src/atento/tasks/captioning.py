@@ -15,6 +15,11 @@ progress bar) and are read from one fp16 file per split (`PackedFeatures`), a ba
 time: the features are not held in the process's memory. Decoding sources are the images'
 feature grids (P, C); `source_collate` stacks them with an all-true mask, and everything
 else (greedy and beam search, scoring, search-error analysis) is the translation code as is.
+
+With `model.finetune_blocks: N > 0` the cached "features" are the frozen encoder's activations
+at the cut before its last N blocks, and the model's encoder tail turns them into regions
+(`atento.models.captioning`): every path here, training and decoding alike, reads the cache
+through `feature_cache`, so a run always gets the activations its model expects.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from atento.training.loss import sequence_loss
 from atento.training.metrics import caption_bleu
 
 if TYPE_CHECKING:
-    from atento.captioning.cache import PackedFeatures
+    from atento.captioning.cache import FeatureCache, PackedFeatures
 
 
 @dataclass
@@ -137,15 +142,31 @@ class CaptionTask(Task):
         split = {"train": data.train_split, "valid": data.valid_split}.get(which, which)
         return read_flickr8k(data.dir, split, strict=data.strict)
 
+    @property
+    def finetune_blocks(self) -> int:
+        return getattr(self.cfg.model, "finetune_blocks", 0)
+
+    def feature_cache(self) -> FeatureCache:
+        """The run's feature cache: the final map's regions for a frozen encoder, else the
+        activations at the cut before the `model.finetune_blocks` trained blocks."""
+        from atento.captioning.cache import FeatureCache
+
+        return FeatureCache(self.cfg.data.cache or None, finetune_blocks=self.finetune_blocks)
+
+    def image_features(
+        self, paths: Sequence[str | Path], *, progress: bool = False
+    ) -> tuple[list[Tensor | None], dict[int, str]]:
+        """The model's sources for image files (`atento caption`, `attention`, the API): one
+        (P, C) fp16 tensor each (None where unreadable) and {index: error}."""
+        return self.feature_cache().features(paths, progress=progress)
+
     def features(self, images: Sequence[Path], *, what: str) -> tuple[PackedFeatures, list[int]]:
         """Cached features of `images` as one fp16 file of N' rows (P, C), read on demand
         (`PackedFeatures`: feats[rows] -> (len(rows), P, C)), and the indices of the images
         they belong to (unreadable ones skipped with a count, or an error if strict)."""
-        from atento.captioning.cache import FeatureCache
-
-        cache = FeatureCache(self.cfg.data.cache or None)
-        feats, kept, errors = cache.packed(images, progress=sys.stderr.isatty(),
-                                           strict=self.cfg.data.strict)  # fmt: skip
+        feats, kept, errors = self.feature_cache().packed(
+            images, progress=sys.stderr.isatty(), strict=self.cfg.data.strict
+        )
         if errors:
             warn(f"{what}: {len(errors)} unreadable image(s) skipped")
         if feats is None:
@@ -200,10 +221,16 @@ class CaptionTask(Task):
         return {"tgt_vocab": self.tokenizers["tgt"].vocab_size, "feature_size": FEATURE_SIZE}
 
     def describe(self) -> str:
+        n, encoder = self.finetune_blocks, "frozen encoder"
+        if n:
+            shape = "x".join(map(str, self.train_feats.shape[1:]))
+            encoder = (f"encoder's last {n} block(s) + head fine-tuned (lr x "
+                       f"{self.cfg.model.finetune_lr_scale:g}) on cached {shape} activations "
+                       f"at the cut")  # fmt: skip
         return (
             f"{len(self.train_feats):,} training images ({len(self.train_examples):,} captions), "
             f"{len(self.valid_feats):,} validation images, vocabulary "
-            f"{self.tokenizers['tgt'].vocab_size}"
+            f"{self.tokenizers['tgt'].vocab_size}; {encoder}"
         )
 
     # ---------------------------------------------------------------- training

@@ -129,7 +129,7 @@ class Trainer:
             ids = [device] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(
-            _param_groups(self.model, cfg.train.weight_decay), lr=cfg.train.lr,
+            _param_groups(self.model, cfg.train.weight_decay, cfg.train.lr), lr=cfg.train.lr,
             betas=(0.9, cfg.train.beta2), eps=1e-9,
         )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -486,14 +486,24 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float) -> list[dict]:
     """AdamW's parameter groups: decoupled weight decay on the matrices and embeddings only
     (not on biases and LayerNorm gains, as GPT-2 trains); one group when there is no decay
-    (Adam's update exactly, and the optimiser state of earlier runs still loads)."""
+    (Adam's update exactly, and the optimiser state of earlier runs still loads). A submodule
+    with an `lr_scale` attribute (e.g. a fine-tuned image encoder's tail) has its parameters in
+    groups of their own at `lr * lr_scale` (the schedule scales every group alike)."""
+    scale = {id(p): m.lr_scale for m in model.modules() if hasattr(m, "lr_scale")
+             for p in m.parameters()}  # fmt: skip
     params = [p for p in model.parameters() if p.requires_grad]
-    if weight_decay == 0:
-        return [{"params": params, "weight_decay": 0.0}]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    groups = []
+    for s in dict.fromkeys([1.0, *(scale[id(p)] for p in params if id(p) in scale)]):
+        mine = [p for p in params if scale.get(id(p), 1.0) == s]
+        extra = {} if s == 1.0 else {"lr": lr * s}
+        if weight_decay == 0:
+            groups.append({"params": mine, "weight_decay": 0.0, **extra})
+            continue
+        groups += [
+            {"params": [p for p in mine if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+            {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, **extra},
+        ]
+    return groups
