@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from atento.errors import AtentoError
 
@@ -111,7 +112,11 @@ class EncoderTail(nn.Module):
     statistics (normalising with the statistics of a small batch of 7 x 7 maps would be noisy
     and would change the features the cache was computed with) while its weights and biases
     train, and the blocks' drop-connect stays off. `lr_scale` is read by the trainer's
-    optimiser: this module's parameters train at `train.lr * lr_scale`.
+    optimiser: this module's parameters train at `train.lr * lr_scale`. With gradients on, the
+    tail is checkpointed (`torch.utils.checkpoint`): its activations (~2.5 MB an image for
+    one block) are not kept through the decoder's steps but recomputed in the backward pass,
+    which reaches the tail last, after the decoder's tensors are freed (exact: nothing in the
+    tail is random in eval mode).
     """
 
     def __init__(self, blocks: list[nn.Module], head: nn.Module, bn: nn.Module,
@@ -142,6 +147,11 @@ class EncoderTail(nn.Module):
         if side * side != P:
             raise ValueError(f"the cut's regions are not a square grid: P = {P}")
         x = regions.transpose(1, 2).reshape(B, C, side, side)
+        if torch.is_grad_enabled():  # training: keep only the input, recompute in backward
+            return checkpoint(self._maps, x, use_reentrant=False)
+        return self._maps(x)
+
+    def _maps(self, x: Tensor) -> Tensor:
         for block in self.blocks:
             x = block(x)
         return to_regions(self.act(self.bn(self.conv_head(x))))
