@@ -33,12 +33,6 @@ def caption_run(run_dir: str) -> LoadedRun:
     return loaded
 
 
-def image_features(loaded: LoadedRun, paths, *, progress: bool = False):
-    """Cached features of image files (at the run's cut when it fine-tuned the encoder's last
-    blocks): (features list with None for failures, {i: error})."""
-    return loaded.task.image_features(paths, progress=progress)
-
-
 def run(args: argparse.Namespace) -> int:
     from atento.captioning.images import list_images
 
@@ -47,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise AtentoError("no image files in " + ", ".join(args.images))
     translator = configured(loaded.translator(), args)
-    feats, errors = image_features(loaded, paths, progress=sys.stderr.isatty())
+    feats, errors = loaded.task.image_features(paths, progress=sys.stderr.isatty())
     good = [i for i, f in enumerate(feats) if f is not None]
     hyps = dict(zip(good, translator.translate_ids([feats[i] for i in good]), strict=True))
     tok = loaded.tgt_tok
@@ -75,7 +69,7 @@ def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
         raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
                           "run takes one IMAGE and --out FILE.png")  # fmt: skip
     translator = configured(loaded.translator(), args).with_attention()
-    feats, errors = image_features(loaded, [args.sentence])
+    feats, errors = loaded.task.image_features([args.sentence])
     if errors:
         raise AtentoError(errors[0])
     hyp = translator.translate_ids([feats[0]])[0][0]
