@@ -5,12 +5,14 @@ GPT: --gpt-seeds, run last).
 
     .venv/bin/python experiments/sst2_pretraining.py [--sst2-minutes 2] [--trec-minutes 1.5]
         [--seeds 1 2 3] [--gpt-seeds 1] [--only sst2|trec] [--runs DIR] [--out FILE]
+        [--pretrain-share 0.5] [--pretrain-set KEY=VALUE ...] [--valid-every N]
 
-Budget B per run: "scratch" trains the classifier for B minutes; "mlm" pretrains for B/2
-(`configs/*_mlm.yaml`: the training split's sentences, validation sentences excluded) and
-fine-tunes for B/2; "gpt" pretrains a language model (`configs/sst2_gpt_lm.yaml`, the same
-text) for B/2 and fine-tunes it with the auxiliary LM loss for B/2. Pretraining runs once per
-seed, so every seed pays for its own. Each `atento train` runs under
+Budget B per run: "scratch" trains the classifier for B minutes; "mlm" pretrains for s B
+(s = --pretrain-share; `configs/*_mlm.yaml`: the training split's sentences, validation
+sentences excluded, plus the --pretrain-set overrides, e.g. data.drop_contained=true) and
+fine-tunes for (1 - s) B; "gpt" pretrains a language model (`configs/sst2_gpt_lm.yaml`, the
+same text) for s B and fine-tunes it with the auxiliary LM loss for (1 - s) B. Pretraining
+runs once per seed, so every seed pays for its own. Each `atento train` runs under
 `flock /tmp/atento-heavy.lock` (the machine is shared). Accuracy is on the validation file
 (SST-2 valid.tsv, TREC valid.label): the last validation (primary: nothing selected on the
 validation set) and the best one. Results: benchmarks/results/sst2_trec.txt (+ .jsonl);
@@ -57,6 +59,15 @@ class NotRun(Exception):
 
 
 SUMMARIZE = False
+PRETRAIN_SHARE = 0.5
+PRETRAIN_SET: list[str] = []  # overrides of the pretraining runs
+VALID_EVERY: list[str] = []  # train.valid_every=N for every Transformer run, when given
+
+
+def split_budget(minutes: float) -> tuple[float, float]:
+    """(pretraining, fine-tuning) minutes of a pretrained run's budget."""
+    pre = round(minutes * PRETRAIN_SHARE, 4)
+    return pre, round(minutes - pre, 4)
 
 
 def run_wall(out: Path) -> float:
@@ -109,21 +120,22 @@ def bag_of_words(name: str) -> dict:
 
 def run_dataset(name: str, minutes: float, seeds: list[int], log) -> list[dict]:
     """Bag-of-words, then scratch and MLM + fine-tuning for each seed."""
-    half = minutes / 2
+    pre_min, ft_min = split_budget(minutes)
     rows: list[dict] = []
     bow = bag_of_words(name)
     rows.append({"data": name, "method": "bow-logreg", "seed": 0, **bow})
     log(f"{name} bag-of-words: {bow}")
     for seed in seeds:
-        common = [f"train.seed={seed}"]
+        common = [f"train.seed={seed}", *VALID_EVERY]
         try:
             scratch = ["model.init_from=", f"train.max_minutes={minutes}", *common]
             r = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_scratch_s{seed}", scratch, log)
             rows.append(_row(name, "scratch", seed, [r]))
             log(json.dumps(rows[-1]))
             pre = RUNS / f"{name}_mlm_s{seed}"
-            p = train(f"configs/{name}_mlm.yaml", pre, [f"train.max_minutes={half}", *common], log)
-            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            p = train(f"configs/{name}_mlm.yaml", pre,
+                      [f"train.max_minutes={pre_min}", *common, *PRETRAIN_SET], log)  # fmt: skip
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={ft_min}", *common]
             f = train(f"configs/{name}_bert.yaml", RUNS / f"{name}_mlm_ft_s{seed}", tuned, log)
             rows.append(_row(name, "mlm+finetune", seed, [p, f]))
             log(json.dumps(rows[-1]))
@@ -133,14 +145,16 @@ def run_dataset(name: str, minutes: float, seeds: list[int], log) -> list[dict]:
 
 
 def run_gpt(minutes: float, seeds: list[int], log) -> list[dict]:
-    """SST-2: GPT LM pretraining for half the budget, fine-tuning (+ LM loss) for the rest."""
-    half, rows = minutes / 2, []
+    """SST-2: GPT LM pretraining for a share of the budget, fine-tuning (+ LM loss) for the
+    rest."""
+    (pre_min, ft_min), rows = split_budget(minutes), []
     for seed in seeds:
-        common = [f"train.seed={seed}"]
+        common = [f"train.seed={seed}", *VALID_EVERY]
         pre = RUNS / f"sst2_gpt_lm_s{seed}"
         try:
-            p = train("configs/sst2_gpt_lm.yaml", pre, [f"train.max_minutes={half}", *common], log)
-            tuned = [f"model.init_from={pre}", f"train.max_minutes={half}", *common]
+            p = train("configs/sst2_gpt_lm.yaml", pre,
+                      [f"train.max_minutes={pre_min}", *common, *PRETRAIN_SET], log)  # fmt: skip
+            tuned = [f"model.init_from={pre}", f"train.max_minutes={ft_min}", *common]
             f = train("configs/sst2_gpt.yaml", RUNS / f"sst2_gpt_ft_s{seed}", tuned, log)
         except NotRun as exc:
             log(f"not run yet: {exc}")
@@ -171,8 +185,9 @@ def summary(rows: list[dict], args) -> str:
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"cpu: {cpu_model()}; flags: {cpu_flags()}; torch threads: default (2 cores)",
         f"budgets: SST-2 {args.sst2_minutes} min per run, TREC {args.trec_minutes} min per run "
-        "(pretrained: half pretraining, half fine-tuning); seeds "
-        + ", ".join(map(str, args.seeds)),
+        f"(pretrained: {PRETRAIN_SHARE:g} of it pretraining, the rest fine-tuning); seeds "
+        + ", ".join(map(str, args.seeds))
+        + (f"; pretraining overrides: {' '.join(PRETRAIN_SET)}" if PRETRAIN_SET else ""),
         "pretraining text: SST-2 train.tsv sentences minus those in valid.tsv (7 dropped); "
         "TREC train.label questions minus those in valid.label; nothing downloaded",
         "accuracy = the last validation of each run (best = its best validation); "
@@ -218,11 +233,20 @@ def main() -> None:
                         help="results: OUT.txt and OUT.jsonl (default: %(default)s)")  # fmt: skip
     parser.add_argument("--runs", default="runs/exp_cls",
                         help="run directories (finished runs are read back)")  # fmt: skip
+    parser.add_argument("--pretrain-share", type=float, default=0.5,
+                        help="share of a pretrained run's budget spent pretraining")  # fmt: skip
+    parser.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides of the pretraining runs")  # fmt: skip
+    parser.add_argument("--valid-every", type=int, help="train.valid_every of every run")
     parser.add_argument("--summarize", action="store_true",
                         help="start no run: the table of the runs finished so far")  # fmt: skip
     args = parser.parse_args()
-    global SUMMARIZE, RUNS
+    global SUMMARIZE, RUNS, PRETRAIN_SHARE, PRETRAIN_SET, VALID_EVERY
     SUMMARIZE, RUNS = args.summarize, Path(args.runs)
+    if not 0.0 < args.pretrain_share < 1.0:
+        parser.error("--pretrain-share must be in (0, 1)")
+    PRETRAIN_SHARE, PRETRAIN_SET = args.pretrain_share, list(args.pretrain_set)
+    VALID_EVERY = [f"train.valid_every={args.valid_every}"] if args.valid_every else []
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ from atento.tasks.mlm import MaskedBatch, mask_tokens
 from atento.training.loop import Trainer
 from atento.training.loss import sequence_loss
 
-from .conftest import classify_config, mlm_config
+from .conftest import classify_config, mlm_config, write_tsv
 
 
 def _body(causal: bool, seed: int = 0) -> TextTransformer:
@@ -86,6 +86,27 @@ def test_mlm_loss_counts_only_the_chosen_positions(toy_data) -> None:
     ends = batch.pad_mask.sum(1) - 1
     assert not batch.chosen[torch.arange(len(ends)), ends].any()
     assert bool((seqs[torch.arange(len(ends)), ends] == EOS_ID).all())
+
+
+def test_mlm_drop_contained_pretrains_on_the_maximal_rows(toy_data, tmp_path) -> None:
+    rows = [("a fine film", "1"), ("fine film", "1"), ("a dull plot", "0"), ("dull", "0"),
+            ("the actor was great", "1"), ("great", "1"), ("was great", "1")] * 3  # fmt: skip
+    path = write_tsv(tmp_path / "nested.tsv", rows)
+    raw = {
+        **mlm_config(toy_data),
+        "data": {
+            **mlm_config(toy_data)["data"],
+            "train": str(path),
+            "valid_fraction": 0.34,
+            "tokenizer": "char",
+        },
+    }
+    for flag, expected in ((False, 21), (True, 3)):
+        raw["data"]["drop_contained"] = flag
+        task = task_class("mlm")(config_from_dict(raw), log=lambda *_: None)
+        train, valid = task._sentences()
+        assert len(train) + len(valid) == expected
+    assert train + valid == ["a fine film", "a dull plot", "the actor was great"]
 
 
 # ---------------------------------------------------------------- attention direction

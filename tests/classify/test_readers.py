@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from atento.data.labelled import read_labelled
+from atento.data.labelled import drop_contained, read_labelled
 from atento.errors import AtentoError
 from conftest import SHARED_DATA
 
@@ -65,3 +65,22 @@ def test_the_shared_trec_and_sst2_files_read_with_their_published_counts() -> No
     sst = read_labelled(SHARED_DATA / "sst2" / "valid.tsv", "sst2")
     assert Counter(sst.labels) == {"1": 558, "0": 442}
     assert not any(s.endswith(" ") for s in sst.sentences)
+
+
+def test_drop_contained_keeps_the_maximal_rows_once_in_order() -> None:
+    rows = ["a fine film", "fine", "a fine film", "film is", "the film is dull", "is dull",
+            "fine film", "fin", "a fine", "dull ."]  # fmt: skip
+    # "fine", "fine film", "a fine" are in "a fine film"; "film is", "is dull" in "the film is
+    # dull"; "fin" is part of a word only, "dull ." occurs in no row: both stay
+    assert drop_contained(rows) == ["a fine film", "the film is dull", "fin", "dull ."]
+    assert drop_contained([]) == [] and drop_contained(["x", "x"]) == ["x"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason="no shared SST-2 copy")
+def test_sst2_phrases_are_inside_its_sentences() -> None:
+    rows = read_labelled(SHARED_DATA / "sst2" / "train.tsv", "sst2").sentences
+    kept = drop_contained(rows)
+    assert 6000 < len(kept) < 8000  # the treebank's ~8,500 sentences, less those in valid
+    text = "\n".join(kept)
+    assert all(r in text for r in rows[:500])  # every row's words are still there
+    assert sum(len(r.split()) for r in rows) > 4 * sum(len(r.split()) for r in kept)

@@ -291,3 +291,9 @@ def test_server_samples_and_refuses_translation_for_a_language_model(lm_run) -> 
         torch.testing.assert_close(torch.tensor(r.json()["weights"]), weights, atol=1e-4, rtol=0)
         r = c.post("/v1/attention", json={"text": "the cat", "layer": 9})
         assert r.status_code == 422 and r.json()["error"]["item"] == "layer"
+
+
+def test_drop_contained_needs_a_labelled_format(text_file, tmp_path, capsys) -> None:
+    assert _train(text_file, tmp_path / "out", "data.drop_contained=true") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("data.drop_contained needs data.format sst2 or trec")

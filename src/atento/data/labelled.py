@@ -126,3 +126,26 @@ def read_labelled(path: str | Path, fmt: str) -> Labelled:
     if fmt == "text":
         return read_text(path)
     raise AtentoError(f"unknown data format {fmt!r} (use {', '.join(FORMATS)})")
+
+
+def drop_contained(sentences: list[str]) -> list[str]:
+    """The sentences that occur inside no other one (whole words), each once, in their order.
+
+    SST-2's training rows are the treebank's sentences *and* their labelled phrases, so the
+    text of ~6,900 sentences is there ~4.7 times over in nested pieces; pretraining on the
+    maximal rows alone reads the same text once per epoch, with whole-sentence context."""
+    unique = list(dict.fromkeys(sentences))
+    kept: list[str] = []  # " sentence " of the rows kept so far, longest first
+    by_word: dict[str, list[int]] = {}
+    keep: set[str] = set()
+    for s in sorted(unique, key=len, reverse=True):
+        words = s.split()
+        rarest = min(words, key=lambda w: len(by_word.get(w, ())), default="")
+        padded = f" {s} "
+        if any(padded in kept[k] for k in by_word.get(rarest, ())):
+            continue
+        for w in set(words):
+            by_word.setdefault(w, []).append(len(kept))
+        kept.append(padded)
+        keep.add(s)
+    return [s for s in unique if s in keep]

@@ -9,6 +9,7 @@ token of windows of `data.block_size` tokens.
       block_size: 64
       format: text              # text | sst2 | trec: the sentences of a labelled file, a line
       exclude: ""               # (labelled formats) a file whose sentences are left out
+      drop_contained: false     # (labelled formats) only the sentences inside no other, once
 
 Characters: one id per character of the whole file (validation characters included, so that
 validation has no unknown ids, as nanoGPT builds its vocabulary). SentencePiece: each line is
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.config import check
-from atento.data.labelled import FORMATS, read_labelled
+from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.lines import text_file_bytes
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import EOS_ID
@@ -55,11 +56,14 @@ class LMDataConfig:
     block_size: int = 64  # tokens per training window (at most model.context)
     format: str = "text"  # text | sst2 | trec (atento.data.labelled): one sentence a line
     exclude: str = ""  # sst2 | trec: a file whose sentences are removed from the text
+    drop_contained: bool = False  # sst2 | trec: only the sentences inside no other, once
 
     def validate(self, cfg: Any) -> None:
         check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
         if self.exclude and self.format == "text":
             raise AtentoError("config: data.exclude needs data.format sst2 or trec")
+        if self.drop_contained and self.format == "text":
+            raise AtentoError("config: data.drop_contained needs data.format sst2 or trec")
         check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
               "char, sentencepiece")  # fmt: skip
         check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
@@ -197,6 +201,8 @@ class LanguageModelTask(Task):
             return read_text(path)
         excluded = set(read_labelled(data.exclude, data.format).sentences) if data.exclude else ()
         sentences = [s for s in read_labelled(path, data.format).sentences if s not in excluded]
+        if data.drop_contained:
+            sentences = drop_contained(sentences)
         return "".join(s + "\n" for s in sentences)
 
     def _build_tokenizer(self, train: str, valid: str, run_dir: Path | None) -> Tokenizer:

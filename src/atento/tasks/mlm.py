@@ -6,6 +6,7 @@
       format: sst2              # sst2 | trec | text: the sentences of a labelled file, or lines
       exclude: ../shared/data/sst2/valid.tsv   # sentences never pretrained on (same format)
       valid_fraction: 0.05      # the last 5 % of the sentences: validation (or data.valid)
+      drop_contained: false     # true: only the rows that occur inside no other row, once
       tokenizer: sentencepiece
     model:
       arch: bert
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad
-from atento.data.labelled import FORMATS, read_labelled
+from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
@@ -58,6 +59,7 @@ class MLMDataConfig:
     tokenizer: str = "sentencepiece"  # sentencepiece | char
     vocab_size: int = 8000
     mask_prob: float = 0.15
+    drop_contained: bool = False  # keep only the rows inside no other row (SST-2's phrases)
 
     def validate(self, cfg: Any) -> None:
         check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
@@ -178,6 +180,8 @@ class MaskedLMTask(Task):
             excluded = set(read_labelled(data.exclude, data.format).sentences)
         self.n_excluded = sum(s in excluded for s in train)
         train = [s for s in train if s not in excluded]
+        if data.drop_contained:
+            train = drop_contained(train)
         if data.valid:
             valid = [s for s in read_labelled(data.valid, data.format).sentences
                      if s not in excluded]  # fmt: skip
