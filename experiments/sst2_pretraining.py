@@ -178,6 +178,43 @@ def _row(name: str, method: str, seed: int, results: list[dict]) -> dict:
     }  # fmt: skip
 
 
+def curves(run: Path, offset: float = 0.0) -> tuple[list[float], list[float]]:
+    """(minutes, validation accuracy) of a classification run, shifted by `offset` seconds."""
+    rows = [json.loads(x) for x in (ROOT / run / "metrics.jsonl").read_text().splitlines() if x]
+    return [(offset + r["seconds"]) / 60 for r in rows], [r["accuracy"] for r in rows]
+
+
+def plot(rows: list[dict], name: str, path: Path) -> None:
+    """Validation accuracy against wall-clock minutes, every seed: from scratch, and MLM +
+    fine-tuning (its curve starts when its pretraining ends); bag-of-words as a line."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from atento.analysis.plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    first = min((r["seed"] for r in rows if r["method"] == "scratch"), default=0)
+    for r in rows:
+        if r["data"] != name or r["method"] not in ("scratch", "mlm+finetune"):
+            continue
+        seed, scratch = r["seed"], r["method"] == "scratch"
+        run = RUNS / f"{name}_{'scratch' if scratch else 'mlm_ft'}_s{seed}"
+        offset = 0.0 if scratch else r["train_seconds"][0]
+        x, y = curves(run, offset)
+        ax.plot(x, y, color="tab:blue" if scratch else "tab:orange", alpha=0.8, marker=".",
+                label=("from scratch" if scratch else "MLM pretraining + fine-tuning")
+                if seed == first else None)  # fmt: skip
+        if not scratch:
+            ax.axvline(offset / 60, color="tab:orange", lw=0.5, ls=":")
+    for r in rows:
+        if r["data"] == name and r["method"] == "bow-logreg":
+            ax.axhline(r["accuracy"], color="k", ls="--", label="bag-of-words logistic regression")
+    ax.set_xlabel("wall-clock minutes (pretraining included)")
+    ax.set_ylabel(f"{name} validation accuracy")
+    ax.set_ylim(0.75, 0.95)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
 def summary(rows: list[dict], args) -> str:
     lines = [
         "SST-2 / TREC-6 validation accuracy: bag-of-words vs Transformer from scratch vs "
@@ -257,6 +294,9 @@ def main() -> None:
     def write() -> None:
         out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         out.with_suffix(".txt").write_text(summary(rows, args))
+        if any(r["method"] == "scratch" for r in rows):
+            for name in {r["data"] for r in rows}:
+                plot(rows, name, out.parent / f"{out.name}_{name}.png")
 
     for name, minutes in (("sst2", args.sst2_minutes), ("trec", args.trec_minutes)):
         if args.only in (None, name):
