@@ -94,7 +94,8 @@ def train(config: str, out: Path, overrides: list[str], log) -> dict:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = [json.loads(x) for x in (ROOT / out / "metrics.jsonl").read_text().splitlines() if x]
-    result.update(wall_seconds=run_wall(out), last=rows[-1], validations=len(rows))
+    curve = [[r["seconds"], r["accuracy"]] for r in rows if "accuracy" in r]
+    result.update(wall_seconds=run_wall(out), last=rows[-1], validations=len(rows), curve=curve)
     done.write_text(json.dumps(result))
     return result
 
@@ -165,7 +166,7 @@ def run_gpt(minutes: float, seeds: list[int], log) -> list[dict]:
 
 
 def _row(name: str, method: str, seed: int, results: list[dict]) -> dict:
-    final = results[-1]
+    final, offset = results[-1], sum(r["seconds"] for r in results[:-1])
     return {
         "data": name, "method": method, "seed": seed,
         "accuracy": final["last"]["accuracy"], "macro_f1": final["last"]["macro_f1"],
@@ -175,11 +176,16 @@ def _row(name: str, method: str, seed: int, results: list[dict]) -> dict:
         "wall_seconds": round(sum(r["wall_seconds"] for r in results), 1),
         "steps_per_second": [round(r["steps"] / max(r["seconds"], 1e-9), 2) for r in results],
         "pretrain_valid": results[0]["last"] if len(results) > 1 else None,
+        # (minutes from the start of the run, validation accuracy), pretraining included
+        "curve": [[round((offset + s) / 60, 3), a] for s, a in final.get("curve", [])],
     }  # fmt: skip
 
 
-def curves(run: Path, offset: float = 0.0) -> tuple[list[float], list[float]]:
-    """(minutes, validation accuracy) of a classification run, shifted by `offset` seconds."""
+def curves(row: dict, run: Path, offset: float) -> tuple[list[float], list[float]]:
+    """(minutes, validation accuracy) of a run: from its row's curve, or (rows written
+    before rows kept their curves) from its run directory, shifted by `offset` seconds."""
+    if row.get("curve"):
+        return [m for m, _ in row["curve"]], [a for _, a in row["curve"]]
     rows = [json.loads(x) for x in (ROOT / run / "metrics.jsonl").read_text().splitlines() if x]
     return [(offset + r["seconds"]) / 60 for r in rows], [r["accuracy"] for r in rows]
 
@@ -198,7 +204,7 @@ def plot(rows: list[dict], name: str, path: Path) -> None:
         seed, scratch = r["seed"], r["method"] == "scratch"
         run = RUNS / f"{name}_{'scratch' if scratch else 'mlm_ft'}_s{seed}"
         offset = 0.0 if scratch else r["train_seconds"][0]
-        x, y = curves(run, offset)
+        x, y = curves(r, run, offset)
         ax.plot(x, y, color="tab:blue" if scratch else "tab:orange", alpha=0.8, marker=".",
                 label=("from scratch" if scratch else "MLM pretraining + fine-tuning")
                 if seed == first else None)  # fmt: skip
