@@ -83,7 +83,7 @@ def train(config: str, out: Path, overrides: list[str], log) -> dict:
     done = ROOT / out / "result.json"
     if done.is_file():  # done before: resume the table
         result = json.loads(done.read_text())
-        return {**result, "wall_seconds": run_wall(out)}
+        return {**result, "wall_seconds": run_wall(out), "curve": _curve(_metrics(out))}
     if SUMMARIZE:
         raise NotRun(str(out))
     cmd = ["flock", LOCK, sys.executable, "-m", "atento", "train", config, *overrides,
@@ -93,11 +93,19 @@ def train(config: str, out: Path, overrides: list[str], log) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    rows = [json.loads(x) for x in (ROOT / out / "metrics.jsonl").read_text().splitlines() if x]
-    curve = [[r["seconds"], r["accuracy"]] for r in rows if "accuracy" in r]
-    result.update(wall_seconds=run_wall(out), last=rows[-1], validations=len(rows), curve=curve)
+    rows = _metrics(out)
+    result.update(wall_seconds=run_wall(out), last=rows[-1], validations=len(rows))
     done.write_text(json.dumps(result))
-    return result
+    return {**result, "curve": _curve(rows)}
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (ROOT / out / "metrics.jsonl").read_text().splitlines() if x]
+
+
+def _curve(rows: list[dict]) -> list[list[float]]:
+    """(seconds, validation accuracy) of each validation of a run."""
+    return [[r["seconds"], r["accuracy"]] for r in rows if "accuracy" in r]
 
 
 def bag_of_words(name: str) -> dict:
@@ -177,17 +185,8 @@ def _row(name: str, method: str, seed: int, results: list[dict]) -> dict:
         "steps_per_second": [round(r["steps"] / max(r["seconds"], 1e-9), 2) for r in results],
         "pretrain_valid": results[0]["last"] if len(results) > 1 else None,
         # (minutes from the start of the run, validation accuracy), pretraining included
-        "curve": [[round((offset + s) / 60, 3), a] for s, a in final.get("curve", [])],
+        "curve": [[round((offset + s) / 60, 3), a] for s, a in final["curve"]],
     }  # fmt: skip
-
-
-def curves(row: dict, run: Path, offset: float) -> tuple[list[float], list[float]]:
-    """(minutes, validation accuracy) of a run: from its row's curve, or (rows written
-    before rows kept their curves) from its run directory, shifted by `offset` seconds."""
-    if row.get("curve"):
-        return [m for m, _ in row["curve"]], [a for _, a in row["curve"]]
-    rows = [json.loads(x) for x in (ROOT / run / "metrics.jsonl").read_text().splitlines() if x]
-    return [(offset + r["seconds"]) / 60 for r in rows], [r["accuracy"] for r in rows]
 
 
 def plot(rows: list[dict], name: str, path: Path) -> None:
@@ -202,14 +201,12 @@ def plot(rows: list[dict], name: str, path: Path) -> None:
         if r["data"] != name or r["method"] not in ("scratch", "mlm+finetune"):
             continue
         seed, scratch = r["seed"], r["method"] == "scratch"
-        run = RUNS / f"{name}_{'scratch' if scratch else 'mlm_ft'}_s{seed}"
-        offset = 0.0 if scratch else r["train_seconds"][0]
-        x, y = curves(r, run, offset)
+        x, y = [m for m, _ in r["curve"]], [a for _, a in r["curve"]]
         ax.plot(x, y, color="tab:blue" if scratch else "tab:orange", alpha=0.8, marker=".",
                 label=("from scratch" if scratch else "MLM pretraining + fine-tuning")
                 if seed == first else None)  # fmt: skip
         if not scratch:
-            ax.axvline(offset / 60, color="tab:orange", lw=0.5, ls=":")
+            ax.axvline(r["train_seconds"][0] / 60, color="tab:orange", lw=0.5, ls=":")
     for r in rows:
         if r["data"] == name and r["method"] == "bow-logreg":
             ax.axhline(r["accuracy"], color="k", ls="--", label="bag-of-words logistic regression")
