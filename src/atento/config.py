@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from atento.errors import AtentoError, warn
+from atento.options import PRECISION_CHOICES, OptionError, check_beam
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -123,7 +123,8 @@ class RuntimeConfig:
     def validate(self, cfg: Config) -> None:
         device = self.device.split(":")[0] if self.device.startswith("cuda:") else self.device
         check(device in DEVICES, cfg, "runtime.device", ", ".join(DEVICES) + ", cuda:N")
-        check(self.precision in PRECISIONS, cfg, "runtime.precision", ", ".join(PRECISIONS))
+        precisions = ", ".join(PRECISION_CHOICES)
+        check(self.precision in PRECISION_CHOICES, cfg, "runtime.precision", precisions)
         check(self.threads >= 0, cfg, "runtime.threads", "0 or more")
         check(self.kernel_cache >= 0, cfg, "runtime.kernel_cache", "0 or more")
         check(self.collective_timeout > 0, cfg, "runtime.collective_timeout", "seconds > 0")
@@ -161,12 +162,13 @@ class Config:
                   "a value in [0, train.lr]")  # fmt: skip
         check(0.0 < self.train.beta2 < 1.0, self, "train.beta2", "a value in (0, 1)")
         check(0.0 <= self.train.ema_decay < 1.0, self, "train.ema_decay", "a value in [0, 1)")
-        check(self.search.beam >= 1, self, "search.beam", "at least 1")
+        try:
+            check_beam(self.search.beam, self.search.nbest, self.search.alpha)
+        except OptionError as exc:
+            check(False, self, f"search.{exc.field}", exc.want)
         check(self.search.workers >= 1, self, "search.workers", "at least 1")
-        check(1 <= self.search.nbest <= self.search.beam, self, "search.nbest",
-              "between 1 and search.beam")  # fmt: skip
-        check(self.search.precision in ("run", *PRECISIONS), self, "search.precision",
-              "run, " + ", ".join(PRECISIONS))  # fmt: skip
+        check(self.search.precision in ("run", *PRECISION_CHOICES), self, "search.precision",
+              "run, " + ", ".join(PRECISION_CHOICES))  # fmt: skip
         for section in (self.data, self.model, self.runtime):
             if hasattr(section, "validate"):
                 section.validate(self)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +28,11 @@ from atento.config import SearchConfig
 from atento.data.batching import collate_sources
 from atento.data.lines import fit_lengths
 from atento.data.tokenizers import Tokenizer
+from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.models.base import DecodeOptions, length_limit, require_eval
 from atento.runtime import Placement
 from atento.search import Hypothesis, LengthPenalty, beam_search, greedy_search
+from atento.search.sampling import sample_search
 from atento.search.trace import BeamTrace
 
 
@@ -62,6 +65,8 @@ class Translator:
     placement: Placement = field(default_factory=Placement.cpu_fp32)  # device + precision
     options: DecodeOptions = DecodeOptions()
     collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources
+    # a decoder-only model: (model, sources, options) -> (state, start_ids (B,)); None = encode
+    start: Callable[[nn.Module, Sequence, DecodeOptions], tuple[Any, Tensor]] | None = None
 
     @property
     def source_limit(self) -> int | None:
@@ -165,25 +170,58 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """Encode one batch on `device` (collated on the CPU) and run the search."""
         penalty = LengthPenalty(cfg.alpha)
-        src_ids, src_mask = self.collate(sources)
-        src_ids, src_mask = src_ids.to(device), src_mask.to(device)
+        state, start_ids = self.begin(sources, device)
         max_len = torch.tensor(
             [math.ceil(cfg.max_len_a * len(s) + cfg.max_len_b) for s in sources], device=device
         ).clamp(min=1)
-        if (limit := self.source_limit) is not None:  # learned positions: EOS at the last one
+        limit = self.source_limit if self.start is None else None  # an LM's window slides
+        if limit is not None:  # learned positions: EOS at the last one
             max_len = max_len.clamp(max=limit + 1)
-        state = self.model.init_state(self.model.encode(src_ids, src_mask), self.options)
         step = partial(self.model.step, options=self.options)
         if cfg.beam == 1 and trace is None:
             hyps = greedy_search(
                 step, state, batch_size=len(sources), max_len=max_len, length_penalty=penalty,
-                device=device,
+                device=device, start_ids=start_ids,
             )  # fmt: skip
             return [[h] for h in hyps]
         return beam_search(
             step, state, batch_size=len(sources), beam_size=cfg.beam, max_len=max_len,
             length_penalty=penalty, nbest=cfg.nbest, device=device, trace=trace,
+            start_ids=start_ids,
         )  # fmt: skip
+
+    def begin(self, sources: Sequence, device: torch.device) -> tuple[Any, Tensor | None]:
+        """The decoder state of one batch and its first tokens (None: BOS): the encoder's
+        output for a source, or a decoder-only model's prompts (`start`)."""
+        if self.start is not None:
+            return self.start(self.model, sources, self.options)
+        src_ids, src_mask = self.collate(sources)
+        src_ids, src_mask = src_ids.to(device), src_mask.to(device)
+        return self.model.init_state(self.model.encode(src_ids, src_mask), self.options), None
+
+    @torch.inference_mode()
+    def sample_ids(
+        self, sources: Sequence, *, max_new: int, temperature: float = 1.0, top_k: int = 0,
+        top_p: float = 1.0, generator: torch.Generator | None = None,
+        on_step: Callable[[list[int]], None] | None = None,
+    ) -> list[list[int]]:  # fmt: skip
+        """Sampled outputs for one batch of sources (`atento.search.sampling.sample_search`
+        over the same step function as the searchers): a translation model from BOS until
+        EOS (kept) or `max_new` tokens, PAD and BOS never drawn; a language model (`start`)
+        continues its prompts for exactly `max_new` tokens."""
+        require_eval(self.model, "Translator")
+        device = self.placement.device
+        with self.placement.autocast():
+            state, start_ids = self.begin(sources, device)
+            eos_id, banned = None, ()
+            if start_ids is None:
+                start_ids = torch.full((len(sources),), BOS_ID, dtype=torch.long, device=device)
+                eos_id, banned = EOS_ID, (PAD_ID, BOS_ID)
+            return sample_search(
+                partial(self.model.step, options=self.options), state, start_ids=start_ids,
+                max_len=max_new, temperature=temperature, top_k=top_k, top_p=top_p,
+                generator=generator, eos_id=eos_id, banned=banned, on_step=on_step,
+            )  # fmt: skip
 
     def best_strings(self, sentences: list[str], *, progress: bool = False) -> list[str]:
         """The detokenised best hypothesis of each sentence."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from atento.errors import AtentoError
+from atento.predictors.base import register as register_predictor
 
 if TYPE_CHECKING:
     from torch import nn
@@ -97,8 +98,10 @@ def register_architecture(
 
 
 def register_task(name: str, task_cls: type[Task]) -> type[Task]:
-    """Register a task class under `task: name` (its `data_config` is the data section)."""
+    """Register a task class under `task: name` (its `data_config` is the data section, its
+    `predictor` the decoding side: `atento.predictors.base`)."""
     _TASKS[name] = task_cls
+    register_predictor(name, task_cls.predictor)
     return task_cls
 
 

@@ -1,7 +1,7 @@
 """Loading a run directory for decoding: config, tokenizers and weights, on a device.
 
     run = load_run("runs/x")                 # checkpoint_best (else checkpoint_last)
-    run.translator().translate(["Un chien court."])
+    run.predictor.translator().translate(["Un chien court."])
 
 Training and decoding share `atento.checkpoints` (storage) and this loader; neither imports
 the other. Run directories written by earlier releases (`checkpoint_best.pt`) still load:
@@ -27,6 +27,7 @@ from atento.tasks.base import Task
 
 if TYPE_CHECKING:
     from atento.inference import Translator
+    from atento.predictors.base import Predictor
 
 
 @dataclass
@@ -48,8 +49,17 @@ class LoadedRun:
         return self.tokenizers["tgt"]
 
     def translator(self) -> Translator:
-        """The run's task decides what a source is (token ids; image features for captions)."""
-        return self.task.translator(self.model, self.placement)
+        """The run's translator with its own search settings (`predictor.translator()` takes
+        settings); AtentoError for a run whose task does not translate."""
+        predictor = self.predictor
+        if not hasattr(predictor, "base_translator"):
+            predictor.require("translate")
+        return predictor.base_translator()
+
+    @property
+    def predictor(self) -> Predictor:
+        """What this run offers for decoding: its task's predictor (atento.predictors)."""
+        return type(self.task).predictor(self)
 
 
 def load_run(run_dir: str | Path, which: str = "best", *, device: str | None = None) -> LoadedRun:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 _M_TRIM_THRESHOLD = -1  # mallopt parameters from glibc's malloc.h
 _M_MMAP_MAX = -4
 _done = False
-PRECISIONS_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # bf16 emulated on an AVX2-only CPU: ~55 instead of ~1,700 target tokens/s (Transformer config)
 EMULATED_BF16_SLOWDOWN = "about 30x slower than fp32"

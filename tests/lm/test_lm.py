@@ -59,7 +59,7 @@ def test_step_equals_hidden_for_one_new_token(positions) -> None:
     pad1 = torch.cat([pad, torch.ones(3, 1, dtype=torch.bool)], dim=1)
     ref, _, ref_cache = model.hidden(new[:, None], pad_mask=pad1, cache=cache,
                                      positions=pos[:, -1:] + 1)  # fmt: skip
-    h, step_cache = model.step(new, cache, pad_mask=pad1, positions=pos[:, -1] + 1)
+    h, step_cache = model.step_hidden(new, cache, pad_mask=pad1, positions=pos[:, -1] + 1)
     torch.testing.assert_close(h, ref[:, 0], atol=1e-6, rtol=1e-6)
     for a, b in zip(step_cache, ref_cache, strict=True):
         torch.testing.assert_close(a.keys, b.keys)
@@ -67,9 +67,9 @@ def test_step_equals_hidden_for_one_new_token(positions) -> None:
     # rows of one length: no mask, positions past..past
     _, _, cache = model.hidden(ids)
     ref = model.hidden(new[:, None], cache=cache)[0][:, 0]
-    torch.testing.assert_close(model.step(new, cache)[0], ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(model.step_hidden(new, cache)[0], ref, atol=1e-6, rtol=1e-6)
     # the mask is honoured: hiding some cached positions of rows 1 and 2 changes their states
-    assert not torch.allclose(model.step(new, cache, pad_mask=pad1)[0], ref)
+    assert not torch.allclose(model.step_hidden(new, cache, pad_mask=pad1)[0], ref)
 
 
 def test_left_padded_rows_equal_each_row_alone() -> None:
@@ -78,10 +78,9 @@ def test_left_padded_rows_equal_each_row_alone() -> None:
     together = sample(model, prompts, max_new=8, temperature=0)
     alone = [sample(model, [p], max_new=8, temperature=0)[0] for p in prompts]
     assert together == alone
-    from atento.search.sampling import _left_pad
-
-    ids, mask, pos = _left_pad(prompts, torch.device("cpu"))
-    h = model.hidden(ids, pad_mask=mask, positions=pos)[0][:, -1]
+    state = model.init_state(prompts).appended(torch.tensor([p[-1] for p in prompts]))
+    mask, pos = state.mask_and_positions()
+    h = model.hidden(state.ids, pad_mask=mask, positions=pos)[0][:, -1]
     for i, p in enumerate(prompts):  # the next-token distributions themselves agree
         ref = model.hidden(torch.tensor([p]))[0][:, -1]
         torch.testing.assert_close(model.logits(h[i : i + 1]), model.logits(ref), atol=1e-5,
@@ -207,9 +206,10 @@ def test_prompt_longer_than_the_context(lm_run, capsys) -> None:
     assert main(["sample", str(lm_run), "--prompt", long, "--max-new", "3", "--keep-last"]) == 0
 
 
-def test_sample_refuses_a_translation_run(toy_run, capsys) -> None:
+def test_sample_from_a_translation_run_needs_a_source(toy_run, capsys) -> None:
     assert main(["sample", str(toy_run)]) == 2
-    assert "sample needs task: lm" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--prompt" in err and len(err.splitlines()) == 1
 
 
 # ---------------------------------------------------------------- attention, API, server
@@ -262,8 +262,15 @@ def test_api_samples_what_the_command_prints(lm_run, capsys) -> None:
     greedy = m.sample("the d", max_new=20, temperature=0)[0]
     assert m.sample(["the d", "a"], max_new=20, temperature=0)[0] == greedy  # batched, padded
     assert m.info()["task"] == "lm" and m.info()["text_vocab"] > 10
-    with pytest.raises(AtentoError, match="translate needs a translation run"):
-        m.translate("the cat")
+    # one decoding contract: greedy search continues a prompt exactly as greedy sampling does
+    (t,) = m.translate("the d", beam=1, alpha=0)
+    assert t.text == m.sample("the d", max_new=len(t.tokens), temperature=0)[0]
+    (b,) = m.translate("the d", beam=3, nbest=3, alpha=0)
+    scores = [o.score for o in b.nbest]
+    assert len({o.text for o in b.nbest}) == 3 and scores == sorted(scores, reverse=True)
+    assert b.nbest[0].log_prob >= t.log_prob - 1e-4  # the beam's best scores at least greedy's
+    with pytest.raises(AtentoError, match="attend to no source"):
+        m.translate("the d", attention=True)
     assert m.plot_attention("the cat", lm_run.parent / "api.png").is_file()
 
 
@@ -278,8 +285,11 @@ def test_server_samples_and_refuses_translation_for_a_language_model(lm_run) -> 
         r = c.post("/v1/sample", json={"prompt": "the d", "max_new": 20, "seed": 3, "num": 2})
         assert r.status_code == 200
         assert r.json()["samples"] == m.sample(["the d"] * 2, max_new=20, seed=3)
-        r = c.post("/v1/translate", json={"text": "the cat"})
-        assert r.status_code == 422 and r.json()["error"]["item"] == "model"
+        r = c.post("/v1/translate", json={"text": "the d", "beam": 3})  # a prompt continued
+        assert r.status_code == 200
+        assert r.json()["translations"][0]["text"] == m.translate("the d", beam=3)[0].text
+        r = c.post("/v1/translate", json={"text": "the d", "attention": True})
+        assert r.status_code == 422 and r.json()["error"]["item"] == "attention"
         r = c.post("/v1/sample", json={"prompt": "x", "max_new": 5000})
         assert r.status_code == 413 and r.json()["error"]["item"] == "max_new"
         r = c.post("/v1/sample", json={"prompt": "the cat sat on the mat. " * 3})

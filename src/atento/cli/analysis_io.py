@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 from atento.data.lines import DEFAULT_POLICY, LinePolicy
 from atento.data.parallel import read_parallel
 from atento.errors import AtentoError, warn
+from atento.predictors.base import task_option_names
+from atento.rundir import LoadedRun
 
 
 def read_pairs(
@@ -31,3 +35,29 @@ def read_pairs(
 def show_progress(args: object) -> bool:
     """Progress bars go to stderr, only when it is a terminal and no JSON is printed."""
     return sys.stderr.isatty() and not getattr(args, "json", False)
+
+
+@dataclass
+class Corpus:
+    """What a corpus analysis reads: display names of the sources, the model's sources
+    (encoded ids, or image features), and each source's reference texts (one or several)."""
+
+    sources: list[str]
+    encoded: list
+    references: list[list[str]]
+
+
+def reference_corpus(loaded: LoadedRun, args, *, command: str) -> tuple[Any, Corpus]:
+    """(predictor, corpus) for search-errors and beam-sweep: a run whose task offers corpora,
+    read from --src/--ref, or from an image set (--split, --captions/--images) for a run that
+    captions; an option of another task is an error rather than silently ignored."""
+    predictor = loaded.predictor.require("corpus", command=command)
+    predictor.check_reads({k: v for k, v in vars(args).items() if k in task_option_names()})
+    if predictor.offers("caption"):  # images with several references each
+        images = predictor.image_set(args)
+        return predictor, Corpus(images.names, images.features, images.references)
+    if not (args.src and args.ref):
+        raise AtentoError(f"{command} needs --src FILE and --ref FILE")
+    sources, refs = read_pairs(args.src, args.ref, LinePolicy.of(args), drop_empty=True)
+    encoded = [predictor.encode_one(s) for s in sources]
+    return predictor, Corpus(sources, encoded, [[r] for r in refs])

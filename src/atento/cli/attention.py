@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from atento.cli.analysis_io import show_progress
-from atento.cli.common import add_search_args, configured, open_run, read_input
+from atento.cli.common import add_search_args, decoder, open_run, read_input
 from atento.errors import AtentoError
-from atento.inference import Translator
+from atento.options import ViewOptions
 from atento.rundir import LoadedRun
 
 if TYPE_CHECKING:
@@ -46,39 +46,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _with_view(translator: Translator, loaded: LoadedRun, args: argparse.Namespace) -> Translator:
-    """--layer / --head as the translator's `DecodeOptions` for a Transformer; refuse them (and
-    --grid) for other models. Out-of-range values are a one-line error."""
-    if not hasattr(loaded.model, "attention_heads"):  # one attention: the RNN
-        if args.layer is not None or args.head is not None or args.grid:
-            raise AtentoError(
-                f"--layer, --head and --grid apply to Transformer runs; {args.run_dir} is "
-                f"model.arch={loaded.cfg.model.arch} with one attention"
-            )
-        if loaded.cfg.model.attention == "none":
-            raise AtentoError(f"{args.run_dir} has no attention to draw (model.attention=none)")
-        return translator
-    if args.grid and args.head is not None:
-        raise AtentoError("--grid draws every head; leave out --head")
-    try:
-        return translator.with_options(layer=args.layer, head=args.head)
-    except ValueError as exc:
-        raise AtentoError(str(exc)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     from atento.analysis.heatmap import hypothesis_heatmap
 
     if (args.sentence is None) == (args.src is None):
         raise AtentoError("give either one sentence or --src FILE, not both or neither")
     loaded = open_run(args.run_dir)
-    if loaded.cfg.task == "caption":  # the sentence is an image: drawn on the image itself
+    predictor = loaded.predictor
+    if predictor.offers("image_attention"):  # the sentence is an image: drawn on the image
         from atento.cli.caption import draw_attention
 
         return draw_attention(loaded, args)
-    if loaded.cfg.task != "translation":
+    if predictor.offers("self_attention"):
         return _self_attention(loaded, args)
-    translator = _with_view(configured(loaded.translator(), args), loaded, args).with_attention()
+    predictor.require("cross_attention", command="attention")
+    if args.grid and args.head is not None:
+        raise AtentoError("--grid draws every head; leave out --head")
+    if args.grid and not hasattr(loaded.model, "attention_heads"):
+        raise AtentoError(f"--grid applies to Transformer runs; {args.run_dir} is "
+                          f"model.arch={loaded.cfg.model.arch} with one attention")  # fmt: skip
+    view = ViewOptions(attention=True, layer=args.layer, head=args.head)
+    _, translator = decoder(loaded, args, command="attention", view=view)
     sentences = read_input(args.src) if args.src else [args.sentence]
     if not any(s.strip() for s in sentences):
         raise AtentoError("empty input: no source sentence to decode")
@@ -131,7 +119,7 @@ def _self_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
     layer = -1 if args.layer is None else args.layer
     for i, text in enumerate(texts, 1):
         path = out / f"{i:04d}.png" if args.src else out
-        heads, rows, cols = loaded.task.attention_map(loaded, text, layer=layer, head=args.head)
+        heads, rows, cols = loaded.predictor.self_attention(text, layer=layer, head=args.head)
         shown = loaded.model.layer_index(layer)
         if args.grid:
             plot_heads(heads, cols, rows, path, layer=shown, title=text)

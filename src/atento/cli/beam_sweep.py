@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import add_line_args, line_policy, open_run, print_json
-from atento.errors import AtentoError
+from atento.cli.analysis_io import reference_corpus, show_progress
+from atento.cli.common import add_line_args, open_run, print_json
+from atento.options import SearchOptions, check_beam
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,27 +42,25 @@ def run(args: argparse.Namespace) -> int:
     alphas = [loaded.cfg.search.alpha if args.alpha is None else args.alpha]
     if args.alphas:
         alphas = sweep.parse_float_list(args.alphas, name="--alphas")
-    if min(alphas) < 0:
-        raise AtentoError(f"--alpha must be >= 0, got {min(alphas)}")
-    translator = loaded.translator()
+    for alpha in alphas:
+        check_beam(1, alpha=alpha)
+    predictor, corpus = reference_corpus(loaded, args, command="beam-sweep")
+    translator = predictor.base_translator()
     if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
         translator = translator.with_search(batch_size=args.batch_size)
-    encoded = scorer = None
-    if loaded.cfg.task == "caption":  # sources are images, each with several references
-        from atento.cli.caption import image_set
+        SearchOptions(batch_size=args.batch_size).resolve(translator.search)
+    sources, encoded = corpus.sources, corpus.encoded
+    if all(len(r) == 1 for r in corpus.references):
+        refs, scorer = [r[0] for r in corpus.references], None
+    else:  # several references per source (captions): BLEU-4 against all of them
         from atento.training.metrics import caption_bleu
 
-        sources, encoded, refs = image_set(loaded, args)
+        refs = corpus.references
 
         def scorer(outputs: list[str]) -> tuple[float, float]:
             scores = caption_bleu(outputs, refs)
             return scores.bleu[3], scores.chrf
-    else:
-        if not (args.src and args.ref):
-            raise AtentoError("beam-sweep needs --src FILE and --ref FILE")
-        sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
+
     points = sweep.beam_sweep(
         translator, sources, refs, beams=beams, alphas=alphas, progress=show_progress(args),
         encoded=encoded, scorer=scorer,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atento.cli.common import add_search_args, configured, open_run
+from atento.cli.common import add_search_args, open_run, search_options
 from atento.errors import AtentoError
 from atento.rundir import LoadedRun
 
@@ -25,35 +25,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def caption_run(run_dir: str) -> LoadedRun:
-    """A loaded run whose task is captioning (else a one-line error)."""
-    loaded = open_run(run_dir)
-    if loaded.cfg.task != "caption":
-        raise AtentoError(f"{run_dir} is a {loaded.cfg.task} run; this needs task: caption")
-    return loaded
-
-
 def run(args: argparse.Namespace) -> int:
     from atento.captioning.images import list_images
 
-    loaded = caption_run(args.run_dir)
+    loaded = open_run(args.run_dir)
+    predictor = loaded.predictor.require("caption", command="caption")
     paths = list_images(args.images)
     if not paths:
         raise AtentoError("no image files in " + ", ".join(args.images))
-    translator = configured(loaded.translator(), args)
-    feats, errors = loaded.task.image_features(paths, progress=sys.stderr.isatty())
-    good = [i for i, f in enumerate(feats) if f is not None]
-    hyps = dict(zip(good, translator.translate_ids([feats[i] for i in good]), strict=True))
-    tok = loaded.tgt_tok
+    captions, errors = predictor.caption(paths, search_options(args),
+                                         progress=sys.stderr.isatty())  # fmt: skip
     for i, path in enumerate(paths):
         if i in errors:
             print(f"atento caption: error: {errors[i]}", file=sys.stderr)
-            continue
-        if args.nbest is None:
-            print(f"{path}\t{tok.decode(hyps[i][0].tokens)}")
+        elif args.nbest is None:
+            print(f"{path}\t{captions[i].text}")
         else:
-            for h in hyps[i]:
-                print(f"{path}\t{h.score:.4f}\t{tok.decode(h.tokens)}")
+            for o in captions[i].nbest:
+                print(f"{path}\t{o.score:.4f}\t{o.text}")
     sys.stdout.flush()
     return 2 if errors else 0
 
@@ -63,23 +52,19 @@ def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
     output word with that word's attention over the regions laid over it."""
     from atento.analysis.overlay import plot_caption_attention
     from atento.captioning.images import read_image
-    from atento.data.vocab import EOS_PIECE
 
     if args.src or args.layer is not None or args.head is not None or args.grid:
         raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
                           "run takes one IMAGE and --out FILE.png")  # fmt: skip
-    translator = configured(loaded.translator(), args).with_attention()
-    feats, errors = loaded.task.image_features([args.sentence])
+    predictor = loaded.predictor
+    (caption,), errors = predictor.caption([args.sentence], search_options(args), attention=True)
     if errors:
         raise AtentoError(errors[0])
-    hyp = translator.translate_ids([feats[0]])[0][0]
-    tok = loaded.tgt_tok
-    words = [tok.id_to_piece(i) for i in hyp.tokens] + ([EOS_PIECE] if hyp.finished else [])
-    caption = tok.decode(hyp.tokens)
-    image = read_image(args.sentence)
-    path = plot_caption_attention(image, words, hyp.attention[: len(words)], args.out,
-                                  title=caption)  # fmt: skip
-    print(f"{path}\t{args.sentence}\t{caption}")
+    words = predictor.attention_rows(caption)
+    path = plot_caption_attention(read_image(args.sentence), words,
+                                  caption.nbest[0].attention[: len(words)], args.out,
+                                  title=caption.text)  # fmt: skip
+    print(f"{path}\t{args.sentence}\t{caption.text}")
     return 0
 
 
@@ -88,12 +73,3 @@ def add_image_set_args(parser: argparse.ArgumentParser) -> None:
     from atento.tasks.captioning import CaptionTask
 
     CaptionTask.add_evaluate_arguments(parser)
-
-
-def image_set(loaded: LoadedRun, args: argparse.Namespace):
-    """(image names, features (P, C) each, reference captions) of the images that --split or
-    --captions/--images name (unreadable images skipped with a count, or an error with
-    --strict)."""
-    images, name = loaded.task.evaluation_set(args)
-    feats, kept = loaded.task.features(images.images, what=name)
-    return [images.images[i].name for i in kept], list(feats), [images.captions[i] for i in kept]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atento.cli.common import add_line_args, encode_lines, line_policy, open_run, read_input
-from atento.errors import AtentoError
-from atento.runtime import PRECISIONS_CHOICES
+from atento.cli.common import add_line_args, line_policy, open_run, read_input
+from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,38 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def classify_lines(loaded, lines: list[str], policy, *, name: str, batch_size: int = 64):
-    """(label, probability) per line, None for an empty line."""
-    from atento.tasks.classify import predict
-
-    task = loaded.task
-    encoded = encode_lines(task.tokenizers["text"], lines, task.piece_limit(), policy, name=name)
-    keys = list(encoded)
-    probs = predict(loaded.model, [task.sequence(encoded[i]) for i in keys], loaded.placement,
-                    batch_size=batch_size)  # fmt: skip
-    labels = task.tokenizers["labels"].labels
-    out: list[tuple[str, float] | None] = [None] * len(lines)
-    for row, i in enumerate(keys):
-        p, c = probs[row].max(-1)
-        out[i] = (labels[int(c)], float(p))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
     policy = line_policy(args)
     lines = read_input(args.input, policy)
     loaded = open_run(args.run_dir)
-    if loaded.cfg.task != "classify":
-        raise AtentoError(f"{args.run_dir} is a {loaded.cfg.task} run; classify needs "
-                          f"task: classify")  # fmt: skip
-    if args.precision:
-        loaded.placement = loaded.placement.with_precision(args.precision, key="--precision")
-    results = classify_lines(loaded, lines, policy, name=args.input or "stdin",
-                             batch_size=args.batch_size)  # fmt: skip
+    predictor = loaded.predictor.require("classify", command="classify")
+    results = predictor.classify(lines, policy, name=args.input or "stdin",
+                                 batch_size=args.batch_size, precision=args.precision)  # fmt: skip
     out = sys.stdout
-    for result in results:
-        out.write("\n" if result is None else f"{result[0]}\t{result[1]:.4f}\n")
+    for r in results:
+        out.write("\n" if r is None else f"{r.label}\t{r.probability:.4f}\n")
     out.flush()
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from atento.data.lines import (
@@ -12,13 +13,16 @@ from atento.data.lines import (
     ON_EMPTY,
     ON_TOO_LONG,
     LinePolicy,
-    fit_lengths,
     read_text_lines,
+    write_lines,
 )
 from atento.errors import AtentoError, warn
 from atento.inference import Translator
+from atento.options import NO_VIEW, SearchOptions
+from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
+from atento.predictors.base import task_option_names
 from atento.rundir import LoadedRun, load_run
-from atento.runtime import PRECISIONS_CHOICES, Placement, apply_process_settings
+from atento.runtime import Placement, apply_process_settings
 
 
 def start_runtime(runtime, placement: Placement, *, training: bool, processes: int = 1) -> None:
@@ -56,34 +60,36 @@ def add_search_args(parser: argparse.ArgumentParser, *, nbest: bool = False) -> 
         parser.add_argument("--nbest", type=int, help="hypotheses per sentence (<= beam)")
 
 
-def configured(translator: Translator, args: argparse.Namespace) -> Translator:
-    """Apply --beam/--alpha/--nbest/--batch-size to a translator, checking their ranges."""
-    t = translator.with_search(
-        beam=args.beam, alpha=args.alpha, batch_size=args.batch_size,
-        nbest=getattr(args, "nbest", None), workers=getattr(args, "workers", None),
-    )  # fmt: skip
+def search_options(args: argparse.Namespace) -> SearchOptions:
+    """--beam/--alpha/--nbest/--batch-size/--workers/--precision as `SearchOptions` (checked
+    by the predictor; the deprecated --bf16 / --no-bf16 read as --precision)."""
     precision = getattr(args, "precision", None)
     if getattr(args, "bf16", None) is not None:
         old = "--bf16" if args.bf16 else "--no-bf16"
         new = "bf16" if args.bf16 else "fp32"
         warn(f"{old} is deprecated; use --precision {new} (read as that)")
         precision = precision or new
-    if precision is not None:
-        t = t.with_precision(precision)
-    s = t.search
-    if s.beam < 1:
-        raise AtentoError(f"--beam must be at least 1, got {s.beam}")
-    if s.alpha < 0:
-        raise AtentoError(f"--alpha must be >= 0, got {s.alpha}")
-    if s.batch_size < 1:
-        raise AtentoError(f"--batch-size must be at least 1, got {s.batch_size}")
-    if s.workers < 1:
-        raise AtentoError(f"--workers must be at least 1, got {s.workers}")
-    if getattr(args, "nbest", None) is None:
-        t = t.with_search(nbest=min(s.nbest, s.beam))
-    elif not 1 <= s.nbest <= s.beam:
-        raise AtentoError(f"--nbest must be between 1 and the beam width {s.beam}")
-    return t
+    return replace(SearchOptions.of(args), precision=precision)
+
+
+def configured(translator: Translator, args: argparse.Namespace) -> Translator:
+    """A translator with the command's search options applied and checked."""
+    options = search_options(args)
+    t = replace(translator, search=options.resolve(translator.search))
+    return t.with_precision(options.precision) if options.precision else t
+
+
+def decoder(run: LoadedRun, args: argparse.Namespace, *, command: str, view=NO_VIEW):
+    """(predictor, translator) of a run whose task offers `translate` (else a one-line error
+    naming `command`), with the command's search options and `view`."""
+    predictor = run.predictor.require("translate", command=command)
+    return predictor, predictor.translator(search_options(args), view)
+
+
+def task_options(args: argparse.Namespace, run: LoadedRun) -> None:
+    """A one-line error for an option of another task's (it would be silently ignored)."""
+    names = task_option_names()
+    run.predictor.check_reads({k: v for k, v in vars(args).items() if k in names})
 
 
 def add_line_args(parser: argparse.ArgumentParser, *, too_long: bool = True) -> None:
@@ -112,11 +118,7 @@ def add_line_args(parser: argparse.ArgumentParser, *, too_long: bool = True) -> 
 
 def line_policy(args: argparse.Namespace) -> LinePolicy:
     """The `LinePolicy` of a command's --on-* options (defaults where it has none)."""
-    return LinePolicy(
-        on_empty=getattr(args, "on_empty", "emit-empty"),
-        on_bad_utf8=getattr(args, "on_bad_utf8", "error"),
-        on_too_long=getattr(args, "on_too_long", "error"),
-    )
+    return LinePolicy.of(args)
 
 
 def read_input(path: str | None, policy: LinePolicy | None = None) -> list[str]:
@@ -128,34 +130,9 @@ def read_input(path: str | None, policy: LinePolicy | None = None) -> list[str]:
     return lines
 
 
-def encode_lines(
-    tok, lines: list[str], limit: int | None, policy: LinePolicy, *, name: str
-) -> dict[int, list[int]]:
-    """The non-empty `lines` encoded and fitted to the model's `limit` under `policy`, keyed
-    by their index; empty lines (kept under --on-empty emit-empty) are left out."""
-    keep = [i for i, line in enumerate(lines) if line]
-    ids = fit_lengths(tok.encode_batch([lines[i] for i in keep]), limit, policy, name=name,
-                      numbers=[i + 1 for i in keep])  # fmt: skip
-    return dict(zip(keep, ids, strict=True))
-
-
-def translate_lines(
-    translator: Translator, lines: list[str], policy: LinePolicy, *, name: str,
-    progress: bool = False,
-) -> list[list]:  # fmt: skip
-    """n-best hypotheses per line, in order; an empty line gets an empty list."""
-    encoded = encode_lines(translator.src_tok, lines, translator.source_limit, policy, name=name)
-    keys = list(encoded)
-    hyps = translator.translate_ids([encoded[i] for i in keys], progress=progress)
-    results: list[list] = [[] for _ in lines]
-    for i, h in zip(keys, hyps, strict=True):
-        results[i] = h
-    return results
-
-
 def print_json(obj: dict) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=None))
 
 
 def write_text(path: str | Path, lines: list[str]) -> None:
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_lines(path, lines)

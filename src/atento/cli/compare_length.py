@@ -13,7 +13,7 @@ from atento.cli.analysis_io import read_pairs, show_progress
 from atento.cli.common import (
     add_line_args,
     add_search_args,
-    configured,
+    decoder,
     line_policy,
     open_run,
     print_json,
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
             raise AtentoError(f"--labels has {len(names)} names for {len(args.run_dirs)} runs")
     sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
     runs = [open_run(d) for d in args.run_dirs]  # fail early on a bad directory
+    decoders = [decoder(loaded, args, command="compare-length") for loaded in runs]
     systems, report = {}, {"sentences": len(sources), "systems": []}
-    for name, loaded in zip(names, runs, strict=True):
-        translator = configured(loaded.translator(), args)
-        outputs = translator.best_strings(sources, progress=show_progress(args))
+    for name, loaded, (predictor, translator) in zip(names, runs, decoders, strict=True):
+        results = predictor.translate(sources, translator, progress=show_progress(args))
+        outputs = [predictor.decode(h[0].tokens) for h in results]
         buckets = bleu_by_length(sources, outputs, refs, edges=edges)
         systems[name] = buckets
         report["systems"].append({

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from atento.cli.common import add_line_args, add_search_args, open_run, print_json
+from atento.cli.common import (
+    add_line_args,
+    add_search_args,
+    open_run,
+    print_json,
+    search_options,
+    task_options,
+)
 from atento.registry import tasks
 
 
@@ -26,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = open_run(args.run_dir)
+    task_options(args, loaded)  # another task's option would be silently ignored
+    args.precision = search_options(args).precision  # the deprecated --bf16 read as this
     report = loaded.task.evaluate(loaded, args)
     report.update(task=loaded.cfg.task, checkpoint_step=loaded.step)
     if args.json:

@@ -14,6 +14,7 @@ import sys
 
 from atento import __version__
 from atento.errors import AtentoError
+from atento.options import OptionError, cli_spelling
 from atento.registry import COMMAND_MODULES
 
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except OptionError as exc:  # a decoding option, spelled as on the command line
+        print(f"atento {args.command}: error: {exc.spelled(cli_spelling)}", file=sys.stderr)
+        return 2
     except AtentoError as exc:
         print(f"atento {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """`atento sample RUN_DIR [--prompt TEXT] [--max-new N] [--temperature T] [--top-k K]
-[--top-p P] [--seed S] [--num N]`: text from a language-model run, streamed as it comes.
+[--top-p P] [--seed S] [--num N]`: text from a language-model run, streamed as it comes, or a
+sampled translation of --prompt from a translation run (e.g. for back-translation).
 
-The prompt is read in one pass that fills the KV cache, then one token per step
+A language model reads the prompt in one pass that fills the KV cache, then one token per step
 (`atento.search.sampling`); the same seed gives the same text. An empty prompt starts from a
 line break (as nanoGPT does).
 """
@@ -11,16 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from atento.cli.common import open_run
-from atento.errors import AtentoError
-from atento.runtime import PRECISIONS_CHOICES
+from atento.errors import warn
+from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
+from atento.options import SampleOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="sample text from a language-model run (KV-cached)")
-    p.add_argument("run_dir", help="run directory written by `atento train` (task: lm)")
+    p = sub.add_parser("sample", help="sample text from a language-model run (KV-cached), or "
+                       "a translation of --prompt")  # fmt: skip
+    p.add_argument("run_dir", help="run directory written by `atento train` (lm, translation)")
     p.add_argument("--prompt", default="", help="text to continue (default: a line break)")
     p.add_argument("--max-new", type=int, default=200, help="new tokens per sample")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
@@ -38,51 +39,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)  # fmt: skip
 
 
-def _check(args: argparse.Namespace) -> None:
-    from atento.search.sampling import check_settings
-
-    check_settings(max_new=args.max_new, temperature=args.temperature, top_k=args.top_k,
-                   top_p=args.top_p, name=lambda key: "--" + key.replace("_", "-"))  # fmt: skip
-    if not 1 <= args.num <= 1024:
-        raise AtentoError(f"--num must be between 1 and 1024, got {args.num}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from atento.search.sampling import sample
-    from atento.tasks.lm import decode_text, prompt_ids
-
-    _check(args)
+    options = SampleOptions(
+        max_new=args.max_new, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        seed=args.seed, num=args.num, keep_last=args.keep_last, use_cache=not args.no_cache,
+    ).check()  # fmt: skip
     loaded = open_run(args.run_dir)
-    if loaded.cfg.task != "lm":
-        raise AtentoError(f"{args.run_dir} is a {loaded.cfg.task} run; sample needs task: lm")
-    tok = loaded.tokenizers["text"]
-    text = args.prompt if args.prompt else "\n"
-    ids = prompt_ids(tok, text, loaded.model.length_limit(), keep_last=args.keep_last)
-    placement = loaded.placement
-    if args.precision:
-        placement = placement.with_precision(args.precision, key="--precision")
+    predictor = loaded.predictor.require("sample", command="sample")
+    precision = args.precision or loaded.placement.precision
+    if args.no_cache and precision != "fp32":
+        warn(
+            f"note: --no-cache gives the cached path's tokens in fp32; this run samples in "
+            f"{precision}, where the two paths round differently (--precision fp32 to compare)"
+        )
     stream = args.num == 1
     done: list[int] = []
 
     def on_step(tokens: list[int]) -> None:  # print what the new token adds to the text
-        if stream:
-            before = decode_text(tok, done)
+        if stream and tokens:
+            before = predictor.decode(done)
             done.append(tokens[0])
-            sys.stdout.write(decode_text(tok, done)[len(before) :])
+            sys.stdout.write(predictor.decode(done)[len(before) :])
             sys.stdout.flush()
 
     if stream:
         sys.stdout.write(args.prompt)
-    with placement.autocast():
-        outputs = sample(
-            loaded.model, [ids] * args.num, max_new=args.max_new, temperature=args.temperature,
-            top_k=args.top_k, top_p=args.top_p, use_cache=not args.no_cache,
-            generator=torch.Generator().manual_seed(args.seed), device=placement.device,
-            on_step=on_step,
-        )  # fmt: skip
+    outputs = predictor.sample([args.prompt], options, precision=args.precision, on_step=on_step)
     if stream:
         sys.stdout.write("\n")
     else:
         for i, out in enumerate(outputs):
-            sys.stdout.write(f"--- sample {i + 1}\n{args.prompt}{decode_text(tok, out)}\n")
+            sys.stdout.write(f"--- sample {i + 1}\n{args.prompt}{predictor.decode(out)}\n")
     return 0

@@ -10,8 +10,9 @@ import argparse
 import sys
 
 from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import add_line_args, encode_lines, line_policy, open_run
-from atento.errors import AtentoError
+from atento.cli.common import add_line_args, line_policy, open_run
+from atento.data.lines import fit_lengths
+from atento.options import SearchOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,16 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from atento.search import LengthPenalty
 
     loaded = open_run(args.run_dir)
+    predictor = loaded.predictor.require("score", command="score")
     policy = line_policy(args)
     sources, refs = read_pairs(args.src, args.ref, policy)
-    if args.batch_size < 1:
-        raise AtentoError(f"--batch-size must be at least 1, got {args.batch_size}")
-    alpha = loaded.cfg.search.alpha if args.alpha is None else args.alpha
-    if alpha < 0:
-        raise AtentoError(f"--alpha must be >= 0, got {alpha}")
-    limit = length_limit(loaded.model)
-    src = encode_lines(loaded.src_tok, sources, limit, policy, name=args.src)
-    ref = encode_lines(loaded.tgt_tok, refs, limit, policy, name=args.ref)
+    search = SearchOptions(alpha=args.alpha, batch_size=args.batch_size)
+    alpha = search.resolve(loaded.cfg.search).alpha
+    src = predictor.encode(sources, policy, name=args.src)
+    ref = fit_lengths(loaded.tgt_tok.encode_batch([r for r in refs if r]),
+                      length_limit(loaded.model), policy, name=args.ref,
+                      numbers=[i + 1 for i, r in enumerate(refs) if r])  # fmt: skip
+    ref = dict(zip([i for i, r in enumerate(refs) if r], ref, strict=True))
     keys = [i for i in src if i in ref]  # a pair with an empty side gets an empty line
     scores = score_sequences(
         loaded.model, [src[i] for i in keys], [ref[i] for i in keys],

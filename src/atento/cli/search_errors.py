@@ -13,15 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from atento.cli.analysis_io import read_pairs, show_progress
-from atento.cli.common import (
-    add_line_args,
-    add_search_args,
-    configured,
-    line_policy,
-    open_run,
-    print_json,
-)
+from atento.cli.analysis_io import reference_corpus, show_progress
+from atento.cli.common import add_line_args, add_search_args, configured, open_run, print_json
 from atento.errors import AtentoError
 
 
@@ -57,24 +50,15 @@ def run(args: argparse.Namespace) -> int:
     if args.exact and (args.exact_max_len < 1 or args.exact_seconds <= 0):
         raise AtentoError("--exact-max-len must be >= 1 and --exact-seconds > 0")
     loaded = open_run(args.run_dir)
+    predictor, corpus = reference_corpus(loaded, args, command="search-errors")
     # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
-    translator = configured(loaded.translator().with_precision("fp32"), args)
+    translator = configured(predictor.base_translator().with_precision("fp32"), args)
     translator = translator.with_search(nbest=1)
+    sources, encoded = corpus.sources, corpus.encoded
+    single = all(len(r) == 1 for r in corpus.references)
+    refs = [r[0] for r in corpus.references] if single else None
     tok = loaded.tgt_tok
-    if loaded.cfg.task == "caption":  # images with several references: the best-scoring is y*
-        from atento.cli.caption import image_set
-
-        sources, encoded, ref_texts = image_set(loaded, args)
-        refs = None
-        ref_ids = [[tok.encode(r) for r in group] for group in ref_texts]
-    else:
-        if not (args.src and args.ref):
-            raise AtentoError("search-errors needs --src FILE and --ref FILE")
-        sources, refs = read_pairs(args.src, args.ref, line_policy(args), drop_empty=True)
-        encoded, ref_ids = (
-            loaded.src_tok.encode_batch(sources),
-            [[r] for r in tok.encode_batch(refs)],
-        )
+    ref_ids = [[tok.encode(r) for r in group] for group in corpus.references]
     widths = [translator.search.beam] + [k for k in extra_beams if k != translator.search.beam]
     progress = show_progress(args)
     reports = analyse_beams_several(translator, encoded, ref_ids, widths, progress=progress)
@@ -93,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )  # fmt: skip
     summary["advice"] = advice(main)
-    texts = _Texts(sources, refs, tok.decode)
+    texts = _Texts(sources, refs, predictor.decode)
     if args.report:
         Path(args.report).write_text(_markdown(main, summary, texts), encoding="utf-8")
         summary["report"] = args.report

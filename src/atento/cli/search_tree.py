@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise AtentoError(f"--out must end in .png or .svg, got {args.out}")
     if args.beam is not None and not 1 <= args.beam <= 50:
         raise AtentoError(f"--beam must be between 1 and 50 for a drawing, got {args.beam}")
-    model = Model(open_run(args.run_dir))
+    loaded = open_run(args.run_dir)
+    loaded.predictor.require("trace", command="search-tree")
+    model = Model(loaded)
     trace = model.search_trace(args.sentence, beam=args.beam, alpha=args.alpha)
     best = trace["nbest"][0]["text"] if trace["nbest"] else ""
     title = f"{args.sentence} -> {best}  (beam {trace['beam_size']}, alpha {trace['alpha']:g})"

@@ -12,7 +12,7 @@ import argparse
 import ipaddress
 
 from atento.errors import AtentoError, warn
-from atento.runtime import PRECISIONS_CHOICES
+from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,9 +70,10 @@ def build(args: argparse.Namespace):
     _check(args)
     models, names = [], set()
     for run_dir in args.run_dirs:
-        model = Model(open_run(run_dir))
-        if args.precision and model.translator is not None:
-            model.translator = model.translator.with_precision(args.precision)
+        loaded = open_run(run_dir)
+        if args.precision:  # every operation of the run decodes in it
+            loaded.placement = loaded.placement.with_precision(args.precision, key="--precision")
+        model = Model(loaded)
         if model.name in names:
             raise AtentoError(f"two runs are named {model.name!r}: serve runs with distinct names")
         names.add(model.name)

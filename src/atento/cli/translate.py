@@ -8,18 +8,18 @@ import sys
 from atento.cli.common import (
     add_line_args,
     add_search_args,
-    configured,
+    decoder,
     line_policy,
     open_run,
     read_input,
-    translate_lines,
     write_text,
 )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("translate", help="translate sentences (stdin or -i) with a trained run")
-    p.add_argument("run_dir", help="run directory written by `atento train`")
+    p = sub.add_parser("translate", help="translate sentences (stdin or -i) with a trained run "
+                       "(a language model: continue each line, beam-searched)")  # fmt: skip
+    p.add_argument("run_dir", help="run directory written by `atento train` (translation, lm)")
     add_search_args(p, nbest=True)
     p.add_argument("-i", "--input", help="source file, one sentence per line (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
@@ -29,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = open_run(args.run_dir)
-    translator = configured(loaded.translator(), args)
+    predictor, translator = decoder(loaded, args, command="translate")
     policy = line_policy(args)
     sentences = read_input(args.input, policy)
-    results = translate_lines(
-        translator, sentences, policy, name=args.input or "stdin", progress=sys.stderr.isatty()
+    results = predictor.translate(
+        sentences, translator, policy, name=args.input or "stdin", progress=sys.stderr.isatty()
     )
-    decode = loaded.tgt_tok.decode
+    decode = predictor.decode
     if translator.search.nbest == 1:  # an empty input line (no hypotheses) gives ""
         lines = [decode(hyps[0].tokens) if hyps else "" for hyps in results]
     else:  # Moses n-best format: index ||| hypothesis ||| normalised score

@@ -88,6 +88,13 @@ def collate_sources(src_list: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return _pad([[*s, EOS_ID] for s in src_list])
 
 
+def collate_features(sources: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Decoding sources of a captioning run: region features (P, C) each -> (B, P, C) fp32
+    and the all-true mask (B, P) (every region is real)."""
+    features = torch.stack(list(sources)).float()
+    return features, torch.ones(features.shape[:2], dtype=torch.bool)
+
+
 def collate(pairs: Sequence[IdPair]) -> Batch:
     """Pad (source ids, target ids) pairs, given without BOS / EOS, into a `Batch`."""
     src_ids, src_mask = collate_sources([s for s, _ in pairs])

@@ -52,8 +52,19 @@ class LinePolicy:
             if value not in allowed:
                 raise AtentoError(f"--{name.replace('_', '-')}: {value!r} is not one of {allowed}")
 
+    @classmethod
+    def of(cls, options: object) -> LinePolicy:
+        """The policy of an options object's `on_*` fields (defaults where it has none)."""
+        return cls(**{f: getattr(options, f) for f in ("on_empty", "on_bad_utf8", "on_too_long")
+                      if getattr(options, f, None) is not None})  # fmt: skip
+
 
 DEFAULT_POLICY = LinePolicy()
+
+
+def write_lines(path: str | Path, lines: list[str]) -> None:
+    """Lines into a UTF-8 text file, each ending in a line break."""
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def text_file_bytes(path: str | Path, *, empty: str = "empty file") -> bytes:

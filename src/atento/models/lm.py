@@ -16,7 +16,7 @@ cache: O(T) work per new token instead of re-reading the whole sequence).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,8 +24,11 @@ from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache
 from atento.config import check
+from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
+from atento.models.base import DEFAULT_OPTIONS, DecodeOptions
 from atento.models.factory import validate_stack
+from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import EncoderLayer
@@ -137,14 +140,14 @@ class TextTransformer(nn.Module):
                 weights = w
         return self.norm(x), weights, new_cache
 
-    def step(
+    def step_hidden(
         self, ids: Tensor, cache: Cache, *, pad_mask: Tensor | None = None,
         positions: Tensor | None = None,
     ) -> tuple[Tensor, Cache]:  # fmt: skip
         """One new token per row at inference, after the positions in `cache`: ids (B,) ->
         final states (B, D) and the new cache. Equals `hidden(ids[:, None], cache=cache, ...)`
         (pad_mask (B, S + 1), positions (B,) as there) in fewer operations: the KV-cached
-        sampling loop, where per-operation overhead, not arithmetic, is the cost."""
+        decoding step, where per-operation overhead, not arithmetic, is the cost."""
         past = cache[0].length
         pos = self.positions(1, past) if positions is None else self.positions.at(positions)
         x = self.embed(ids) + pos  # (B, D); dropout is off at inference
@@ -153,6 +156,48 @@ class TextTransformer(nn.Module):
             x, kv = block.step(x, kv, pad_mask)
             new_cache.append(kv)
         return self.norm(x), new_cache
+
+    # ------------------------------------------------ the searchers' contract (search/step.py)
+    def check_options(self, options: DecodeOptions) -> None:
+        if options.attention:
+            raise ValueError("a language model's decoding returns no source attention")
+
+    def init_state(
+        self, prompts: list[list[int]], options: DecodeOptions = DEFAULT_OPTIONS, *,
+        pad_id: int = PAD_ID,
+    ) -> LMState:  # fmt: skip
+        """The state before the first step: each prompt but its last token, which the search
+        feeds first (`start_ids`); the first step then reads each whole prompt in one pass."""
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        limit = self.length_limit()
+        if limit is not None and max(len(p) for p in prompts) > limit:
+            raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens is longer "
+                             f"than the context {limit}")  # fmt: skip
+        return LMState.start(prompts, pad_id=pad_id, device=self.embed.weight.device)
+
+    def step(
+        self, last_ids: Tensor, state: LMState, options: DecodeOptions = DEFAULT_OPTIONS
+    ) -> tuple[Tensor, LMState, None]:
+        """Feed last_ids (N,) -> log-probs (N, V) fp32 of the next token, the new state, None.
+        Re-reads the visible text (one pass) when nothing is cached, without the cache, or
+        when the window slides (models/lm_state.py); else one cached step."""
+        state = state.appended(last_ids)
+        limit = self.length_limit()
+        if limit is not None and state.longest > limit:
+            state = state.window(limit // 2)
+        if state.cache is None or not options.use_cache:
+            mask, positions = state.mask_and_positions()
+            h, _, cache = self.hidden(state.ids, pad_mask=mask, positions=positions)
+            h, state = h[:, -1], replace(state, cache=cache, pad_mask=mask)
+        else:
+            mask = positions = None
+            if state.lengths is not None:  # left-padded rows: each its own next position
+                positions = state.lengths - 1
+                mask = torch.cat([state.pad_mask, state.pad_mask.new_ones(len(last_ids), 1)], 1)
+            h, cache = self.step_hidden(last_ids, state.cache, pad_mask=mask, positions=positions)
+            state = replace(state, cache=cache, pad_mask=mask)
+        return torch.log_softmax(self.logits(h).float(), dim=-1), state, None
 
     def _mask(
         self, T: int, past: int, pad_mask: Tensor | None, device: torch.device

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from atento.errors import AtentoError
+from atento.options import check_beam
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
 from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, resolve_device, top_k
@@ -205,6 +205,7 @@ def beam_search(
     pad_id: int = 0,
     device: torch.device | str | None = None,
     trace: BeamTrace | None = None,
+    start_ids: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search of width K over a batch of B sentences (see the module docstring).
 
@@ -217,12 +218,10 @@ def beam_search(
     `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses, best first.
     trace: a `BeamTrace` to fill with every step's kept, finished and pruned candidates
     (`atento.search.trace`); None (the default) records nothing and costs nothing.
+    start_ids (B,): the first tokens fed (default BOS; a language model: each prompt's last).
     """
     B, K = batch_size, beam_size
-    if K < 1:
-        raise AtentoError(f"beam size must be >= 1, got {K}")
-    if not 1 <= nbest <= K:
-        raise AtentoError(f"nbest must be between 1 and the beam size {K}, got {nbest}")
+    check_beam(K, nbest)
     device = resolve_device(state, device)
     lens = max_lengths(max_len, B, device)  # (B,)
     state = state.expand(K)  # B*K rows
@@ -231,6 +230,8 @@ def beam_search(
         trace.start(B, K)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     last_ids = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    if start_ids is not None:
+        last_ids = start_ids.to(device).repeat_interleave(K)
     banned: Tensor | None = None
     for t in range(int(lens.max()) if B else 0):
         log_probs, state, attention = step_fn(last_ids, state)  # (A*K, V), (A*K, S)

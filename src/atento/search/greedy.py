@@ -21,6 +21,7 @@ def greedy_search(
     pad_id: int = 0,
     length_penalty: LengthPenalty | None = None,
     device: torch.device | str | None = None,
+    start_ids: Tensor | None = None,
 ) -> list[Hypothesis]:
     """Decode B sentences together, y_t = argmax_y log P(y | x, y_<t).
 
@@ -30,6 +31,7 @@ def greedy_search(
     when none is left. PAD and BOS are never generated. Greedy does not rank, but each score
     is `length_penalty(log_prob, Ty)` (default alpha 0: the raw log-prob) so it compares with
     beam search. `device` is where ids are made (default `state.device`, else CPU).
+    `start_ids` (B,): the first tokens fed (default BOS; a language model: each prompt's last).
     Returns one `Hypothesis` per sentence, in batch order.
     """
     penalty = length_penalty if length_penalty is not None else LengthPenalty(0.0)
@@ -39,6 +41,8 @@ def greedy_search(
     T = int(lens.max()) if B else 0
     active = torch.arange(B, device=device)  # (A,) batch index of each live row
     last_ids = torch.full((B,), bos_id, dtype=torch.long, device=device)
+    if start_ids is not None:
+        last_ids = start_ids.to(device)
     token_ids = torch.full((B, T), pad_id, dtype=torch.long, device=device)
     token_log_probs = torch.zeros(B, T, device=device)
     total = torch.zeros(B, device=device)

@@ -1,5 +1,6 @@
-"""The FastAPI app: POST /v1/translate, POST /v1/sample and /v1/attention (language-model
-runs), GET /health, GET /v1/models, the page at /.
+"""The FastAPI app: POST /v1/translate, /v1/sample, /v1/classify and /v1/attention, GET /health,
+GET /v1/models, the page at /. Each route dispatches to the runs' predictors
+(`atento.predictors`): a route serves every run whose task offers its operation.
 
 Errors are JSON, `{"error": {"status": 422, "message": "...", "item": "texts[3]"}}`, naming the
 offending item: malformed JSON and wrong fields 422, too many sentences / characters / bytes
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from atento.api import Model, Translation
 from atento.errors import AtentoError
+from atento.options import OptionError, SampleOptions, SearchOptions, ViewOptions
 from atento.serve.batcher import Batcher, QueueFull
 from atento.serve.limits import BodyLimit
 
@@ -103,6 +105,18 @@ class AttentionRequest(BaseModel):
     head: int | None = Field(None, ge=0, description="head (default: mean)")
 
 
+class ClassifyRequest(BaseModel):
+    """Sentences for a classification run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(..., description="sentences to label")
+    model: str | None = Field(None, description="which loaded run (default: the first classifier)")
+
+
+SERVED = ("translate", "sample", "classify", "self_attention")  # what the routes offer
+
+
 def _item(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     out = ""
@@ -132,9 +146,14 @@ def _translation_json(t: Translation, *, attention: bool) -> dict:
 
 
 def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
-    """The app over loaded `models` (the first is the default); one batcher per model."""
+    """The app over loaded `models`; one batcher per model. A route's default run is the first
+    that offers its operation; a run that offers none of the routes' is refused."""
     if not models:
         raise AtentoError("serve needs at least one run directory")
+    for m in models:
+        if not any(m.predictor.offers(op) for op in SERVED):
+            raise AtentoError(f"{m.run.path} is a {m.task} run: no route serves it "
+                              f"(serve offers translate, sample, classify, attention)")  # fmt: skip
     limits = limits or Limits()
     by_name = {m.name: m for m in models}
     batchers: dict[str, Batcher] = {}
@@ -157,7 +176,140 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    _error_handlers(app)
 
+    def pick(name: str | None, operation: str, what: str) -> Model:
+        """The run `name` (default: the first that offers `operation`), which must offer it."""
+        if name is not None and name not in by_name:
+            raise ApiError(422, f"unknown model {name!r} (loaded: {', '.join(by_name)})", "model")
+        offering = [m for m in models if m.predictor.offers(operation)]
+        if name is None and not offering:
+            raise ApiError(422, f"no {what} run is served (loaded: {', '.join(by_name)})",
+                           "model")  # fmt: skip
+        model = by_name[name] if name is not None else offering[0]
+        try:
+            model.predictor.require(operation, command=what)
+        except AtentoError as exc:
+            raise ApiError(422, str(exc), "model") from None
+        return model
+
+    async def call(fn, *, item: str = "body"):
+        """`fn()` on a worker thread within the time limit; option errors name their field."""
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn), limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"the request took longer than {limits.timeout_s:g} s") from None
+        except OptionError as exc:
+            raise ApiError(422, exc.spelled(), exc.field) from None
+        except AtentoError as exc:
+            raise ApiError(422, str(exc), item) from None
+
+    @app.get("/health", summary="liveness and queue length")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "models": list(by_name),
+            "queued": sum(b.queued for b in batchers.values()),
+            "batches": sum(b.batches for b in batchers.values()),
+            "sentences": sum(b.sentences for b in batchers.values()),
+        }
+
+    @app.get("/v1/models", summary="the loaded runs: architecture, sizes, checkpoint step")
+    async def list_models() -> dict:
+        return {"models": [m.info() for m in models], "limits": limits.__dict__}
+
+    @app.post("/v1/translate", summary="translate one or more sentences (or continue prompts)")
+    async def translate(req: TranslateRequest) -> dict:
+        texts = _texts(req, limits)
+        model = pick(req.model, "translate", "translate")
+        p = model.predictor
+        translator = await call(lambda: p.translator(
+            SearchOptions(beam=req.beam, alpha=req.alpha, nbest=req.nbest),
+            ViewOptions(req.attention, req.layer, req.head),
+        ))  # fmt: skip
+        if req.beam is not None and req.beam > limits.max_beam:
+            raise ApiError(422, f"beam {req.beam} is above the limit {limits.max_beam}", "beam")
+        if req.trace and len(texts) != 1:
+            raise ApiError(422, "a trace is for one sentence at a time", "trace")
+        sources = await call(lambda: p.encode(texts, name="texts"), item="texts")
+        sources = [sources[i] for i in range(len(texts))]
+        if req.attention:
+            _check_attention_size(translator, sources, limits)
+        body: dict = {"model": model.name, "beam": translator.search.beam,
+                      "alpha": translator.search.alpha}  # fmt: skip
+        if req.trace:
+            p.require("trace", command="trace")
+            body["trace"] = await call(
+                lambda: model.search_trace(texts[0], beam=req.beam, alpha=req.alpha)
+            )
+        try:
+            future = batchers[model.name].submit(translator, sources)
+        except QueueFull as exc:
+            raise ApiError(429, f"{exc}; retry later", "queue") from None
+        try:
+            results = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"the request took longer than {limits.timeout_s:g} s") from None
+        translations = model.wrap(texts, results)
+        body["translations"] = [_translation_json(t, attention=req.attention) for t in translations]
+        return body
+
+    @app.post("/v1/sample", summary="continue a prompt (language models, KV-cached) or sample "
+              "translations of a source")  # fmt: skip
+    async def sample(req: SampleRequest) -> dict:
+        model = pick(req.model, "sample", "language-model")
+        _within(len(req.prompt), limits.max_chars, "characters", "prompt")
+        _within(req.max_new, limits.max_new_tokens, "max_new", "max_new")
+        _within(req.num, limits.max_samples, "num", "num")
+        p = model.predictor
+        options = SampleOptions(max_new=req.max_new, temperature=req.temperature,
+                                top_k=req.top_k, top_p=req.top_p, seed=req.seed, num=req.num,
+                                keep_last=req.keep_last)  # fmt: skip
+        rows = await call(lambda: p.sample([req.prompt], options), item="prompt")
+        return {"model": model.name, "prompt": req.prompt, "samples": [p.decode(r) for r in rows]}
+
+    @app.post("/v1/classify", summary="label sentences with a classification run")
+    async def classify(req: ClassifyRequest) -> dict:
+        model = pick(req.model, "classify", "classification")
+        if not req.texts:
+            raise ApiError(422, "'texts' is empty", "texts")
+        _within(len(req.texts), limits.max_sentences, "sentences", "texts")
+        for i, text in enumerate(req.texts):
+            if not text.strip():
+                raise ApiError(422, "empty sentence", f"texts[{i}]")
+            _within(len(text), limits.max_chars, "characters", f"texts[{i}]")
+        labels = await call(lambda: model.classify(req.texts), item="texts")
+        return {"model": model.name, "labels": [
+            {"label": x.label, "probability": x.probability, "probabilities": x.probabilities}
+            for x in labels
+        ]}  # fmt: skip
+
+    @app.post("/v1/attention", summary="self-attention over a text (language models, encoders)")
+    async def self_attention(req: AttentionRequest) -> dict:
+        model = pick(req.model, "self_attention", "self-attention")
+        if not req.text.strip():
+            raise ApiError(422, "empty text", "text")
+        _within(len(req.text), limits.max_chars, "characters", "text")
+        weights, rows, cols = await call(
+            lambda: model.self_attention(req.text, layer=req.layer, head=req.head), item="text"
+        )
+        if weights.numel() > limits.max_attention_cells:
+            raise ApiError(413, f"{weights.numel()} weights; at most "
+                           f"{limits.max_attention_cells}", "text")  # fmt: skip
+        return {
+            "model": model.name, "rows": rows, "cols": cols,
+            "weights": [[round(w, 4) for w in row] for row in weights.tolist()],
+        }  # fmt: skip
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.item)
@@ -176,162 +328,46 @@ def create_app(models: list[Model], limits: Limits | None = None) -> FastAPI:
             return _error(422, f"malformed JSON: {detail}".rstrip(": "), "body")
         return _error(422, first.get("msg", "invalid request"), _item(first.get("loc", ())))
 
-    @app.get("/health", summary="liveness and queue length")
-    async def health() -> dict:
-        return {
-            "status": "ok",
-            "models": list(by_name),
-            "queued": sum(b.queued for b in batchers.values()),
-            "batches": sum(b.batches for b in batchers.values()),
-            "sentences": sum(b.sentences for b in batchers.values()),
-        }
 
-    @app.get("/v1/models", summary="the loaded runs: architecture, sizes, checkpoint step")
-    async def list_models() -> dict:
-        return {"models": [m.info() for m in models], "limits": limits.__dict__}
+def _within(value: int, limit: int, what: str, item: str) -> None:
+    if value > limit:
+        raise ApiError(413, f"{value} {what}; at most {limit}", item)
 
-    @app.post("/v1/translate", summary="translate one or more sentences")
-    async def translate(req: TranslateRequest) -> dict:
-        model, texts = _checked(req)
-        try:
-            translator = model.translator_for(
-                beam=req.beam, alpha=req.alpha, nbest=req.nbest, attention=req.attention,
-                layer=req.layer, head=req.head,
-            )  # fmt: skip
-        except AtentoError as exc:
-            item = "model" if model.task != "translation" else _setting_item(str(exc))
-            raise ApiError(422, str(exc), item) from None
-        if req.attention:
-            _check_attention_size(translator, model, texts)
-        body: dict = {"model": model.name, "beam": translator.search.beam,
-                      "alpha": translator.search.alpha}  # fmt: skip
-        if req.trace:
-            body["trace"] = await _with_timeout(
-                run_in_threadpool(model.search_trace, texts[0], beam=req.beam, alpha=req.alpha)
-            )
-        sources = model.run.src_tok.encode_batch(texts)
-        try:
-            future = batchers[model.name].submit(translator, sources)
-        except QueueFull as exc:
-            raise ApiError(429, f"{exc}; retry later", "queue") from None
-        wrapped = asyncio.wrap_future(future)
-        results = await _with_timeout(wrapped)
-        translations = model.wrap(texts, results)
-        body["translations"] = [_translation_json(t, attention=req.attention) for t in translations]
-        return body
 
-    @app.post("/v1/sample", summary="continue a prompt with a language-model run (KV-cached)")
-    async def sample(req: SampleRequest) -> dict:
-        model = _text_model(req.model, "lm")
-        if len(req.prompt) > limits.max_chars:
-            raise ApiError(413, f"{len(req.prompt)} characters; at most {limits.max_chars}",
-                           "prompt")  # fmt: skip
-        if req.max_new > limits.max_new_tokens:
-            raise ApiError(413, f"max_new {req.max_new}; at most {limits.max_new_tokens}",
-                           "max_new")  # fmt: skip
-        if req.num > limits.max_samples:
-            raise ApiError(413, f"num {req.num}; at most {limits.max_samples}", "num")
-        call = lambda: model.sample(  # noqa: E731
-            [req.prompt] * req.num, max_new=req.max_new, temperature=req.temperature,
-            top_k=req.top_k, top_p=req.top_p, seed=req.seed, keep_last=req.keep_last,
-        )  # fmt: skip
-        try:
-            texts = await _with_timeout(run_in_threadpool(call))
-        except AtentoError as exc:
-            raise ApiError(422, str(exc), "prompt") from None
-        return {"model": model.name, "prompt": req.prompt, "samples": texts}
-
-    @app.post("/v1/attention", summary="self-attention over a text (language-model runs)")
-    async def self_attention(req: AttentionRequest) -> dict:
-        model = _text_model(req.model, "lm")
-        if not req.text.strip():
-            raise ApiError(422, "empty text", "text")
-        if len(req.text) > limits.max_chars:
-            raise ApiError(413, f"{len(req.text)} characters; at most {limits.max_chars}",
-                           "text")  # fmt: skip
-        call = lambda: model.self_attention(req.text, layer=req.layer, head=req.head)  # noqa: E731
-        try:
-            weights, rows, cols = await _with_timeout(run_in_threadpool(call))
-        except AtentoError as exc:
-            item = "layer" if "layer" in str(exc) else "head" if "head" in str(exc) else "text"
-            raise ApiError(422, str(exc), item) from None
-        if weights.numel() > limits.max_attention_cells:
-            raise ApiError(413, f"{weights.numel()} weights; at most "
-                           f"{limits.max_attention_cells}", "text")  # fmt: skip
-        return {
-            "model": model.name, "rows": rows, "cols": cols,
-            "weights": [[round(w, 4) for w in row] for row in weights.tolist()],
-        }  # fmt: skip
-
-    def _text_model(name: str | None, task: str) -> Model:
-        """The run `name` (default: the first run of `task`), which must be a `task` run."""
-        if name is not None and name not in by_name:
-            raise ApiError(422, f"unknown model {name!r} (loaded: {', '.join(by_name)})", "model")
-        of_task = [m for m in models if m.task == task]
-        model = by_name[name] if name is not None else (of_task or models)[0]
-        if model.task != task:
-            raise ApiError(422, f"{model.name} is a {model.task} run, not a {task} run", "model")
-        return model
-
-    async def _with_timeout(awaitable):
-        try:
-            return await asyncio.wait_for(awaitable, limits.timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(504, f"the request took longer than {limits.timeout_s:g} s") from None
-
-    def _checked(req: TranslateRequest) -> tuple[Model, list[str]]:
-        if (req.text is None) == (req.texts is None):
-            raise ApiError(422, "give either 'text' or 'texts'", "text")
-        texts = [req.text] if req.text is not None else req.texts
-        item = "text" if req.text is not None else "texts"
-        if not texts:
-            raise ApiError(422, "'texts' is empty", "texts")
-        if len(texts) > limits.max_sentences:
+def _texts(req: TranslateRequest, limits: Limits) -> list[str]:
+    """The request's sentences, checked: one of text / texts, none empty, within the limits."""
+    if (req.text is None) == (req.texts is None):
+        raise ApiError(422, "give either 'text' or 'texts'", "text")
+    texts = [req.text] if req.text is not None else req.texts
+    item = "text" if req.text is not None else "texts"
+    if not texts:
+        raise ApiError(422, "'texts' is empty", "texts")
+    if len(texts) > limits.max_sentences:
+        raise ApiError(
+            413, f"{len(texts)} sentences; at most {limits.max_sentences} per request", item
+        )
+    for i, s in enumerate(texts):
+        name = item if req.text is not None else f"texts[{i}]"
+        if not s.strip():
+            raise ApiError(422, "empty sentence", name)
+        if len(s) > limits.max_chars:
             raise ApiError(
-                413, f"{len(texts)} sentences; at most {limits.max_sentences} per request", item
+                413, f"{len(s)} characters; at most {limits.max_chars} per sentence", name
             )
-        for i, s in enumerate(texts):
-            name = item if req.text is not None else f"texts[{i}]"
-            if not s.strip():
-                raise ApiError(422, "empty sentence", name)
-            if len(s) > limits.max_chars:
-                raise ApiError(
-                    413, f"{len(s)} characters; at most {limits.max_chars} per sentence", name
-                )
-        if req.model is not None and req.model not in by_name:
-            raise ApiError(
-                422, f"unknown model {req.model!r} (loaded: {', '.join(by_name)})", "model"
-            )
-        model = by_name[req.model] if req.model is not None else models[0]
-        if req.beam is not None and req.beam > limits.max_beam:
-            raise ApiError(422, f"beam {req.beam} is above the limit {limits.max_beam}", "beam")
-        if req.trace and len(texts) != 1:
-            raise ApiError(422, "a trace is for one sentence at a time", "trace")
-        return model, texts
-
-    def _check_attention_size(translator, model: Model, texts: list[str]) -> None:
-        s = translator.search
-        cells = 0
-        for text in texts:
-            n = len(model.run.src_tok.encode(text)) + 1
-            cells += s.nbest * (math.ceil(s.max_len_a * (n - 1) + s.max_len_b) + 1) * n
-        if cells > limits.max_attention_cells:
-            raise ApiError(
-                413, f"attention for these sentences could hold {cells} weights; at most "
-                f"{limits.max_attention_cells} per request (send fewer or shorter sentences)",
-                "attention",
-            )  # fmt: skip
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+    return texts
 
 
-def _setting_item(message: str) -> str:
-    for key in ("nbest", "beam", "alpha", "layer", "head", "attention"):
-        if message.startswith(key) or f" {key} " in f" {message} ":
-            return key
-    return "body"
+def _check_attention_size(translator, sources: list[list[int]], limits: Limits) -> None:
+    """413 when the attention of these sources' n-best could exceed the response limit."""
+    s = translator.search
+    cells = 0
+    for ids in sources:
+        n = len(ids) + 1
+        cells += s.nbest * (math.ceil(s.max_len_a * (n - 1) + s.max_len_b) + 1) * n
+    if cells > limits.max_attention_cells:
+        raise ApiError(
+            413,
+            f"attention for these sentences could hold {cells} weights; at most "
+            f"{limits.max_attention_cells} per request (send fewer or shorter sentences)",
+            "attention",
+        )

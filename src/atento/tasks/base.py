@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from torch import Tensor, nn
 
 from atento.errors import AtentoError
+from atento.predictors.base import Predictor
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -78,6 +79,7 @@ class Task(ABC):
     data_config: ClassVar[type]  # the dataclass of the config's `data` section
     selection: ClassVar[Selection]
     unit: ClassVar[str] = "tok"  # what LossOutput.count counts, for the progress bar
+    predictor: ClassVar[type[Predictor]] = Predictor  # the decoding side (predictors/base.py)
 
     def __init__(self, cfg: Config, *, log=print) -> None:
         self.cfg = cfg
@@ -127,17 +129,6 @@ class Task(ABC):
     def format_metrics(self, metrics: dict[str, float]) -> str:
         """One line for the run log."""
         return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-
-    # ---------------------------------------------------------------- decoding
-    def translator(self, model: nn.Module, placement: Placement, search: Any = None) -> Any:
-        """The `atento.inference.Translator` that decodes this task's sources with `model`
-        (default: token ids through the `src` / `tgt` tokenizers; captioning: image features).
-        `search` defaults to the config's search section."""
-        from atento.inference import Translator
-
-        search = search if search is not None else self.cfg.search
-        return Translator(model, self.tokenizers["src"], self.tokenizers["tgt"], search,
-                          placement)  # fmt: skip
 
     # ---------------------------------------------------------------- evaluate
     @classmethod

@@ -38,11 +38,15 @@ from torch import Tensor, nn
 
 from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
-from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.batching import TokenBatchSampler, _pad, collate_features
+from atento.data.lines import write_lines
 from atento.data.tokenizers import Tokenizer, WordTokenizer, train_sentencepiece
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.errors import AtentoError, warn
+from atento.inference import Translator
 from atento.models.base import DecodeOptions
+from atento.options import SearchOptions
+from atento.predictors.caption import CaptionPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -90,13 +94,6 @@ class CaptionDataConfig:
             )
 
 
-def collate_features(sources: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """Decoding sources of a captioning run: region features (P, C) each -> (B, P, C) fp32
-    and the all-true mask (B, P) (every region is real)."""
-    features = torch.stack(list(sources)).float()
-    return features, torch.ones(features.shape[:2], dtype=torch.bool)
-
-
 @dataclass
 class CaptionBatch:
     """features (B, P, C); tgt_in = BOS + y, tgt_out = y + EOS (B, T); tgt_mask (B, T)."""
@@ -128,6 +125,7 @@ def caption_batch(features: Tensor, captions: Sequence[Sequence[int]]) -> Captio
 class CaptionTask(Task):
     name = "caption"
     data_config = CaptionDataConfig
+    predictor = CaptionPredictor
     selection = Selection("bleu", higher_is_better=True)  # BLEU-4 of greedy captions
 
     # ---------------------------------------------------------------- data
@@ -267,13 +265,10 @@ class CaptionTask(Task):
         return LossOutput(loss, batch.n_tgt_tokens, extras)
 
     # ---------------------------------------------------------------- decoding
-    def translator(self, model: nn.Module, placement: Placement, search: Any = None) -> Any:
+    def translator(self, model: nn.Module, placement: Placement) -> Translator:
         """A `Translator` whose sources are image feature grids (P, C)."""
-        from atento.inference import Translator
-
         tok = self.tokenizers["tgt"]
-        return Translator(model, tok, tok, search or self.cfg.search, placement,
-                          collate=collate_features)  # fmt: skip
+        return Translator(model, tok, tok, self.cfg.search, placement, collate=collate_features)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity over every reference, and BLEU-1..4 of greedy
@@ -339,12 +334,11 @@ class CaptionTask(Task):
         their references with sacreBLEU, and coco-caption's BLEU-1..4, CIDEr-D and METEOR
         (`atento.analysis.coco_caption`)."""
         from atento.analysis.coco_caption import coco_caption_scores
-        from atento.cli.common import configured
 
         images, name = self.evaluation_set(args)
         feats, kept = self.features(images.images, what=name)
         refs = [images.captions[i] for i in kept]
-        translator = configured(run.translator(), args)
+        translator = CaptionPredictor(run).translator(SearchOptions.of(args))
         start = time.perf_counter()
         progress = not args.json and sys.stderr.isatty()
         hyps = translator.translate_ids(list(feats), progress=progress)
@@ -365,9 +359,7 @@ class CaptionTask(Task):
         meteor = not getattr(args, "no_meteor", False)
         report.update(coco_caption_scores(outputs, refs, meteor=meteor).report())
         if getattr(args, "hyp_out", None):
-            from atento.cli.common import write_text
-
-            write_text(args.hyp_out, [f"{images.images[i].name}\t{o}"
+            write_lines(args.hyp_out, [f"{images.images[i].name}\t{o}"
                                       for i, o in zip(kept, outputs, strict=True)])  # fmt: skip
         return report
 

@@ -42,6 +42,7 @@ from atento.data.lines import LinePolicy, fit_lengths
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
+from atento.predictors.classify import ClassifierPredictor, predict
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -89,27 +90,9 @@ class ClassBatch:
                           self.labels.to(device, **kw))  # fmt: skip
 
 
-def predict(
-    model: nn.Module, seqs: list[list[int]], placement: Placement, *, batch_size: int = 64
-) -> Tensor:
-    """Class probabilities (N, C) fp32 on the CPU for sequences that already carry their special
-    tokens; batched by length, returned in the input order (no_grad; model in eval mode)."""
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    probs: list[Tensor] = [torch.empty(0)] * len(seqs)
-    with torch.no_grad():
-        for k in range(0, len(order), batch_size):
-            rows = order[k : k + batch_size]
-            ids, pad_mask = _pad([seqs[i] for i in rows])
-            with placement.autocast():
-                logits = model(ids.to(placement.device), pad_mask.to(placement.device)).logits
-            p = logits.float().softmax(-1).cpu()
-            for j, i in enumerate(rows):
-                probs[i] = p[j]
-    return torch.stack(probs) if probs else torch.empty(0, 0)
-
-
 class ClassifyTask(Task):
     name = "classify"
+    predictor = ClassifierPredictor
     data_config = ClassifyDataConfig
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
@@ -279,9 +262,7 @@ class ClassifyTask(Task):
         if data.labels is None:
             raise AtentoError(f"{path}: format {fmt} has no labels")
         gold = self.label_ids(data)
-        from atento.cli.common import line_policy
-
-        seqs, _ = self.encode(data, line_policy(args))
+        seqs, _ = self.encode(data, LinePolicy.of(args))
         start = time.perf_counter()
         probs = predict(run.model, seqs, run.placement)
         seconds = time.perf_counter() - start
@@ -296,7 +277,7 @@ class ClassifyTask(Task):
     ) -> tuple[Tensor, list[str], list[str]]:
         """Self-attention (H, T, T) over the sentence as the classifier reads it: `[CLS] x
         [SEP]` for an encoder (every position sees every other), `x` + end for a GPT (causal)."""
-        from atento.tasks.lm import visible
+        from atento.data.text import visible
 
         tok = self.tokenizers["text"]
         pieces = tok.encode(text)
@@ -305,10 +286,7 @@ class ClassifyTask(Task):
             raise AtentoError(f"the sentence is {len(pieces)} pieces, longer than the model "
                               f"takes ({limit})")  # fmt: skip
         ids = self.sequence(pieces)
-        try:
-            heads = run.model.self_attention(ids, layer=layer, head=head)
-        except ValueError as exc:
-            raise AtentoError(str(exc)) from None
+        heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
         names = {BOS_ID: "[CLS]", EOS_ID: "[SEP]"} if not self.causal else {EOS_ID: "</s>"}
         labels = [names.get(i) or visible(tok.id_to_piece(i)) for i in ids]
         return heads, labels, labels

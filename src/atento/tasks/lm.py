@@ -35,9 +35,10 @@ from torch import Tensor, nn
 from atento.config import check
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.lines import text_file_bytes
+from atento.data.text import encode_text, prompt_ids, visible
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
-from atento.data.vocab import EOS_ID
 from atento.errors import AtentoError
+from atento.predictors.decoding import LanguageModelPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -88,53 +89,6 @@ def read_text(path: str | Path) -> str:
         raise AtentoError(f"{path}:{line}: invalid UTF-8 at byte offset {exc.start}") from None
 
 
-def encode_text(tok: Tokenizer, text: str) -> list[int]:
-    """Ids of a whole text: characters as they are; SentencePiece line by line + `</s>`."""
-    if isinstance(tok, CharTokenizer):
-        return tok.encode(text)
-    ids: list[int] = []
-    for line in text.split("\n"):
-        ids += tok.encode(line) + [EOS_ID]
-    return ids
-
-
-def prompt_ids(tok: Tokenizer, text: str, limit: int | None, *, keep_last: bool = False):
-    """A prompt's ids: no line end appended where the text has none (SentencePiece); longer
-    than the model's context `limit`: an error, or its last `limit` ids with `keep_last`."""
-    ids = encode_text(tok, text)
-    if ids and ids[-1] == EOS_ID and not text.endswith("\n"):
-        ids = ids[:-1]
-    if not ids:
-        raise AtentoError("the prompt encodes to no tokens")
-    if limit is not None and len(ids) > limit:
-        if not keep_last:
-            raise AtentoError(
-                f"the prompt is {len(ids)} tokens, longer than the model's context {limit} "
-                f"(--keep-last keeps its last {limit})"
-            )
-        ids = ids[-limit:]
-    return ids
-
-
-def visible(piece: str) -> str:
-    """A piece as a plot label: line breaks, tabs and spaces made visible."""
-    return piece.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "''"
-
-
-def decode_text(tok: Tokenizer, ids: list[int]) -> str:
-    """The text of ids (`</s>` = a line break for SentencePiece)."""
-    if isinstance(tok, CharTokenizer):
-        return tok.decode(ids)
-    lines, line = [], []
-    for i in ids:
-        if i == EOS_ID:
-            lines.append(tok.decode(line))
-            line = []
-        else:
-            line.append(i)
-    return "\n".join([*lines, tok.decode(line)])
-
-
 @dataclass
 class Windows:
     """A batch: inputs x (B, T) and next tokens y (B, T)."""
@@ -167,6 +121,7 @@ def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: i
 
 class LanguageModelTask(Task):
     name = "lm"
+    predictor = LanguageModelPredictor
     data_config = LMDataConfig
     selection = Selection("loss", higher_is_better=False)
 
@@ -306,10 +261,7 @@ class LanguageModelTask(Task):
         ones before it (the upper triangle is exactly 0)."""
         tok = run.tokenizers["text"]
         ids = prompt_ids(tok, text, run.model.length_limit())
-        try:
-            heads = run.model.self_attention(ids, layer=layer, head=head)
-        except ValueError as exc:
-            raise AtentoError(str(exc)) from None
+        heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
         labels = [visible(tok.id_to_piece(i)) for i in ids]
         return heads, labels, labels
 

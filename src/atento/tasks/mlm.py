@@ -39,6 +39,7 @@ from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
+from atento.predictors.classify import MaskedLMPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -142,6 +143,7 @@ def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) 
 
 class MaskedLMTask(Task):
     name = "mlm"
+    predictor = MaskedLMPredictor
     data_config = MLMDataConfig
     selection = Selection("loss", higher_is_better=False)
     unit = "masked"

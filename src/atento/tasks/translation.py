@@ -21,11 +21,14 @@ from torch import nn
 from atento.config import DataConfig
 from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
+from atento.data.lines import LinePolicy, write_lines
 from atento.data.parallel import encode_pairs, read_parallel
 from atento.data.tokenizers import Tokenizer, build_tokenizers
 from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
+from atento.options import SearchOptions
+from atento.predictors.decoding import TranslationPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -35,6 +38,7 @@ from atento.training.metrics import corpus_bleu, corpus_scores
 
 class TranslationTask(Task):
     name = "translation"
+    predictor = TranslationPredictor
     data_config = DataConfig
     selection = Selection("bleu", higher_is_better=True)
 
@@ -146,28 +150,27 @@ class TranslationTask(Task):
         group.add_argument("--ref", help="reference file, line-aligned with --src")
         group.add_argument("--hyp-out", help="also write the hypotheses to this file")
         group.add_argument("--by-length", help="PNG file: BLEU by source length")
-        group.add_argument("--buckets", default="10,15,20,25,30,40", help="--by-length edges")
+        group.add_argument("--buckets", help="--by-length edges (default 10,15,20,25,30,40)")
 
     def evaluate(self, run: Any, args: argparse.Namespace) -> dict[str, Any]:
         """Decode --src, score against --ref: sacreBLEU BLEU and chrF (+ BLEU by length)."""
-        from atento.cli.common import configured, line_policy, translate_lines
-
         if not (args.src and args.ref):
             raise AtentoError("evaluating a translation run needs --src FILE and --ref FILE")
         edges = None
         if args.by_length:
             from atento.analysis.length import parse_edges
 
-            edges = parse_edges(args.buckets)
-        translator = configured(run.translator(), args)
-        policy = line_policy(args)
+            edges = parse_edges(args.buckets or "10,15,20,25,30,40")
+        predictor = TranslationPredictor(run)
+        translator = predictor.translator(SearchOptions.of(args))
+        policy = LinePolicy.of(args)
         pairs = read_parallel(args.src, args.ref, policy)
         if not pairs:
             raise AtentoError(f"empty input: {args.src} has no lines")
         sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
         start = time.perf_counter()
-        results = translate_lines(
-            translator, sources, policy, name=args.src,
+        results = predictor.translate(
+            sources, translator, policy, name=args.src,
             progress=not args.json and sys.stderr.isatty(),
         )  # fmt: skip
         seconds = time.perf_counter() - start
@@ -197,9 +200,7 @@ class TranslationTask(Task):
             name = f"{run.path.name} (beam {translator.search.beam})"
             report["by_length_plot"] = str(plot_bleu_by_length({name: buckets}, args.by_length))
         if args.hyp_out:
-            from atento.cli.common import write_text
-
-            write_text(args.hyp_out, outputs)
+            write_lines(args.hyp_out, outputs)
         return report
 
     def print_report(self, report: dict[str, Any]) -> None:

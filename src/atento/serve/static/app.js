@@ -41,7 +41,13 @@ function currentModel() {
 
 function setupMode() {
   // translation runs get the sentence form, language-model runs the prompt form
-  const lm = (currentModel() || {}).task === "lm";
+  const m = currentModel() || {};
+  const lm = m.task === "lm";
+  if (m.search) {  // the run's own search settings are the form's defaults
+    $("beam").value = m.search.beam;
+    $("alpha").value = m.search.alpha;
+    if (WIDTHS.includes(m.search.beam)) $("tree-beam").value = String(m.search.beam);
+  }
   $("input-panel").querySelector("form").hidden = lm;
   $("sample-panel").hidden = !lm;
   for (const id of ["result", "attention-panel", "tree-section"]) $(id).hidden = true;

@@ -1,0 +1,60 @@
+"""Text as a language model reads and writes it: whole texts, prompts, plot labels.
+
+Characters are one id each; SentencePiece encodes line by line and `</s>` (EOS) stands for the
+line break, so a multi-line text round-trips through `encode_text` / `decode_text`.
+"""
+
+from __future__ import annotations
+
+from atento.data.tokenizers import CharTokenizer, Tokenizer
+from atento.data.vocab import EOS_ID
+from atento.errors import AtentoError
+from atento.options import OptionError
+
+
+def encode_text(tok: Tokenizer, text: str) -> list[int]:
+    """Ids of a whole text: characters as they are; SentencePiece line by line + `</s>`."""
+    if isinstance(tok, CharTokenizer):
+        return tok.encode(text)
+    ids: list[int] = []
+    for line in text.split("\n"):
+        ids += tok.encode(line) + [EOS_ID]
+    return ids
+
+
+def prompt_ids(tok: Tokenizer, text: str, limit: int | None, *, keep_last: bool = False):
+    """A prompt's ids: no line end appended where the text has none (SentencePiece); longer
+    than the model's context `limit`: an error, or its last `limit` ids with `keep_last`."""
+    ids = encode_text(tok, text)
+    if ids and ids[-1] == EOS_ID and not text.endswith("\n"):
+        ids = ids[:-1]
+    if not ids:
+        raise AtentoError("the prompt encodes to no tokens")
+    if limit is not None and len(ids) > limit:
+        if not keep_last:
+            raise OptionError(
+                "prompt",
+                text=f"the prompt is {len(ids)} tokens, longer than the "
+                f"model's context {limit} ({{keep_last}} keeps its last {limit})",
+            )
+        ids = ids[-limit:]
+    return ids
+
+
+def visible(piece: str) -> str:
+    """A piece as a plot label: line breaks, tabs and spaces made visible."""
+    return piece.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "''"
+
+
+def decode_text(tok: Tokenizer, ids: list[int]) -> str:
+    """The text of ids (`</s>` = a line break for SentencePiece)."""
+    if isinstance(tok, CharTokenizer):
+        return tok.decode(ids)
+    lines, line = [], []
+    for i in ids:
+        if i == EOS_ID:
+            lines.append(tok.decode(line))
+            line = []
+        else:
+            line.append(i)
+    return "\n".join([*lines, tok.decode(line)])
