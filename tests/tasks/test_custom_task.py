@@ -1,7 +1,10 @@
-"""A task that exists only in this test trains through the unchanged loop, and resumes.
+"""A task that exists only in this test trains through the unchanged loop, and resumes; its
+predictor makes it decodable through the command line, the Python API and the server, none of
+which is edited for it.
 
 Majority vote over a sequence of two token kinds: a bag-of-embeddings classifier, selected by
 the LOWEST validation loss (the other direction from translation's BLEU), counted in examples.
+Its sentences are words "a" and "b"; the label is the one in the majority.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atento.checkpoints import BEST, LAST, load_checkpoint
+from atento.cli.main import main
 from atento.config import config_from_dict
+from atento.predictors.base import Predictor
+from atento.predictors.classify import Label
 from atento.registry import register_architecture, register_task
 from atento.rundir import load_run
 from atento.tasks.base import LossOutput, Selection, Task
@@ -70,8 +76,28 @@ def _examples(n: int, length: int, seed: int) -> list[tuple[list[int], int]]:
     return out
 
 
+class MajorityPredictor(Predictor):
+    """Offers `classify` only: a sentence of words a / b -> the majority label."""
+
+    operations = frozenset({"classify"})
+
+    @torch.no_grad()
+    def classify(self, lines, policy=None, *, name="input", batch_size=64, precision=None):
+        out = []
+        for line in lines:
+            if not line:
+                out.append(None)
+                continue
+            ids = torch.tensor([[4 if w == "a" else 5 for w in line.split()]])
+            p = self.run.model(ids).softmax(-1)[0]
+            out.append(Label("ab"[int(p.argmax())], float(p.max()),
+                             {"a": float(p[0]), "b": float(p[1])}))  # fmt: skip
+        return out
+
+
 class MajorityTask(Task):
     name = "majority"
+    predictor = MajorityPredictor
     data_config = MajorityData
     selection = Selection("loss", higher_is_better=False)
     unit = "ex"
@@ -144,3 +170,37 @@ def test_a_new_task_trains_selects_by_lowest_loss_and_resumes_exactly(tmp_path):
 
     run = load_run(tmp_path / "full")  # decoding side: the run loads through the registry
     assert isinstance(run.model, BagClassifier) and not run.model.training
+
+
+def test_a_new_task_decodes_through_the_cli_the_api_and_the_server(tmp_path, capsys, monkeypatch):
+    import io
+
+    from fastapi.testclient import TestClient
+
+    import atento
+    from atento.serve.app import create_app
+
+    Trainer(_cfg(24), tmp_path / "run", progress=False).fit()
+    run = str(tmp_path / "run")
+    sentences = ["a a a b", "b b a b b", "a b a"]
+    labels = [x.label for x in atento.load(run).classify(sentences)]
+    assert labels == ["a", "b", "a"]  # learnt the majority (accuracy > 0.9 above)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(sentences) + "\n"))
+    capsys.readouterr()
+    assert main(["classify", run]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == labels
+
+    assert main(["translate", run, "-i", str(tmp_path / "none.txt")]) == 2  # not offered
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("a b\n"))
+    assert main(["translate", run]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a majority run; translate needs a translation or lm run" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+    with TestClient(create_app([atento.load(run)])) as client:
+        r = client.post("/v1/classify", json={"texts": sentences})
+        assert r.status_code == 200 and [x["label"] for x in r.json()["labels"]] == labels
+        r = client.post("/v1/translate", json={"text": "a b"})
+        assert r.status_code == 422 and r.json()["error"]["item"] == "model"
