@@ -213,9 +213,9 @@ def test_without_attention_hypotheses_carry_none():
 
 def test_bad_arguments_are_rejected():
     model = _lecture_model()
-    with pytest.raises(AtentoError, match="beam size"):
+    with pytest.raises(AtentoError, match="beam must be at least 1"):
         _search(model, [0], beam_size=0, max_len=5, length_penalty=LengthPenalty())
-    with pytest.raises(AtentoError, match="nbest"):
+    with pytest.raises(AtentoError, match="nbest must be between 1 and the beam width 2, got 3"):
         _search(model, [0], beam_size=2, max_len=5, length_penalty=LengthPenalty(), nbest=3)
     with pytest.raises(AtentoError, match="length"):
         _search(model, [0], beam_size=2, max_len=0, length_penalty=LengthPenalty())
