@@ -168,3 +168,18 @@ def test_evaluate_says_what_a_translation_run_needs(toy_run, capsys):
 def test_python_dash_m_atento_is_the_command_line():
     out = subprocess.run([sys.executable, "-m", "atento", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "evaluate" in out.stdout
+
+
+def test_a_run_without_best_checkpoint_says_it_uses_the_last(toy_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(toy_run, run_dir, ignore=shutil.ignore_patterns("checkpoint_best*"))
+    assert (run_dir / "checkpoint_last").is_dir() and not (run_dir / "checkpoint_best").exists()
+    src = tmp_path / "s.txt"
+    src.write_text("9 April 1974\n")
+    code, out, err = run_cli(["translate", run_dir, "-i", src, "--beam", "1"], capsys)
+    assert code == 0 and len(out.splitlines()) == 1
+    assert "has no checkpoint_best" in err and "using checkpoint_last" in err
+    code, _, err = run_cli(["translate", toy_run, "-i", src, "--beam", "1"], capsys)
+    assert code == 0 and "checkpoint_best" not in err
