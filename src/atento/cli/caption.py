@@ -14,6 +14,7 @@ import sys
 
 from atento.cli.common import add_search_args, configured, open_run
 from atento.errors import AtentoError
+from atento.outputs import output_path
 from atento.rundir import LoadedRun
 
 
@@ -68,6 +69,7 @@ def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
     if args.src or args.layer is not None or args.head is not None or args.grid:
         raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
                           "run takes one IMAGE and --out FILE.png")  # fmt: skip
+    output_path(args.out, option="--out")
     translator = configured(loaded.translator(), args).with_attention()
     feats, errors = loaded.task.image_features([args.sentence])
     if errors:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from atento import outputs
 from atento.data.lines import (
     ON_BAD_UTF8,
     ON_EMPTY,
@@ -158,4 +159,5 @@ def print_json(obj: dict) -> None:
 
 
 def write_text(path: str | Path, lines: list[str]) -> None:
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    """`lines` as a UTF-8 file under the output-path checks (`atento.outputs`)."""
+    outputs.write_text(path, "".join(line + "\n" for line in lines))

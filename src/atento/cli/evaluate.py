@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from atento.cli.common import add_line_args, add_search_args, open_run, print_json
+from atento.outputs import output_path
 from atento.registry import tasks
 
 
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for option in ("--hyp-out", "--by-length"):  # the tasks' output files, before decoding
+        if value := getattr(args, option[2:].replace("-", "_"), None):
+            output_path(value, option=option)
     loaded = open_run(args.run_dir)
     report = loaded.task.evaluate(loaded, args)
     report.update(task=loaded.cfg.task, checkpoint_step=loaded.step)

@@ -11,7 +11,6 @@ who is at fault for each wrong output, the search or the model, and what to do a
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from atento.cli.analysis_io import read_pairs, show_progress
 from atento.cli.common import (
@@ -23,6 +22,7 @@ from atento.cli.common import (
     print_json,
 )
 from atento.errors import AtentoError
+from atento.outputs import output_path, write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     extra_beams = parse_int_list(args.beams, name="--beams") if args.beams is not None else []
     if args.exact and (args.exact_max_len < 1 or args.exact_seconds <= 0):
         raise AtentoError("--exact-max-len must be >= 1 and --exact-seconds > 0")
+    if args.report:  # before the analysis
+        output_path(args.report, option="--report")
     loaded = open_run(args.run_dir)
     # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
     translator = configured(loaded.translator().with_precision("fp32"), args)
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     summary["advice"] = advice(main)
     texts = _Texts(sources, refs, tok.decode)
     if args.report:
-        Path(args.report).write_text(_markdown(main, summary, texts), encoding="utf-8")
+        write_text(args.report, _markdown(main, summary, texts), option="--report")
         summary["report"] = args.report
     if args.json:
         print_json(summary)
