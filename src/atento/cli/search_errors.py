@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             translator, main, max_source_len=args.exact_max_len, seconds=args.exact_seconds,
             progress=progress,
         )  # fmt: skip
-    summary["advice"] = advice(main)
+    summary["advice"] = advice(main, summary.get("exact"))
     texts = _Texts(sources, refs, tok.decode)
     if args.report:
         write_text(args.report, _markdown(main, summary, texts), option="--report")
