@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from atento.analysis.exact import exact_search
 from atento.analysis.scoring import SequenceScore, score_sequences
+from atento.data.vocab import UNK_ID
 from atento.inference import Translator
 from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
@@ -326,6 +327,7 @@ def check_exact(
                 step, model.init_state(enc, options),
                 max_len=max_output_len(translator, len(v.source_ids)), length_penalty=penalty,
                 lower_bound=bound, time_limit=seconds, device=device,
+                unk_id=UNK_ID if translator.search.ban_unk else None,  # as the beam searched
             )  # fmt: skip
         found = result.tokens is not None and result.tokens != v.output_ids
         v.exact_better = found and result.score > v.output_score + 1e-5

@@ -45,6 +45,7 @@ from atento.errors import AtentoError, warn
 from atento.models.base import DecodeOptions
 from atento.registry import register_task
 from atento.runtime import Placement
+from atento.search.step import SearchStats
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
 from atento.training.metrics import caption_bleu
@@ -268,12 +269,16 @@ class CaptionTask(Task):
 
     # ---------------------------------------------------------------- decoding
     def translator(self, model: nn.Module, placement: Placement, search: Any = None) -> Any:
-        """A `Translator` whose sources are image feature grids (P, C)."""
+        """A `Translator` whose sources are image feature grids (P, C); word captions never
+        contain UNK unless `search.ban_unk: false` says so."""
+        from dataclasses import replace
+
         from atento.inference import Translator
 
-        tok = self.tokenizers["tgt"]
-        return Translator(model, tok, tok, search or self.cfg.search, placement,
-                          collate=collate_features)  # fmt: skip
+        tok, search = self.tokenizers["tgt"], search or self.cfg.search
+        if search.ban_unk is None:
+            search = replace(search, ban_unk=self.cfg.data.tokenizer == "word")
+        return Translator(model, tok, tok, search, placement, collate=collate_features)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity over every reference, and BLEU-1..4 of greedy
@@ -347,7 +352,8 @@ class CaptionTask(Task):
         translator = configured(run.translator(), args)
         start = time.perf_counter()
         progress = not args.json and sys.stderr.isatty()
-        hyps = translator.translate_ids(list(feats), progress=progress)
+        stats = SearchStats()  # how often the banned UNK would have been chosen
+        hyps = translator.translate_ids(list(feats), progress=progress, stats=stats)
         seconds = time.perf_counter() - start
         outputs = [run.tgt_tok.decode(h[0].tokens) for h in hyps]
         scores = caption_bleu(outputs, refs)
@@ -361,6 +367,7 @@ class CaptionTask(Task):
             "sentences_per_second": round(len(outputs) / max(seconds, 1e-9), 2),
             "beam": translator.search.beam, "alpha": translator.search.alpha,
             "precision": translator.placement.precision, "bleu_signature": scores.signature,
+            "ban_unk": bool(translator.search.ban_unk), "unk_banned_steps": stats.unk_banned_steps,
         }  # fmt: skip
         meteor = not getattr(args, "no_meteor", False)
         report.update(coco_caption_scores(outputs, refs, meteor=meteor).report())
@@ -389,7 +396,9 @@ class CaptionTask(Task):
             f"{report['split']} in {report['seconds']:.1f} s, beam {report['beam']}, "
             f"alpha {report['alpha']}, {report['precision']}"
             + (f"; {report['skipped']} skipped" if report["skipped"] else "")
-        )
+            + (f"; UNK banned, the best word at {report['unk_banned_steps']} step(s)"
+               if report.get("ban_unk") else "")
+        )  # fmt: skip
 
 
 register_task("caption", CaptionTask)
