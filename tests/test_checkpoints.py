@@ -402,6 +402,19 @@ def test_find_checkpoint_preference(tmp_path) -> None:
     assert "expected 'best' or 'last'" in _error(find_checkpoint, tmp_path, "worst")
 
 
+def test_best_falling_back_to_last_is_a_note_on_stderr(tmp_path, capsys) -> None:
+    save_checkpoint(_weights(1.0), tmp_path / LAST)
+    assert find_checkpoint(tmp_path, "last") == tmp_path / LAST
+    assert capsys.readouterr().err == ""  # asked for the last one: nothing to say
+    assert find_checkpoint(tmp_path, "best") == tmp_path / LAST
+    err = capsys.readouterr().err
+    assert err.startswith("atento: note:") and f"has no {BEST}" in err and f"using {LAST}" in err
+    assert len(err.splitlines()) == 1
+    save_checkpoint(_weights(2.0), tmp_path / BEST)
+    assert find_checkpoint(tmp_path, "best") == tmp_path / BEST
+    assert capsys.readouterr().err == ""
+
+
 # ---------------------------------------------------------------- random number generators
 def _plain(value) -> bool:
     if isinstance(value, dict):

@@ -50,6 +50,17 @@ def test_round_trip_through_yaml(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
+def test_optional_key_search_ban_unk(tmp_path):
+    assert config_from_dict({}).search.ban_unk is None  # the task decides
+    assert config_from_dict({}, ["search.ban_unk=true"]).search.ban_unk is True
+    assert config_from_dict({"search": {"ban_unk": None}}).search.ban_unk is None  # `null`
+    cfg = config_from_dict({}, ["search.ban_unk=no"])
+    dump_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml").search.ban_unk is False
+    with pytest.raises(AtentoError, match="search.ban_unk must be bool"):
+        config_from_dict({}, ["search.ban_unk=maybe"])
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     overrides = ["data.train.src=a", "data.train.tgt=b"] if "files" in path.name else []

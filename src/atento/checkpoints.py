@@ -48,7 +48,7 @@ from torch import Tensor
 import atento
 from atento import faults
 from atento.data.tokenizers import Tokenizer, tokenizer_from_state
-from atento.errors import AtentoError
+from atento.errors import AtentoError, warn
 
 FORMAT = 2
 BEST, LAST = "checkpoint_best", "checkpoint_last"
@@ -310,7 +310,8 @@ def _load_legacy(path: Path, *, training: bool) -> Checkpoint:
 # ---------------------------------------------------------------- run directories
 def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     """The checkpoint to load from `run_dir`: "best" tries best then last, "last" the reverse;
-    for each, a directory (or its `.old` fallback) before a legacy `.pt` file."""
+    for each, a directory (or its `.old` fallback) before a legacy `.pt` file. A "best" that
+    falls back to the last checkpoint says so on stderr (one line)."""
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise AtentoError(f"which checkpoint: expected 'best' or 'last', got {which!r}")
@@ -318,12 +319,17 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
         raise AtentoError(f"run directory not found: {run_dir}")
     order = [(BEST, LEGACY_BEST), (LAST, LEGACY_LAST)]
     for name, legacy in order if which == "best" else order[::-1]:
+        found = None
         if (run_dir / name).is_dir():
-            return run_dir / name
-        if fallback := _siblings(run_dir / name, "old"):
-            return fallback[-1]
-        if (run_dir / legacy).is_file():
-            return run_dir / legacy
+            found = run_dir / name
+        elif fallback := _siblings(run_dir / name, "old"):
+            found = fallback[-1]
+        elif (run_dir / legacy).is_file():
+            found = run_dir / legacy
+        if found is not None:
+            if which == "best" and name == LAST:
+                warn(f"note: {run_dir} has no {BEST} (no validation yet?): using {found.name}")
+            return found
     raise AtentoError(f"{run_dir} is not an atento run directory (no {BEST} or {LAST})")
 
 

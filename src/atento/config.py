@@ -106,6 +106,7 @@ class SearchConfig:
     batch_size: int = 64  # sentences per decoding batch
     precision: str = "run"  # run (= runtime.precision) | auto | fp32 | bf16 | fp16
     workers: int = 1  # batches decoded at once, on threads sharing torch's threads out
+    ban_unk: bool | None = None  # never output UNK; None: the task decides (on for word captions)
 
 
 @dataclass
@@ -208,6 +209,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML / command-line value to the declared type or raise naming the key."""
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(typ):
+            return None  # an optional key left to its default (`null` in a dumped config)
         typ = next(t for t in typing.get_args(typ) if t is not type(None))
     if typ is bool:
         if isinstance(value, bool):

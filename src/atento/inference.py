@@ -28,11 +28,12 @@ from atento.config import SearchConfig
 from atento.data.batching import collate_sources
 from atento.data.lines import fit_lengths
 from atento.data.tokenizers import Tokenizer
-from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from atento.models.base import DecodeOptions, length_limit, require_eval
 from atento.runtime import Placement
 from atento.search import Hypothesis, LengthPenalty, beam_search, greedy_search
 from atento.search.sampling import sample_search
+from atento.search.step import SearchStats
 from atento.search.trace import BeamTrace
 
 
@@ -105,10 +106,10 @@ class Translator:
         return self.translate_ids(src, progress=progress)
 
     def translate_ids(
-        self, src: list[list[int]], *, progress: bool = False
+        self, src: list[list[int]], *, progress: bool = False, stats: SearchStats | None = None
     ) -> list[list[Hypothesis]]:
         """Like `translate` but for already-encoded sources (ids without EOS, or whatever
-        `collate` batches).
+        `collate` batches). `stats` collects the searches' counts (`SearchStats`).
 
         With `search.workers` > 1, whole batches are decoded on that many threads, each
         running torch on its share of the calling thread's torch threads (set once per worker
@@ -124,7 +125,7 @@ class Translator:
         lock = threading.Lock()
 
         def decode(batch: list[int]) -> None:
-            hyps = self._decode_batch([src[i] for i in batch], cfg)
+            hyps = self._decode_batch([src[i] for i in batch], cfg, stats)
             for i, h in zip(batch, hyps, strict=True):
                 results[i] = h
             with lock:
@@ -145,10 +146,12 @@ class Translator:
             bar.close()
         return results
 
-    def _decode_batch(self, sources: list[list[int]], cfg: SearchConfig) -> list[list[Hypothesis]]:
+    def _decode_batch(
+        self, sources: list[list[int]], cfg: SearchConfig, stats: SearchStats | None = None
+    ) -> list[list[Hypothesis]]:
         """n-best lists for one batch (autocast and no_grad are per thread, so set here)."""
         with torch.no_grad(), self.placement.autocast():
-            return self._search(sources, cfg, self.placement.device)
+            return self._search(sources, cfg, self.placement.device, stats=stats)
 
     def traced(self, sentences: list[str]) -> tuple[list[list[Hypothesis]], BeamTrace]:
         """n-best hypotheses plus the beam search's `BeamTrace` (what every step kept, finished
@@ -167,8 +170,10 @@ class Translator:
         cfg: SearchConfig,
         device: torch.device,
         trace: BeamTrace | None = None,
+        stats: SearchStats | None = None,
     ) -> list[list[Hypothesis]]:
-        """Encode one batch on `device` (collated on the CPU) and run the search."""
+        """Encode one batch on `device` (collated on the CPU) and run the search; UNK is
+        banned under `search.ban_unk` (None, the task's choice left open, allows it)."""
         penalty = LengthPenalty(cfg.alpha)
         state, start_ids = self.begin(sources, device)
         max_len = torch.tensor(
@@ -178,16 +183,17 @@ class Translator:
         if limit is not None:  # learned positions: EOS at the last one
             max_len = max_len.clamp(max=limit + 1)
         step = partial(self.model.step, options=self.options)
+        unk = {"unk_id": UNK_ID if cfg.ban_unk else None, "stats": stats}
         if cfg.beam == 1 and trace is None:
             hyps = greedy_search(
                 step, state, batch_size=len(sources), max_len=max_len, length_penalty=penalty,
-                device=device, start_ids=start_ids,
+                device=device, start_ids=start_ids, **unk,
             )  # fmt: skip
             return [[h] for h in hyps]
         return beam_search(
             step, state, batch_size=len(sources), beam_size=cfg.beam, max_len=max_len,
             length_penalty=penalty, nbest=cfg.nbest, device=device, trace=trace,
-            start_ids=start_ids,
+            start_ids=start_ids, **unk,
         )  # fmt: skip
 
     def begin(self, sources: Sequence, device: torch.device) -> tuple[Any, Tensor | None]:

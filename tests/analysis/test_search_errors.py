@@ -127,3 +127,37 @@ def test_summary_has_the_contract_fields_and_mixed_counts():
     assert (summary["search_errors"], summary["model_errors"]) == (2, 1)
     assert summary["search_error_fraction"] == pytest.approx(2 / 3, abs=1e-4)
     assert [v.index for v in report.worst(2)] == [1, 0]
+
+
+def _report(*faults: str) -> ErrorReport:
+    return ErrorReport(
+        5,
+        0.7,
+        [Verdict(i, [1], [4], [5], 0.0, 0.0, 0.0, 0.0, True, f) for i, f in enumerate(faults)],
+    )
+
+
+def _exact(checked: int, search_errors: int, timeouts: int = 0) -> dict:
+    return {"checked": checked, "search_errors": search_errors, "timeouts": timeouts}
+
+
+def test_advice_weighs_what_exact_search_found():
+    only_model = _report(MODEL, MODEL, NONE, NONE)
+    plain = advice(only_model)
+    assert plain.startswith("100% of the errors are model errors") and "will not help" in plain
+    # exact search shows the beam misses the model's best output: no "will not help"
+    text = advice(only_model, _exact(4, 2))
+    assert "will not help" not in text
+    assert "in 2 of 4 short sentences (50%)" in text and "a wider beam would change" in text
+    assert "Work on the model first" in text
+    confirmed = advice(only_model, _exact(4, 0, timeouts=1))
+    assert (
+        "will not help; exact search found no better output in the 4 short sentences" in confirmed
+    )
+    assert "1 timed out" in confirmed
+    search = advice(_report(SEARCH, SEARCH, MODEL), _exact(3, 1))
+    assert "Increase the beam width" in search and "Exact search agrees: " in search
+    assert "others" in advice(_report(SEARCH), _exact(2, 0))
+    no_errors = advice(_report(NONE), _exact(1, 1))
+    assert no_errors.startswith("No errors") and "Yet exact search found" in no_errors
+    assert advice(only_model, _exact(0, 0)) == plain  # nothing short enough was checked

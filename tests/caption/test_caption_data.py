@@ -1,6 +1,8 @@
 """Caption readers: Flickr8k starts from the split lists; a folder + TSV skips (or, strict,
 refuses) missing images; malformed files are one-line errors; the word vocabulary."""
 
+import os
+
 import pytest
 
 from atento.captioning.data import read_flickr8k, read_tsv
@@ -34,6 +36,13 @@ def test_tsv_missing_image_skipped_with_count_or_strict_error(flickr_mini, tmp_p
     assert "1 image(s) missing" in capsys.readouterr().err
     with pytest.raises(AtentoError, match="missing.jpg not found"):
         read_tsv(tsv, flickr_mini / "images", strict=True)
+    read, write = os.pipe()  # `--captions <(cat captions.tsv)`: a pipe reads the same
+    os.write(write, tsv.read_bytes())
+    os.close(write)
+    piped = read_tsv(f"/dev/fd/{read}", flickr_mini / "images")
+    assert piped.captions == data.captions and piped.images == data.images
+    with pytest.raises(AtentoError, match="is a folder, not a file"):
+        read_tsv(tmp_path, flickr_mini / "images")
 
 
 @pytest.mark.parametrize(

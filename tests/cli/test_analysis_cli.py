@@ -117,6 +117,40 @@ def test_search_errors_json_report_sweep_and_exact(toy_run, files, capsys):
     assert "errors" in capsys.readouterr().out
 
 
+def test_search_errors_advice_follows_exact_search(toy_run, files, capsys, monkeypatch):
+    import atento.analysis.search_errors as search_errors
+
+    found = {"checked": 4, "max_source_len": 10, "seconds_per_sentence": 0.5,
+             "search_errors": 2, "search_error_fraction": 0.5, "timeouts": 0}  # fmt: skip
+    monkeypatch.setattr(search_errors, "check_exact", lambda *a, **k: dict(found))
+    argv = ["search-errors", str(toy_run), "--src", files["src"], "--ref", files["ref"]]
+    report = _json(capsys, [*argv, "--beam", "2", "--json", "--exact"])
+    assert report["exact"]["search_errors"] == 2
+    assert "in 2 of 4 short sentences (50%)" in report["advice"]
+    assert "will not help" not in report["advice"]
+
+
+def test_empty_lines_are_reported_in_the_file_that_has_them(toy_run, files, capsys):
+    root = files["root"]
+    src, ref = root / "e.fr", root / "e.en"
+    src.write_text("9 April 1974\n1. Dez. 1960\n3 march 2015\n\n", encoding="utf-8")
+    ref.write_text("1974-04-09\n\n\n2000-01-01\n", encoding="utf-8")
+    capsys.readouterr()
+    argv = ["search-errors", str(toy_run), "--src", str(src), "--ref", str(ref), "--beam", "1"]
+    assert main(argv) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
+    assert notes == [
+        f"atento: {src} has 1 empty line(s) (line 4); {ref} has 2 empty line(s) (line 2, 3): "
+        "3 pair(s) left out"
+    ]
+    ref.write_text("1974-04-09\n\n2015-03-03\n2000-01-01\n", encoding="utf-8")
+    src.write_text("9 April 1974\n1. Dez. 1960\n3 march 2015\n1 Jan 2000\n", encoding="utf-8")
+    assert main(["compare-length", str(toy_run), "--src", str(src), "--ref", str(ref),
+                 "--out", str(root / "c.png"), "--beam", "1"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{ref} has 1 empty line(s) (line 2): 1 pair(s) left out" in err and f"{src} " not in err
+
+
 BAD = [
     ["score", "{run}", "--src", "{missing}", "--ref", "{ref}"],
     ["score", "{run}", "--src", "{src}", "--ref", "{short}"],

@@ -168,3 +168,58 @@ def test_evaluate_says_what_a_translation_run_needs(toy_run, capsys):
 def test_python_dash_m_atento_is_the_command_line():
     out = subprocess.run([sys.executable, "-m", "atento", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "evaluate" in out.stdout
+
+
+def test_a_run_without_best_checkpoint_says_it_uses_the_last(toy_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(toy_run, run_dir, ignore=shutil.ignore_patterns("checkpoint_best*"))
+    assert (run_dir / "checkpoint_last").is_dir() and not (run_dir / "checkpoint_best").exists()
+    src = tmp_path / "s.txt"
+    src.write_text("9 April 1974\n")
+    code, out, err = run_cli(["translate", run_dir, "-i", src, "--beam", "1"], capsys)
+    assert code == 0 and len(out.splitlines()) == 1
+    assert "has no checkpoint_best" in err and "using checkpoint_last" in err
+    code, _, err = run_cli(["translate", toy_run, "-i", src, "--beam", "1"], capsys)
+    assert code == 0 and "checkpoint_best" not in err
+
+
+def _failing(monkeypatch):
+    import atento.cli.translate
+
+    def run(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(atento.cli.translate, "run", run)
+
+
+def test_an_unexpected_error_is_one_line_with_where_to_report_it(monkeypatch, capsys):
+    _failing(monkeypatch)
+    monkeypatch.delenv("ATENTO_DEBUG", raising=False)
+    code, out, err = run_cli(["translate", "some_run"], capsys)
+    assert code == 70 and out == ""
+    assert err.startswith("atento translate: internal error: RuntimeError: boom (a bug: report ")
+    assert "with the command line at the atento issue tracker" in err and "--debug" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "second line" not in err
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback_of_an_unexpected_error(how, monkeypatch, capsys):
+    _failing(monkeypatch)
+    monkeypatch.delenv("ATENTO_DEBUG", raising=False)
+    argv = ["--debug", "translate", "r"] if how == "flag" else ["translate", "r"]
+    if how == "env":
+        monkeypatch.setenv("ATENTO_DEBUG", "1")
+    code, _, err = run_cli(argv, capsys)
+    assert code == 70 and err.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: boom" in err and "in run" in err
+    assert err.splitlines()[-1].startswith("atento translate: internal error: RuntimeError: boom")
+
+
+def test_without_the_guard_the_exception_itself_comes_through(monkeypatch, capsys):
+    _failing(monkeypatch)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["translate", "r"], guard=False)
+    assert main(["evaluate", "nope"], guard=False) == 2  # bad input is still an exit status
+    assert "run directory not found" in capsys.readouterr().err

@@ -2,11 +2,13 @@
 `--on-bad-utf8`, `--on-too-long`) of translate, score and evaluate; and the reader itself."""
 
 import json
+import os
+import threading
 
 import pytest
 
 from atento.cli.main import main
-from atento.data.lines import LinePolicy, decode_lines, fit_lengths
+from atento.data.lines import LinePolicy, decode_lines, fit_lengths, read_text_lines
 from atento.errors import AtentoError
 from conftest import CONFIGS
 
@@ -50,6 +52,35 @@ def test_fit_lengths_error_or_truncate_with_original_line_numbers() -> None:
 def test_unknown_policy_value_is_refused() -> None:
     with pytest.raises(AtentoError, match="on-empty"):
         LinePolicy(on_empty="skip")
+
+
+def _pipe(data: bytes) -> str:
+    """What `<(printf ...)` gives a command: /dev/fd/N, the read end of a filled pipe."""
+    read, write = os.pipe()
+    os.write(write, data)
+    os.close(write)
+    return f"/dev/fd/{read}"
+
+
+def _fifo(path, data: bytes):
+    """A named pipe at `path` that a thread fills once a reader opens it."""
+    os.mkfifo(path)
+
+    def fill() -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    threading.Thread(target=fill, daemon=True).start()
+    return path
+
+
+def test_reader_reads_pipes_and_names_missing_paths_and_folders(tmp_path) -> None:
+    assert read_text_lines(_pipe(b"a\nb\n")) == ["a", "b"]
+    assert read_text_lines(_fifo(tmp_path / "fifo", b"x\n")) == ["x"]
+    with pytest.raises(AtentoError, match=r"^file not found: .*nope\.txt$"):
+        read_text_lines(tmp_path / "nope.txt")
+    with pytest.raises(AtentoError, match=r"is a folder, not a file$"):
+        read_text_lines(tmp_path)
 
 
 # ---------------------------------------------------------------- the commands
@@ -140,3 +171,18 @@ def test_decoding_never_runs_past_learned_positions(learned_run, tmp_path, capsy
     src = _write(tmp_path / "src.txt", [d.encode() for d in DATES])
     code, out, _ = _run(["translate", learned_run, "-i", src], capsys)
     assert code == 0 and len(out) == len(DATES)
+
+
+def test_translate_and_score_read_process_substitutions(learned_run, tmp_path, capsys) -> None:
+    src = _write(tmp_path / "src.txt", [DATES[0].encode(), DATES[1].encode()])
+    expected = _run(["translate", learned_run, "-i", src], capsys)[1]
+    code, out, err = _run(["translate", learned_run, "-i", _pipe(src.read_bytes())], capsys)
+    assert (code, out) == (0, expected), err
+    ref = _fifo(tmp_path / "ref.fifo", (REFS[0] + "\n" + REFS[1] + "\n").encode())
+    code, out, err = _run(["score", learned_run, "--src", _pipe(src.read_bytes()), "--ref", ref],
+                          capsys)  # fmt: skip
+    assert code == 0 and len(out) == 2 and all(float(x) < 0 for x in out), err
+    code, _, err = _run(["translate", learned_run, "-i", tmp_path], capsys)
+    assert (
+        code == 2 and err.strip() == f"atento translate: error: {tmp_path} is a folder, not a file"
+    )

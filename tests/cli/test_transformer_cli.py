@@ -62,7 +62,8 @@ def test_attention_default_layer_head_and_grid(tf_run, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "extra,message",
-    [(["--layer", "2"], "layer 2 out of range"), (["--head", "4"], "head 4 out of range"),
+    [(["--layer", "2"], "layer 2 out of range: the decoder has 2 layers (-2..1)"),
+     (["--head", "9"], "head 9 out of range: layers have 4 heads (0..3)"),
      (["--grid", "--head", "0"], "--grid draws every head")],
 )  # fmt: skip
 def test_attention_bad_view_is_a_one_line_error(tf_run, tmp_path, capsys, extra, message):

@@ -229,7 +229,7 @@ def test_self_attention_is_causal_and_each_row_a_distribution() -> None:
     assert torch.equal(heads[:, 0, 0], torch.ones(2))  # the first token sees only itself
     with pytest.raises(ValueError, match="layer 2 out of range"):
         model.self_attention([4, 5], layer=2)
-    with pytest.raises(ValueError, match="head 2 out of range"):
+    with pytest.raises(ValueError, match=r"head 2 out of range: the model has 2 heads \(0\.\.1\)"):
         model.self_attention([4, 5], head=2)
 
 

@@ -1,6 +1,7 @@
 """`atento serve` as a user starts it: a subprocess on a free loopback port, stopped at the end."""
 
 import json
+import socket
 import urllib.request
 
 from atento.cli.main import main
@@ -30,3 +31,21 @@ def test_serve_refuses_bad_arguments(tf_run, tmp_path, capsys):
     assert "--max-chars must be at least 1" in capsys.readouterr().err
     assert main(["serve", str(tf_run), str(tf_run)]) == 2
     assert "two runs are named" in capsys.readouterr().err
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_error(tf_run, capsys):
+    with socket.socket() as held:  # another server on the port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code = main(["serve", str(tf_run), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err == (
+        f"atento serve: error: port {port} on 127.0.0.1 is already in use (another server?): "
+        "choose another --port\n"
+    )  # nothing loaded, nothing said to be served
+    code = main(["serve", str(tf_run), "--host", "no-such-host.invalid"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--host no-such-host.invalid: not an address" in err
+    assert len(err.splitlines()) == 1

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, resolve_device
+from atento.search.step import SearchState, StepFn, ban_specials, ban_unk, resolve_device
 
 
 @dataclass
@@ -65,11 +65,13 @@ class _DepthFirst:
     def __init__(
         self, step_fn: StepFn, *, max_len: int, penalty: LengthPenalty, lower_bound: float,
         deadline: float, chunk: int, ids: tuple[int, int, int], device: torch.device,
+        unk_id: int | None = None,
     ) -> None:  # fmt: skip
         self.step_fn, self.max_len, self.penalty = step_fn, max_len, penalty
         self.best_score, self.best_lp, self.best_tokens = lower_bound, -math.inf, None
         self.deadline, self.chunk, self.device = deadline, max(1, chunk), device
         self.bos_id, self.eos_id, self.pad_id = ids
+        self.unk_id = unk_id
         self.expansions = 0
         self.denominator = float(max_len) ** penalty.alpha  # L^alpha of the bound
 
@@ -87,6 +89,8 @@ class _DepthFirst:
         log_probs = ban_specials(
             log_probs, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id
         )
+        if self.unk_id is not None:
+            log_probs = ban_unk(log_probs, self.unk_id)
         return log_probs.double().cpu(), state
 
     def visit(self, prefix: list[int], log_prob: float, row: Tensor, state: SearchState) -> None:
@@ -137,6 +141,7 @@ def exact_search(
     eos_id: int = 3,
     pad_id: int = 0,
     device: torch.device | str | None = None,
+    unk_id: int | None = None,
 ) -> ExactResult:
     """The highest-scoring finished output of ONE sentence (state has 1 row), if it beats
     `lower_bound` strictly; see the module docstring for the algorithm and the bound.
@@ -145,14 +150,14 @@ def exact_search(
     max_len: the most tokens an output may have, EOS included (as in beam search).
     lower_bound: a score to beat, typically the beam's best finished hypothesis.
     time_limit: seconds; on expiry the best found so far is returned with complete=False.
-    PAD and BOS are never output, as in the other searchers.
+    PAD and BOS are never output, as in the other searchers, nor UNK when `unk_id` names it.
     """
     start = time.perf_counter()
     deadline = start + time_limit if time_limit is not None else math.inf
     search = _DepthFirst(
         step_fn, max_len=max(1, int(max_len)), penalty=length_penalty, lower_bound=lower_bound,
         deadline=deadline, chunk=chunk, ids=(bos_id, eos_id, pad_id),
-        device=resolve_device(state, device),
+        device=resolve_device(state, device), unk_id=unk_id,
     )  # fmt: skip
     complete = True
     try:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from atento.analysis.exact import exact_search
 from atento.analysis.scoring import SequenceScore, score_sequences
+from atento.data.vocab import UNK_ID
 from atento.inference import Translator
 from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
@@ -129,21 +130,44 @@ class ErrorReport:
         return sorted(errors, key=lambda v: abs(v.gap), reverse=True)[:n]
 
 
-def advice(report: ErrorReport) -> str:
-    """The lecture's conclusion for this table."""
+def advice(report: ErrorReport, exact: dict | None = None) -> str:
+    """The lecture's conclusion for this table; with `exact` (`check_exact`'s summary) it also
+    weighs what exact search found: whether the beam misses the model's own best output."""
+    checked = exact["checked"] if exact else 0
+    missed = exact["search_errors"] if checked else 0
+    found = (
+        f"exact search found outputs the model scores higher than the beam's in {missed} of "
+        f"{checked} short sentences ({missed / checked:.0%})" if missed else ""
+    )  # fmt: skip
+    none_found = ""
+    if checked and not missed:
+        late = f", {exact['timeouts']} timed out" if exact.get("timeouts") else ""
+        none_found = f"exact search found no better output in the {checked} short sentences{late}"
     if report.errors == 0:
-        return "No errors: every output equals its reference."
+        text = "No errors: every output equals its reference."
+        return text + (f" Yet {found}: the model prefers other outputs there." if found else "")
     share = report.search_error_fraction
     if share > 0.5:
-        return (
+        text = (
             f"{share:.0%} of the errors are search errors: the model prefers the reference, the "
             "beam misses it. Increase the beam width (try --beams to see how far it helps)."
         )
-    return (
+        if found:
+            return f"{text} Exact search agrees: {found}."
+        return text + (f" ({none_found}: the search errors are in others.)" if none_found else "")
+    text = (
         f"{1 - share:.0%} of the errors are model errors: the model scores its wrong output at "
-        "least as high as the reference, so a wider beam will not help. Work on the model: "
-        "more training data, regularisation, a longer budget or another architecture."
+        "least as high as the reference"
     )
+    model = "more training data, regularisation, a longer budget or another architecture."
+    if found:
+        return (
+            f"{text}. But {found}: the beam also misses the model's best, so a wider beam would "
+            "change outputs, though towards what the model prefers, not towards the references "
+            f"(--beams shows whether that helps). Work on the model first: {model}"
+        )
+    also = f"; {none_found} either" if none_found else ""
+    return f"{text}, so a wider beam will not help{also}. Work on the model: {model}"
 
 
 def analyse(
@@ -303,6 +327,7 @@ def check_exact(
                 step, model.init_state(enc, options),
                 max_len=max_output_len(translator, len(v.source_ids)), length_penalty=penalty,
                 lower_bound=bound, time_limit=seconds, device=device,
+                unk_id=UNK_ID if translator.search.ban_unk else None,  # as the beam searched
             )  # fmt: skip
         found = result.tokens is not None and result.tokens != v.output_ids
         v.exact_better = found and result.score > v.output_score + 1e-5

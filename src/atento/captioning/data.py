@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atento.data.lines import readable_path
 from atento.errors import AtentoError, warn
 
 
@@ -44,12 +45,13 @@ class CaptionSet:
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
+    path = readable_path(path)  # a file, or a pipe (`--captions <(...)`)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise AtentoError(f"{path}: invalid UTF-8 at byte offset {exc.start}") from None
+    except OSError as exc:
+        raise AtentoError(f"cannot read {path}: {exc.strerror or exc}") from None
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise AtentoError(f"{path}: empty file")

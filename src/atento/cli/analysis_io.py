@@ -25,11 +25,22 @@ def read_pairs(
     if drop_empty:
         kept = [(s, r) for s, r in pairs if s and r]
         if len(kept) < len(pairs):
-            warn(f"{src}: {len(pairs) - len(kept)} pair(s) with an empty line left out")
+            where = "; ".join(
+                _empty_lines(path, [i for i, pair in enumerate(pairs, 1) if not pair[side]])
+                for side, path in ((0, src), (1, ref))
+                if not all(pair[side] for pair in pairs)
+            )
+            warn(f"{where}: {len(pairs) - len(kept)} pair(s) left out")
         if not kept:
             raise AtentoError(f"empty input: every line pair of {src} / {ref} has an empty side")
         pairs = kept
     return [s for s, _ in pairs], [r for _, r in pairs]
+
+
+def _empty_lines(path: str, numbers: list[int]) -> str:
+    """ "FILE has N empty line(s) (line 2, 5, ...)": where the empty lines are."""
+    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    return f"{path} has {len(numbers)} empty line(s) (line {shown})"
 
 
 def show_progress(args: object) -> bool:

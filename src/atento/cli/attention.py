@@ -26,6 +26,7 @@ from atento.cli.analysis_io import show_progress
 from atento.cli.common import add_search_args, decoder, open_run, read_input
 from atento.errors import AtentoError
 from atento.options import ViewOptions
+from atento.outputs import output_path
 from atento.rundir import LoadedRun
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         from atento.cli.caption import draw_attention
 
         return draw_attention(loaded, args)
+    output_path(args.out, kind="dir" if args.src else "file", option="--out")
     if predictor.offers("self_attention"):
         return _self_attention(loaded, args)
     predictor.require("cross_attention", command="attention")

@@ -14,6 +14,7 @@ import argparse
 from atento.cli.analysis_io import reference_corpus, show_progress
 from atento.cli.common import add_line_args, open_run, print_json
 from atento.options import SearchOptions, check_beam
+from atento.outputs import output_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from atento.analysis import sweep
 
     beams = sweep.parse_int_list(args.beams, name="--beams")
+    if args.plot:  # before the sweep
+        output_path(args.plot, option="--plot")
     loaded = open_run(args.run_dir)
     alphas = [loaded.cfg.search.alpha if args.alpha is None else args.alpha]
     if args.alphas:

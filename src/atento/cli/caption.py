@@ -14,6 +14,7 @@ import sys
 
 from atento.cli.common import add_search_args, open_run, search_options
 from atento.errors import AtentoError
+from atento.outputs import output_path
 from atento.rundir import LoadedRun
 
 
@@ -56,6 +57,7 @@ def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
     if args.src or args.layer is not None or args.head is not None or args.grid:
         raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
                           "run takes one IMAGE and --out FILE.png")  # fmt: skip
+    output_path(args.out, option="--out")
     predictor = loaded.predictor
     (caption,), errors = predictor.caption([args.sentence], search_options(args), attention=True)
     if errors:

@@ -8,13 +8,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from atento import outputs
 from atento.data.lines import (
     ON_BAD_UTF8,
     ON_EMPTY,
     ON_TOO_LONG,
     LinePolicy,
     read_text_lines,
-    write_lines,
 )
 from atento.errors import AtentoError, warn
 from atento.inference import Translator
@@ -135,4 +135,5 @@ def print_json(obj: dict) -> None:
 
 
 def write_text(path: str | Path, lines: list[str]) -> None:
-    write_lines(path, lines)
+    """`lines` as a UTF-8 file under the output-path checks (`atento.outputs`)."""
+    outputs.write_text(path, "".join(line + "\n" for line in lines))

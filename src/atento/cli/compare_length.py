@@ -19,6 +19,7 @@ from atento.cli.common import (
     print_json,
 )
 from atento.errors import AtentoError
+from atento.outputs import output_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from atento.training.metrics import corpus_bleu
 
     edges = parse_edges(args.buckets)
+    output_path(args.out, option="--out")  # before any decoding
     names = [Path(d).name for d in args.run_dirs]
     if args.labels:
         names = [x.strip() for x in args.labels.split(",")]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from atento.cli.common import start_runtime
 from atento.config import load_config
+from atento.outputs import output_path, write_text
 from atento.runtime import placement_for
 
 SHOWCASE = [
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from atento.training.loop import Trainer, has_checkpoint
 
     start = time.perf_counter()
-    out = Path(args.out)
     cfg = load_config(demo_config_path(), args.overrides)
+    out = output_path(args.out, kind="dir", option="--out")
     print(f"atento demo: dates in many formats and languages -> ISO 8601, run directory {out}")
     placement = placement_for(cfg)
     start_runtime(cfg.runtime, placement, training=True)
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             s: loaded.tgt_tok.decode(h[0].tokens) for s, h in zip(SHOWCASE, shown, strict=True)
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"\nexact match on {len(test)} held-out dates: {exact:.4f}")
     if heatmap:
         print(f"attention heatmap: {heatmap}")

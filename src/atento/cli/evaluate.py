@@ -17,6 +17,7 @@ from atento.cli.common import (
     search_options,
     task_options,
 )
+from atento.outputs import output_path
 from atento.registry import tasks
 
 
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for option in ("--hyp-out", "--by-length"):  # the tasks' output files, before decoding
+        if value := getattr(args, option[2:].replace("-", "_"), None):
+            output_path(value, option=option)
     loaded = open_run(args.run_dir)
     task_options(args, loaded)  # another task's option would be silently ignored
     args.precision = search_options(args).precision  # the deprecated --bf16 read as this

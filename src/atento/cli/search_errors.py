@@ -11,11 +11,11 @@ who is at fault for each wrong output, the search or the model, and what to do a
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from atento.cli.analysis_io import reference_corpus, show_progress
 from atento.cli.common import add_line_args, add_search_args, configured, open_run, print_json
 from atento.errors import AtentoError
+from atento.outputs import output_path, write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     extra_beams = parse_int_list(args.beams, name="--beams") if args.beams is not None else []
     if args.exact and (args.exact_max_len < 1 or args.exact_seconds <= 0):
         raise AtentoError("--exact-max-len must be >= 1 and --exact-seconds > 0")
+    if args.report:  # before the analysis
+        output_path(args.report, option="--report")
     loaded = open_run(args.run_dir)
     predictor, corpus = reference_corpus(loaded, args, command="search-errors")
     # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
@@ -76,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
             translator, main, max_source_len=args.exact_max_len, seconds=args.exact_seconds,
             progress=progress,
         )  # fmt: skip
-    summary["advice"] = advice(main)
+    summary["advice"] = advice(main, summary.get("exact"))
     texts = _Texts(sources, refs, predictor.decode)
     if args.report:
-        Path(args.report).write_text(_markdown(main, summary, texts), encoding="utf-8")
+        write_text(args.report, _markdown(main, summary, texts), option="--report")
         summary["report"] = args.report
     if args.json:
         print_json(summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from atento.errors import AtentoError
+from atento.outputs import output_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtentoError(f"--out must end in .png or .svg, got {args.out}")
     if args.beam is not None and not 1 <= args.beam <= 50:
         raise AtentoError(f"--beam must be between 1 and 50 for a drawing, got {args.beam}")
+    output_path(args.out, option="--out")
     loaded = open_run(args.run_dir)
     loaded.predictor.require("trace", command="search-tree")
     model = Model(loaded)

@@ -9,7 +9,9 @@ otherwise (there is no authentication: expose it only behind something that has 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 
 from atento.errors import AtentoError, warn
 from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
@@ -90,14 +92,48 @@ def build(args: argparse.Namespace):
     return create_app(models, limits)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port for the server (bound before the runs load, and handed
+    to uvicorn: nothing can take the port in between); one-line errors for a port in use, a
+    privileged port and a host that is not this machine's."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise AtentoError(f"--host {host}: not an address or a known name ({reason})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is fine
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AtentoError(
+                f"port {port} on {host} is already in use (another server?): choose another --port"
+            ) from None
+        hint = " (ports below 1024 need privileges)" if exc.errno == errno.EACCES else ""
+        raise AtentoError(f"cannot serve on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    app = build(args)
-    if not _is_loopback(args.host):
-        warn(f"serving on {args.host}: reachable from other machines, with no authentication")
-    names = ", ".join(r for r in args.run_dirs)
-    mode = "no batching" if args.no_batching else f"batches of <= {args.max_batch_tokens} tokens"
-    warn(f"serving {names} at http://{args.host}:{args.port}/ ({mode}; API docs at /docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    _check(args)
+    sock = bind(args.host, args.port)
+    try:
+        app = build(args)
+        port = sock.getsockname()[1]  # --port 0: the one the system chose
+        if not _is_loopback(args.host):
+            warn(f"serving on {args.host}: reachable from other machines, with no authentication")
+        names = ", ".join(r for r in args.run_dirs)
+        mode = (
+            "no batching" if args.no_batching else f"batches of <= {args.max_batch_tokens} tokens"
+        )
+        warn(f"serving {names} at http://{args.host}:{port}/ ({mode}; API docs at /docs)")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

@@ -16,6 +16,7 @@ from atento.checkpoints import LAST, find_checkpoint, load_checkpoint
 from atento.cli.common import start_runtime
 from atento.config import config_from_dict, load_config
 from atento.errors import AtentoError, warn
+from atento.outputs import output_path
 from atento.runtime import placement_for
 
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             raise AtentoError(f"cannot resume: no {LAST} in {out}")
         ckpt = load_checkpoint(last)
         cfg = config_from_dict(ckpt.config, args.overrides, migrate=ckpt.format < 2)
+    output_path(out, kind="dir", option="--out")  # a file, or a folder that cannot be written
     placement = placement_for(cfg)
     if world.distributed and placement.device.type == "cuda":
         placement = placement_for(cfg, device=f"cuda:{world.local_rank}")

@@ -14,6 +14,7 @@ from atento.cli.common import (
     read_input,
     write_text,
 )
+from atento.outputs import output_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output:  # checked before any decoding
+        output_path(args.output, option="--output")
     loaded = open_run(args.run_dir)
     predictor, translator = decoder(loaded, args, command="translate")
     policy = line_policy(args)

@@ -67,13 +67,26 @@ def write_lines(path: str | Path, lines: list[str]) -> None:
     Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
+def readable_path(path: str | Path) -> Path:
+    """`path` as a Path when it names something to read: a file, or a pipe, FIFO or device
+    (`<(head -2 file)`'s /dev/fd/63, /dev/stdin); one-line errors for a missing path and a
+    folder. Whether it can be read is found out by reading it."""
+    path = Path(path)
+    if path.is_dir():
+        raise AtentoError(f"{path} is a folder, not a file")
+    if not path.exists():
+        raise AtentoError(f"file not found: {path}")
+    return path
+
+
 def text_file_bytes(path: str | Path, *, empty: str = "empty file") -> bytes:
     """A whole text file's bytes; one-line errors for a missing, empty (`empty` says so) or
     binary file (a NUL byte, naming its line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
-    data = path.read_bytes()
+    path = readable_path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AtentoError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not data.strip():
         raise AtentoError(f"{path}: {empty}")
     if b"\x00" in data:
@@ -86,16 +99,14 @@ def _read_bytes(path: str | Path | None) -> bytes:
     if path is None:  # a text stream without a byte buffer (tests, notebooks): its text
         buffer = getattr(sys.stdin, "buffer", None)
         return buffer.read() if buffer is not None else sys.stdin.read().encode()
-    path = Path(path)
-    if not path.is_file():
-        raise AtentoError(f"file not found: {path}")
+    path = readable_path(path)
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise AtentoError(f"cannot read {path}: {exc}") from None
+        raise AtentoError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def decode_lines(data: bytes, name: str, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:

@@ -109,7 +109,10 @@ class TextTransformer(nn.Module):
     def layer_index(self, layer: int) -> int:
         """`layer` (negative counts from the top) -> 0..L-1; ValueError when out of range."""
         if not -self.n_layers <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} out of range: the model has {self.n_layers} layers")
+            raise ValueError(
+                f"layer {layer} out of range: the model has {self.n_layers} layers "
+                f"({-self.n_layers}..{self.n_layers - 1})"
+            )
         return layer % self.n_layers
 
     def hidden(
@@ -223,7 +226,9 @@ class TextTransformer(nn.Module):
         columns: the positions they attend to). ValueError for a layer or head out of range."""
         idx = self.layer_index(layer)
         if head is not None and not 0 <= head < self.heads:
-            raise ValueError(f"head {head} out of range: the model has {self.heads} heads")
+            raise ValueError(
+                f"head {head} out of range: the model has {self.heads} heads (0..{self.heads - 1})"
+            )
         device = self.embed.weight.device
         x = torch.tensor([ids], dtype=torch.long, device=device)
         return self.hidden(x, need_weights=True, layer=idx)[1][0].float().cpu()

@@ -172,7 +172,10 @@ class TransformerSeq2Seq(nn.Module):
     def _layer_index(self, layer: int) -> int:
         """`layer` (negative counts from the top) -> 0..L-1; ValueError when out of range."""
         if not -self.n_layers <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} out of range: the decoder has {self.n_layers} layers")
+            raise ValueError(
+                f"layer {layer} out of range: the decoder has {self.n_layers} layers "
+                f"({-self.n_layers}..{self.n_layers - 1})"
+            )
         return layer % self.n_layers
 
     def check_options(self, options: DecodeOptions) -> None:
@@ -180,7 +183,8 @@ class TransformerSeq2Seq(nn.Module):
         self._layer_index(options.layer)
         if options.head is not None and not 0 <= options.head < self.heads:
             raise ValueError(
-                f"head {options.head} out of range: layers have {self.heads} heads (0..)"
+                f"head {options.head} out of range: layers have {self.heads} heads "
+                f"(0..{self.heads - 1})"
             )
 
     def _weights_layer(self, options: DecodeOptions) -> int | None:

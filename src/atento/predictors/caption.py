@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atento.data.batching import collate_features
 from atento.data.vocab import EOS_PIECE
 from atento.errors import AtentoError
 from atento.inference import Translator
@@ -55,9 +54,7 @@ class CaptionPredictor(DecoderPredictor):
         return self.run.tokenizers["tgt"]
 
     def base_translator(self) -> Translator:
-        run = self.run
-        return Translator(run.model, self.tok, self.tok, run.cfg.search, run.placement,
-                          collate=collate_features)  # fmt: skip
+        return self.run.task.translator(self.run.model, self.run.placement)
 
     def decode(self, tokens: list[int]) -> str:
         return self.tok.decode(tokens)

@@ -30,7 +30,15 @@ from torch import Tensor
 from atento.options import check_beam
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, resolve_device, top_k
+from atento.search.step import (
+    SearchState,
+    SearchStats,
+    StepFn,
+    banned_ids,
+    max_lengths,
+    resolve_device,
+    top_k,
+)
 from atento.search.trace import BeamTrace
 
 
@@ -107,14 +115,22 @@ class _Beams:
         )
 
 
-def _top_candidates(beam_log_prob: Tensor, log_probs: Tensor, banned: Tensor) -> _Candidates:
+def _top_candidates(
+    beam_log_prob: Tensor, log_probs: Tensor, banned: Tensor,
+    unk_id: int | None = None, stats: SearchStats | None = None,
+) -> _Candidates:  # fmt: skip
     """beam_log_prob (A, K) + log_probs (A*K, V) -> the best 2K of the K*V extensions; the
-    token ids `banned` are never proposed."""
+    token ids `banned` are never proposed, nor `unk_id` (`stats` counts the sentences whose
+    best extension it would have been)."""
     A, K = beam_log_prob.shape
     V = log_probs.size(-1)
     step = log_probs.reshape(A, K * V)  # (A, K*V)
     total = beam_log_prob[:, :, None] + log_probs.reshape(A, K, V).float()  # (A, K, V), new
     total.index_fill_(2, banned, float("-inf"))
+    if unk_id is not None:
+        if stats is not None:
+            stats.add_unk(int((total.view(A, K * V).argmax(dim=1) % V == unk_id).sum()))
+        total[:, :, unk_id] = float("-inf")
     top_lp, flat = top_k(total.view(A, K * V), min(2 * K, K * V))  # (A, 2K), best first
     return _Candidates(top_lp, flat // V, flat % V, step.gather(1, flat))
 
@@ -206,6 +222,8 @@ def beam_search(
     device: torch.device | str | None = None,
     trace: BeamTrace | None = None,
     start_ids: Tensor | None = None,
+    unk_id: int | None = None,
+    stats: SearchStats | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search of width K over a batch of B sentences (see the module docstring).
 
@@ -214,8 +232,10 @@ def beam_search(
     max_len: int or LongTensor (B,), the most tokens a hypothesis may generate, EOS included.
     length_penalty: ranks finished hypotheses by log_prob / Ty^alpha.
     nbest: how many hypotheses to return per sentence (1 <= nbest <= K).
-    PAD and BOS are never generated. `device` is where ids and indices are made (default
-    `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses, best first.
+    PAD and BOS are never generated, nor UNK when `unk_id` names it (`stats` then counts the
+    steps at which it was a sentence's best extension). `device` is where ids and indices are
+    made (default `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses,
+    best first.
     trace: a `BeamTrace` to fill with every step's kept, finished and pruned candidates
     (`atento.search.trace`); None (the default) records nothing and costs nothing.
     start_ids (B,): the first tokens fed (default BOS; a language model: each prompt's last).
@@ -240,7 +260,7 @@ def beam_search(
             banned = torch.tensor(ids, dtype=torch.long, device=device)
         A = beams.active.numel()
         attention = None if attention is None else attention.float().view(A, K, -1)
-        cand = _top_candidates(beams.log_prob, log_probs, banned)  # (A, 2K)
+        cand = _top_candidates(beams.log_prob, log_probs, banned, unk_id, stats)  # (A, 2K)
         moved = _finish_eos(
             beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty
         )

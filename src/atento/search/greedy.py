@@ -7,7 +7,15 @@ from torch import Tensor
 
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, max_lengths, resolve_device
+from atento.search.step import (
+    SearchState,
+    SearchStats,
+    StepFn,
+    ban_specials,
+    ban_unk,
+    max_lengths,
+    resolve_device,
+)
 
 
 def greedy_search(
@@ -22,13 +30,16 @@ def greedy_search(
     length_penalty: LengthPenalty | None = None,
     device: torch.device | str | None = None,
     start_ids: Tensor | None = None,
+    unk_id: int | None = None,
+    stats: SearchStats | None = None,
 ) -> list[Hypothesis]:
     """Decode B sentences together, y_t = argmax_y log P(y | x, y_<t).
 
     state: B rows. max_len: int or LongTensor (B,), the most tokens a sentence may generate,
     EOS included; a sentence that reaches it unfinished is returned with `finished=False`.
     Finished sentences are dropped from the batch (`state.select`), and decoding stops
-    when none is left. PAD and BOS are never generated. Greedy does not rank, but each score
+    when none is left. PAD and BOS are never generated, nor UNK when `unk_id` names it
+    (`stats` then counts the steps at which it was the argmax). Greedy does not rank, but each score
     is `length_penalty(log_prob, Ty)` (default alpha 0: the raw log-prob) so it compares with
     beam search. `device` is where ids are made (default `state.device`, else CPU).
     `start_ids` (B,): the first tokens fed (default BOS; a language model: each prompt's last).
@@ -52,6 +63,8 @@ def greedy_search(
     for t in range(T):
         log_probs, state, attention = step_fn(last_ids, state)
         log_probs = ban_specials(log_probs, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+        if unk_id is not None:
+            log_probs = ban_unk(log_probs, unk_id, stats)
         step_lp, ids = log_probs.max(dim=-1)  # (A,), first maximum on ties
         token_ids[active, t] = ids
         token_log_probs[active, t] = step_lp

@@ -10,11 +10,17 @@ Search never looks at the model family. A model side provides, per batch of N fl
   log_probs are already log_softmax-ed; attention is this step's source attention, or None.
   Decoding options (`DecodeOptions`) are bound by the caller, e.g.
   `functools.partial(model.step, options=options)`; the searchers never see them.
+
+PAD and BOS are never generated. The unknown-word token is generated unless the caller passes
+its id as `unk_id` (a config's `search.ban_unk`; the searchers know nothing of tasks); a
+`SearchStats` passed as `stats` then counts the steps at which UNK would have won.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,10 +29,28 @@ from atento.errors import AtentoError
 from atento.models.base import DecoderState as SearchState
 
 __all__ = [
-    "SearchState", "StepFn", "ban_specials", "banned_ids", "max_lengths", "resolve_device", "top_k",
+    "SearchState", "SearchStats", "StepFn", "ban_specials", "ban_unk", "banned_ids",
+    "max_lengths", "resolve_device", "top_k",
 ]  # fmt: skip
 
 StepFn = Callable[[Tensor, SearchState], tuple[Tensor, SearchState, Tensor | None]]
+
+
+@dataclass
+class SearchStats:
+    """Counts that searches add to as they decode; one object may be shared by the batches of
+    a corpus, also on several threads.
+
+    unk_banned_steps: steps at which the banned UNK (`unk_id`) would have been the best next
+    token: per sentence and step in greedy search, the sentence's best extension in beam search.
+    """
+
+    unk_banned_steps: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_unk(self, steps: int) -> None:
+        with self._lock:
+            self.unk_banned_steps += steps
 
 
 def resolve_device(state: SearchState, device: torch.device | str | None) -> torch.device:
@@ -91,3 +115,11 @@ def ban_specials(log_probs: Tensor, *, pad_id: int, bos_id: int, eos_id: int) ->
         return log_probs
     index = torch.tensor(banned, device=log_probs.device)
     return log_probs.index_fill(-1, index, float("-inf"))
+
+
+def ban_unk(log_probs: Tensor, unk_id: int, stats: SearchStats | None = None) -> Tensor:
+    """(N, V) float log-probs with UNK made impossible (a copy); `stats` counts the rows in
+    which it was the best token."""
+    if stats is not None:
+        stats.add_unk(int((log_probs.argmax(dim=-1) == unk_id).sum()))
+    return log_probs.index_fill(-1, torch.tensor([unk_id], device=log_probs.device), float("-inf"))

@@ -29,7 +29,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from atento.options import SearchOptions
 from atento.predictors.caption import CaptionPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
+from atento.search.step import SearchStats
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
 from atento.training.metrics import caption_bleu
@@ -266,9 +267,12 @@ class CaptionTask(Task):
 
     # ---------------------------------------------------------------- decoding
     def translator(self, model: nn.Module, placement: Placement) -> Translator:
-        """A `Translator` whose sources are image feature grids (P, C)."""
-        tok = self.tokenizers["tgt"]
-        return Translator(model, tok, tok, self.cfg.search, placement, collate=collate_features)
+        """A `Translator` whose sources are image feature grids (P, C); word captions never
+        contain UNK unless `search.ban_unk: false` says so."""
+        tok, search = self.tokenizers["tgt"], self.cfg.search
+        if search.ban_unk is None:
+            search = replace(search, ban_unk=self.cfg.data.tokenizer == "word")
+        return Translator(model, tok, tok, search, placement, collate=collate_features)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity over every reference, and BLEU-1..4 of greedy
@@ -341,7 +345,8 @@ class CaptionTask(Task):
         translator = CaptionPredictor(run).translator(SearchOptions.of(args))
         start = time.perf_counter()
         progress = not args.json and sys.stderr.isatty()
-        hyps = translator.translate_ids(list(feats), progress=progress)
+        stats = SearchStats()  # how often the banned UNK would have been chosen
+        hyps = translator.translate_ids(list(feats), progress=progress, stats=stats)
         seconds = time.perf_counter() - start
         outputs = [run.tgt_tok.decode(h[0].tokens) for h in hyps]
         scores = caption_bleu(outputs, refs)
@@ -355,6 +360,7 @@ class CaptionTask(Task):
             "sentences_per_second": round(len(outputs) / max(seconds, 1e-9), 2),
             "beam": translator.search.beam, "alpha": translator.search.alpha,
             "precision": translator.placement.precision, "bleu_signature": scores.signature,
+            "ban_unk": bool(translator.search.ban_unk), "unk_banned_steps": stats.unk_banned_steps,
         }  # fmt: skip
         meteor = not getattr(args, "no_meteor", False)
         report.update(coco_caption_scores(outputs, refs, meteor=meteor).report())
@@ -381,7 +387,9 @@ class CaptionTask(Task):
             f"{report['split']} in {report['seconds']:.1f} s, beam {report['beam']}, "
             f"alpha {report['alpha']}, {report['precision']}"
             + (f"; {report['skipped']} skipped" if report["skipped"] else "")
-        )
+            + (f"; UNK banned, the best word at {report['unk_banned_steps']} step(s)"
+               if report.get("ban_unk") else "")
+        )  # fmt: skip
 
 
 register_task("caption", CaptionTask)
