@@ -10,37 +10,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from atento.config import load_config
-from atento.training.loop import Trainer
-
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 DATES = ["9 April 1974", "1. Dez. 1960", "tuesday, 3 march 2015", "12/05/99", "7 june 2001"]
-
-
-@pytest.fixture(scope="session")
-def tf_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "toy_transformer"
-    Trainer(load_config(CONFIGS / "toy_transformer.yaml"), run_dir, progress=False).fit()
-    return run_dir
-
-
-@pytest.fixture(scope="session")
-def lm_run(tmp_path_factory):
-    """A tiny character language model (a few seconds of training)."""
-    base = tmp_path_factory.mktemp("lm")
-    text = base / "toy.txt"
-    text.write_text("the cat sat on the mat. the dog sat on the log.\n" * 40, encoding="utf-8")
-    overrides = [f"data.train={text}", "model.d_model=32", "model.layers=2", "model.heads=2",
-                 "model.ff_size=64", "model.context=32", "data.block_size=32",
-                 "train.batch_tokens=256", "train.warmup_steps=5", "train.max_steps=40",
-                 "train.valid_every=40"]  # fmt: skip
-    run_dir = base / "lm_run"
-    Trainer(load_config(CONFIGS / "shakespeare_char.yaml", overrides), run_dir,
-            progress=False).fit()  # fmt: skip
-    return run_dir
 
 
 def free_port() -> int:

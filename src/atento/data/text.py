@@ -58,3 +58,8 @@ def decode_text(tok: Tokenizer, ids: list[int]) -> str:
         else:
             line.append(i)
     return "\n".join([*lines, tok.decode(line)])
+
+
+def piece_labels(tok: Tokenizer, ids: list[int], names: dict[int, str]) -> list[str]:
+    """Plot labels of ids: the special ones by `names` ([CLS], [SEP]), the others visible."""
+    return [names.get(i) or visible(tok.id_to_piece(i)) for i in ids]

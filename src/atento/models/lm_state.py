@@ -58,7 +58,7 @@ class LMState:
 
         cache = None if self.cache is None else [kv.index_select(index) for kv in self.cache]
         lengths = pick(self.lengths)
-        longest = self.ids.size(1) if lengths is None else int(lengths.max(initial=0))
+        longest = self.ids.size(1) if lengths is None or not len(lengths) else int(lengths.max())
         return LMState(pick(self.ids), lengths, cache, pick(self.pad_mask), longest)
 
     def expand(self, k: int) -> LMState:

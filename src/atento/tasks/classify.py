@@ -39,6 +39,7 @@ from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad
 from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
 from atento.data.lines import LinePolicy, fit_lengths
+from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
@@ -277,8 +278,6 @@ class ClassifyTask(Task):
     ) -> tuple[Tensor, list[str], list[str]]:
         """Self-attention (H, T, T) over the sentence as the classifier reads it: `[CLS] x
         [SEP]` for an encoder (every position sees every other), `x` + end for a GPT (causal)."""
-        from atento.data.text import visible
-
         tok = self.tokenizers["text"]
         pieces = tok.encode(text)
         limit = self.piece_limit()
@@ -288,8 +287,7 @@ class ClassifyTask(Task):
         ids = self.sequence(pieces)
         heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
         names = {BOS_ID: "[CLS]", EOS_ID: "[SEP]"} if not self.causal else {EOS_ID: "</s>"}
-        labels = [names.get(i) or visible(tok.id_to_piece(i)) for i in ids]
-        return heads, labels, labels
+        return heads, *[piece_labels(tok, ids, names)] * 2
 
     def print_report(self, report: dict[str, Any]) -> None:
         labels = report["labels"]

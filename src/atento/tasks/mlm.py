@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
+from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
@@ -259,6 +260,18 @@ class MaskedLMTask(Task):
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return (f"valid MLM loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f} "
                 f"accuracy {metrics['accuracy']:.3f}")  # fmt: skip
+
+    def attention_map(self, run: Any, text: str, *, layer: int, head: int | None):
+        """Self-attention (H, T, T) over `[CLS] x [SEP]` as the encoder reads it (every
+        position sees every other)."""
+        tok = self.tokenizers["text"]
+        context = self.cfg.model.context
+        (ids,), cut = sentence_ids(tok, [text], context)
+        if cut:
+            raise AtentoError(f"the sentence is longer than the model takes ({context - 2} "
+                              "pieces)")  # fmt: skip
+        heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
+        return heads, *[piece_labels(tok, ids, {BOS_ID: "[CLS]", EOS_ID: "[SEP]"})] * 2
 
     def evaluate(self, run: Any, args: Any) -> dict[str, Any]:
         """MLM loss, perplexity and accuracy over `--text` (plain lines, the option of the lm
