@@ -86,7 +86,7 @@ def test_translate_creates_the_folder_and_checks_before_decoding(toy_run, paths,
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded before the output path was checked")
 
-    monkeypatch.setattr(atento.cli.translate, "translate_lines", no_decoding)
+    monkeypatch.setattr("atento.predictors.decoding.DecoderPredictor.translate", no_decoding)
     for bad, message in ((paths["folder"], "is a folder"), (paths["file"] / "o.txt", "a file")):
         code = main(["translate", str(toy_run), "-i", str(paths["src"]), "-o", str(bad)],
                     guard=False)  # fmt: skip
