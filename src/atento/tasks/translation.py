@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from atento.config import DataConfig
 from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
 from atento.data.parallel import encode_pairs, read_parallel
@@ -29,6 +28,7 @@ from atento.models.base import length_limit
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.translation_data import DataConfig
 from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu, corpus_scores
 
