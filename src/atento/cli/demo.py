@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from atento.analysis.heatmap import plot_attention
     from atento.data.corpus import load_split
     from atento.rundir import load_run
-    from atento.training.loop import Trainer, has_checkpoint
+    from atento.training.loop import Trainer
+    from atento.training.run_files import has_checkpoint
 
     start = time.perf_counter()
     out = Path(args.out)

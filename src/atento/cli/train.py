@@ -63,7 +63,8 @@ def _launch(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from atento.training import distributed
-    from atento.training.loop import Trainer, has_checkpoint
+    from atento.training.loop import Trainer
+    from atento.training.run_files import has_checkpoint
 
     world = distributed.World.from_env()
     if args.nproc < 1:
