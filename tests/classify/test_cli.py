@@ -143,8 +143,9 @@ def test_gpt_fine_tuning_with_the_auxiliary_lm_loss(toy_data, tmp_path, capsys) 
         assert torch.equal(trainer.model.body.state_dict()[key], value), key
     batch = trainer.task.collate(list(range(8)))
     out = trainer.task.loss(trainer.task.forward(trainer.model, batch), batch)
-    assert out.count == 8 and set(out.extras) == {"classification", "lm"}
-    expected = 8 * (out.extras["classification"] + 0.5 * out.extras["lm"])
+    assert trainer.task.count(batch) == 8 and set(out.extras) == {"classification", "lm"}
+    extras = {k: float(v) for k, v in out.extras.items()}
+    expected = 8 * (extras["classification"] + 0.5 * extras["lm"])
     assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-4)
     # the last real token (the end token) is the one classified
     assert all(int(row[m].tolist()[-1]) == 3 for row, m in zip(batch.ids, batch.pad_mask,

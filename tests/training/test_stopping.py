@@ -61,6 +61,7 @@ class ScriptedTask(Task):
     def prepare(self, run_dir, tokenizers) -> None:
         self.tokenizers = {}
         self.validations = 0
+        self.batches_seen = 0
 
     def model_sizes(self) -> dict[str, int]:
         return {}
@@ -76,10 +77,12 @@ class ScriptedTask(Task):
 
     def forward(self, model: nn.Module, batch: Tensor) -> Tensor:
         CLOCK.now += self.cfg.data.seconds
+        self.batches_seen += 1
         return model(batch)
 
     def loss(self, outputs: Tensor, batch: Tensor) -> LossOutput:
-        return LossOutput((outputs.float() ** 2).sum(), batch.size(0))
+        seen = torch.tensor(float(self.batches_seen))  # an extra term: 1, 2, 3, ... in turn
+        return LossOutput((outputs.float() ** 2).sum(), {"seen": seen})
 
     def validate(self, model: nn.Module, placement) -> dict[str, float]:
         scores = [float(s) for s in self.cfg.data.scores.split(",") if s]
@@ -157,3 +160,11 @@ def test_no_budget_reached_runs_the_steps_asked_for(tmp_path):
     result = Trainer(cfg, tmp_path / "r", progress=False).fit()
     assert (result.stopped_by, result.steps, result.seconds) == ("max_steps", 5, 50.0)
     assert len(_rows(tmp_path / "r")) == 5
+
+
+def test_extra_loss_terms_are_logged_as_their_mean_since_the_previous_validation(tmp_path):
+    # the extra term "seen" is 1, 2, 3, 4 in the steps 1-4; validations at steps 2 and 4 log
+    # the means of (1, 2) and (3, 4)
+    cfg = _cfg({}, {"max_steps": 4, "valid_every": 2})
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    assert [(r["step"], r["train_seen"]) for r in _rows(tmp_path / "r")] == [(2, 1.5), (4, 3.5)]

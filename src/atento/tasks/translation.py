@@ -76,9 +76,6 @@ class TranslationTask(Task):
     def describe(self) -> str:
         return f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation"
 
-    def batch_plan(self, epoch: int) -> list[list[int]]:
-        return self.sampler.batches(epoch)
-
     def collate(self, indices: list[int]) -> Batch:
         return collate([self.train_pairs[i] for i in indices])
 
@@ -93,7 +90,7 @@ class TranslationTask(Task):
     def loss(self, outputs: torch.Tensor, batch: Batch) -> LossOutput:
         targets = batch.tgt_out[batch.tgt_out != PAD_ID]
         loss = sequence_loss(outputs, targets, label_smoothing=self.cfg.train.label_smoothing)
-        return LossOutput(loss, batch.n_tgt_tokens)
+        return LossOutput(loss)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity (fp32) and greedy BLEU on the validation set."""

@@ -43,7 +43,7 @@ from atento.training.checkpointing import Progress, capture, restore
 from atento.training.distributed import World, deal, rank_batches
 from atento.training.ema import WeightAverage
 from atento.training.optimizer import build_optimizer
-from atento.training.report import TrainResult, progress_bar, throughput
+from atento.training.report import ExtrasMeter, TrainResult, progress_bar, throughput
 from atento.training.run_files import RunFiles
 from atento.training.schedule import schedule_factor
 from atento.training.stopping import budget_reached, interrupts_deferred, record_score
@@ -87,6 +87,7 @@ class Trainer:
         decay = cfg.train.ema_decay
         self.ema = WeightAverage(self.model, decay) if decay > 0 else None
         self.state = Progress()
+        self.extras = ExtrasMeter()  # the loss's extra terms since the last validation
         if ckpt is not None:
             restore(self, ckpt)
 
@@ -135,6 +136,7 @@ class Trainer:
                 with self.placement.autocast():
                     outputs = self.task.forward(self.ddp, batch)
                 out = self.task.loss(outputs, batch)
+                self.extras.add(out.extras)
                 # DDP averages gradients over the W ranks: scale by W to get the global sum
                 loss = out.loss / total if W == 1 else out.loss * (W / total)
                 self.scaler.scale(loss).backward()
@@ -171,7 +173,7 @@ class Trainer:
     def _validate_and_save(self) -> dict[str, float] | None:
         """Rank 0 validates, logs and writes; the others wait, then take its best score."""
         s, selection = self.state, self.task.selection
-        metrics = None
+        metrics, extras = None, self.extras.read(self.world, self.placement.device)
         if self.world.main:
             metrics = self.validate()
             improved = record_score(selection, s, float(metrics[selection.metric]))
@@ -182,6 +184,7 @@ class Trainer:
                 "seconds": round(s.elapsed, 1),
                 "lr": self.scheduler.get_last_lr()[0],
                 "train_tokens_per_second": throughput(s),
+                **extras,
             }
             self.files.append_metrics(row)
             faults.point("validation")

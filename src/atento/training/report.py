@@ -6,9 +6,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from atento.training.checkpointing import Progress
+from atento.training.distributed import World
 
 
 @dataclass
@@ -38,3 +40,29 @@ def progress_bar(state: Progress, max_steps: int, *, enabled: bool) -> tqdm:
     return tqdm(total=max_steps or None, initial=state.step, desc="training", unit="step",
                 disable=not enabled, dynamic_ncols=True,
                 mininterval=0.5 if sys.stderr.isatty() else 30.0)  # fmt: skip
+
+
+class ExtrasMeter:
+    """The extra loss terms of the micro-batches (`LossOutput.extras`), summed where they were
+    computed: adding costs no device sync, reading one per term at each validation."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.batches = 0
+
+    def add(self, extras: dict[str, torch.Tensor | float]) -> None:
+        for name, value in extras.items():
+            value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.batches += 1
+
+    def read(self, world: World, device: torch.device) -> dict[str, float]:
+        """{"train_<name>": mean over every rank's micro-batches since the last read}, then
+        start again; every rank calls it (a collective under torchrun)."""
+        names = sorted(self.sums)
+        values = [float(self.sums[n]) for n in names]
+        *totals, batches = world.sum([*values, float(self.batches)], device)
+        self.sums, self.batches = {}, 0
+        if not batches:
+            return {}
+        return {f"train_{n}": round(v / batches, 4) for n, v in zip(names, totals, strict=True)}
