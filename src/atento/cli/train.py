@@ -63,6 +63,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from atento.training import distributed
+    from atento.training.checkpointing import check_same_model
     from atento.training.loop import Trainer
     from atento.training.run_files import has_checkpoint
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise AtentoError(f"cannot resume: no {LAST} in {out}")
         ckpt = load_checkpoint(last)
         cfg = config_from_dict(ckpt.config, args.overrides, migrate=ckpt.format < 2)
+        check_same_model(cfg, ckpt.config)  # before anything is printed or written
     placement = placement_for(cfg)
     if world.distributed and placement.device.type == "cuda":
         placement = placement_for(cfg, device=f"cuda:{world.local_rank}")

@@ -19,7 +19,12 @@ from atento.errors import AtentoError
 from atento.training.ema import WeightAverage
 
 if TYPE_CHECKING:
+    from atento.config import Config
     from atento.training.loop import Trainer
+
+# model keys that may change when a run resumes: they shape no weight (dropout) or act only
+# when a run starts or through optimiser state the checkpoint restores
+FREE_ON_RESUME = ("init_from", "finetune_lr_scale")
 
 
 @dataclass
@@ -44,6 +49,25 @@ def progress_from(saved: dict | None) -> Progress:
         progress["best_score"] = best if best is not None and best >= 0 else None
     known = {f.name for f in fields(Progress)}
     return Progress(**{k: v for k, v in progress.items() if k in known})
+
+
+def check_same_model(cfg: Config, saved: dict) -> None:
+    """Resuming a run whose checkpoint config is `saved` with `cfg`: a one-line error naming
+    every task or model key that differs (the checkpoint's weights would not fit, or would mean
+    something else), with both values."""
+    now = config_to_dict(cfg)
+    pairs = [("task", now["task"], saved.get("task", "translation"))]
+    model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    pairs += [(f"model.{k}", v, model[k]) for k, v in now["model"].items()
+              if k in model and not (k.endswith("dropout") or k in FREE_ON_RESUME)]  # fmt: skip
+    differ = [(key, ours, theirs) for key, ours, theirs in pairs if ours != theirs]
+    if differ:
+        ours = ", ".join(f"{key}={value}" for key, value, _ in differ)
+        theirs = ", ".join(f"{key}={value}" for key, _, value in differ)
+        raise AtentoError(
+            f"config: {ours} {'differs' if len(differ) == 1 else 'differ'} from the run's "
+            f"{theirs}; resume with the run's config or train into a new --out"
+        )
 
 
 def capture(trainer: Trainer, *, full: bool) -> Checkpoint:
@@ -78,7 +102,16 @@ def restore(trainer: Trainer, ckpt: Checkpoint) -> None:
     if "optimizer" not in training:
         raise AtentoError(f"cannot resume from {ckpt.path}: it holds no training state")
     # with an average, `model` holds the averaged weights and `train_model` the raw ones
-    trainer.model.load_state_dict(ckpt.train_model if ckpt.train_model is not None else ckpt.model)
+    try:
+        trainer.model.load_state_dict(
+            ckpt.train_model if ckpt.train_model is not None else ckpt.model
+        )
+    except RuntimeError as exc:  # a change check_same_model does not see
+        detail = " ".join(str(exc).split("\n", 2)[1:2]).strip() or str(exc).splitlines()[0]
+        raise AtentoError(
+            f"cannot resume from {ckpt.path}: its weights do not fit the model this config "
+            f"builds ({detail}); resume with the run's config or train into a new --out"
+        ) from None
     if trainer.ema is not None and ckpt.train_model is not None:
         trainer.ema.load(ckpt.model, int(training["ema_updates"]))
     elif trainer.ema is not None:  # averaging switched on at resume: start from these weights

@@ -25,6 +25,7 @@ from atento.checkpoints import (
 )
 from atento.config import dump_config
 from atento.errors import AtentoError
+from atento.training.checkpointing import check_same_model
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -59,6 +60,7 @@ class RunFiles:
             if path.name != LAST and not path.name.startswith(LAST):
                 raise AtentoError(f"cannot resume: no {LAST} in {self.run_dir}")
             ckpt = load_checkpoint(path, training=True)
+            check_same_model(cfg, ckpt.config)
             self.world.barrier()  # all have read it before anything is written
             if main:
                 with self.writing():
