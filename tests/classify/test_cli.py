@@ -200,3 +200,21 @@ def test_api_classify_matches_the_command(bert_run, capsys, monkeypatch) -> None
     printed = capsys.readouterr().out.splitlines()
     assert printed == [f"{g.label}\t{g.probability:.4f}" for g in got]
     assert all(abs(sum(g.probabilities.values()) - 1) < 1e-5 for g in got)
+
+
+def test_evaluate_text_report_columns_fit_the_widest_count(toy_data, capsys) -> None:
+    from atento.tasks.classify import ClassifyTask
+
+    task = ClassifyTask(config_from_dict(classify_config(toy_data)))
+    report = {"data": "valid.tsv", "accuracy": 0.9, "macro_f1": 0.8, "sentences": 5570,
+              "labels": ["0", "1"], "confusion_matrix": [[69, 489], [12, 5000]]}  # fmt: skip
+    task.print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    # the first column fits "gold \ predicted" (16 + 2); the others the widest of the labels
+    # and counts (4 digits of 5000, + 2): 69 and 489 stay apart
+    assert lines[1:] == [
+        "gold \\ predicted  " + "     0" + "     1",
+        "0" + " " * 17 + "    69" + "   489",
+        "1" + " " * 17 + "    12" + "  5000",
+    ]
+    assert [line.split() for line in lines[2:]] == [["0", "69", "489"], ["1", "12", "5000"]]

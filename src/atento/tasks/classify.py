@@ -314,10 +314,12 @@ class ClassifyTask(Task):
         labels = report["labels"]
         print(f"{report['data']}: accuracy {report['accuracy']:.4f} macro-F1 "
               f"{report['macro_f1']:.4f} ({report['sentences']} sentences)")  # fmt: skip
-        width = max(len(x) for x in labels) + 2
-        print("gold \\ predicted".ljust(width) + "".join(x.rjust(width) for x in labels))
-        for label, row in zip(labels, report["confusion_matrix"], strict=True):
-            print(label.ljust(width) + "".join(str(n).rjust(width) for n in row))
+        matrix, corner = report["confusion_matrix"], "gold \\ predicted"
+        first = max(len(x) for x in [corner, *labels]) + 2  # the gold labels' column
+        width = max(len(x) for x in [*labels, *(str(n) for row in matrix for n in row)]) + 2
+        print(corner.ljust(first) + "".join(x.rjust(width) for x in labels))
+        for label, row in zip(labels, matrix, strict=True):
+            print(label.ljust(first) + "".join(str(n).rjust(width) for n in row))
 
 
 register_task("classify", ClassifyTask)
