@@ -36,7 +36,13 @@ def test_mlm_then_classify_then_evaluate_from_the_command_line(toy_data, tmp_pat
     cls = _config(tmp_path, classify_config(toy_data), "cls")
     code, out, _ = _run(["train", cls, f"model.init_from={tmp_path / 'mlm'}",
                          "train.max_steps=30", "--out", tmp_path / "cls"], capsys)  # fmt: skip
-    assert code == 0 and json.loads(out.splitlines()[-1])["metric"] == "accuracy"
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["metric"] == "accuracy"
+    # a classifier's throughput is in sentences, and says so
+    assert summary["sentences_per_second"] > 0 and "tokens_per_second" not in summary
+    rows = (tmp_path / "cls" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(r)["train_sentences_per_second"] > 0 for r in rows)
+    assert not any("train_tokens_per_second" in json.loads(r) for r in rows)
     code, out, _ = _run(["evaluate", tmp_path / "cls", "--data", toy_data["valid"], "--json"],
                         capsys)  # fmt: skip
     report = json.loads(out)

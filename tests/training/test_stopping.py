@@ -56,7 +56,7 @@ class ScriptedTask(Task):
     name = "scripted_stop"
     data_config = ScriptData
     selection = Selection("score", higher_is_better=True)
-    unit = "ex"
+    unit, units = "ex", "examples"
 
     def prepare(self, run_dir, tokenizers) -> None:
         self.tokenizers = {}
@@ -130,6 +130,10 @@ def test_max_minutes_stops_at_the_first_step_past_the_budget(tmp_path):
     result = Trainer(cfg, tmp_path / "r", progress=False).fit()
     assert (result.stopped_by, result.steps, result.seconds) == ("max_minutes", 6, 60.0)
     assert [r["step"] for r in _rows(tmp_path / "r")] == [6]
+    # one example a step in 10 s: 0.1 examples/s, named by the task's unit
+    assert result.summary()["examples_per_second"] == _rows(tmp_path / "r")[0][
+        "train_examples_per_second"] == 0.1  # fmt: skip
+    assert "tokens_per_second" not in result.summary()
     # the budget counts every session of the run: resumed with 1.5 minutes it has 30 s left,
     # 3 more steps (elapsed 60 + 10j >= 90 at j = 3)
     longer = _cfg({"seconds": 10.0}, {"max_minutes": 1.5, "valid_every": 0})

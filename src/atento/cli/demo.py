@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.steps,
         "parameters": result.parameters,
         "best_valid_bleu": result.best_score,
-        "train_tokens_per_second": result.tokens_per_second,
+        "train_tokens_per_second": result.throughput,
         "beam": translator.search.beam,
         "heatmap": str(heatmap) if heatmap else None,
         "examples": {

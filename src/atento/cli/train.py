@@ -109,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.shutdown(wait=False)
         raise
     if world.main:
-        print(
-            json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()})
-        )
+        print(json.dumps(result.summary()))
     if world.distributed:
         world.barrier()  # every rank is done with collectives and rank 0 has printed
         distributed.exit_process(0)

@@ -81,6 +81,7 @@ class Task(ABC):
     data_config: ClassVar[type]  # the dataclass of the config's `data` section
     selection: ClassVar[Selection]
     unit: ClassVar[str] = "tok"  # what count() counts, for the progress bar
+    units: ClassVar[str] = "tokens"  # its plural name, in throughput fields (tokens_per_second)
 
     def __init__(self, cfg: Config, *, log=print) -> None:
         self.cfg = cfg

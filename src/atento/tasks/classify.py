@@ -113,6 +113,7 @@ class ClassifyTask(Task):
     data_config = ClassifyDataConfig
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
+    units = "sentences"
 
     # ---------------------------------------------------------------- sequences
     @property

@@ -183,7 +183,7 @@ class Trainer:
                 **metrics,
                 "seconds": round(s.elapsed, 1),
                 "lr": self.scheduler.get_last_lr()[0],
-                "train_tokens_per_second": throughput(s),
+                f"train_{self.task.units}_per_second": throughput(s),
                 **extras,
             }
             self.files.append_metrics(row)
@@ -293,9 +293,9 @@ class Trainer:
         peak = peak_memory_mb(device)
         return TrainResult(
             run_dir=self.run_dir, steps=s.step, metric=self.task.selection.metric,
-            best_score=s.best_score, seconds=round(s.elapsed, 1), tokens_per_second=throughput(s),
+            best_score=s.best_score, seconds=round(s.elapsed, 1), throughput=throughput(s),
             parameters=count_parameters(self.model), peak_memory_mb=peak["host"],
             peak_device_memory_mb=peak.get("device"), device=str(device),
             precision=self.placement.precision, world_size=self.world.size,
-            stopped_by=stopped_by or "done",
+            stopped_by=stopped_by or "done", units=self.task.units,
         )  # fmt: skip

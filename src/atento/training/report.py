@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -20,7 +21,7 @@ class TrainResult:
     metric: str  # the task's selection metric
     best_score: float | None
     seconds: float
-    tokens_per_second: float
+    throughput: float  # the task's loss units (`units`) per second of training steps
     parameters: int
     peak_memory_mb: float  # host
     peak_device_memory_mb: float | None  # CUDA only
@@ -28,6 +29,17 @@ class TrainResult:
     precision: str
     world_size: int
     stopped_by: str
+    units: str = "tokens"  # the task's `units`: tokens, sentences
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object `atento train` prints: the fields, paths as text, the throughput
+        named by its unit (`tokens_per_second`, `sentences_per_second`)."""
+        out = {}
+        for key, value in vars(self).items():
+            if key != "units":
+                key = f"{self.units}_per_second" if key == "throughput" else key
+                out[key] = str(value) if isinstance(value, Path) else value
+        return out
 
 
 def throughput(state: Progress) -> float:
