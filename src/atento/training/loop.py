@@ -50,6 +50,9 @@ from atento.training.stopping import budget_reached, interrupts_deferred, record
 
 
 class Trainer:
+    """`placement`: where and in what precision to train; by default the config's, chosen and
+    logged here (a caller that passes one has said which, as `atento train` does)."""
+
     def __init__(
         self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
         placement: Placement | None = None, world: World | None = None,
@@ -62,7 +65,8 @@ class Trainer:
         self.placement = placement or placement_for(cfg)
         self.files = RunFiles(self.run_dir, self.world, self.log)
         ckpt = self.files.open(cfg, resume)
-        self.log(f"runtime: {self.placement.describe()}")
+        if placement is None:
+            self.log(f"runtime: {self.placement.describe()}")
         if self.world.distributed:
             self.log(f"distributed: {self.world.size} ranks x {cfg.train.accum_steps} "
                      f"micro-batches a step (torch.distributed)")  # fmt: skip
