@@ -105,7 +105,7 @@ def main() -> None:
 
     from atento.cli.main import main as atento_main
     from atento.tasks import captioning
-    from atento.training import loop
+    from atento.training import loop, run_files
 
     task = captioning.CaptionTask
     wrap(task, "_build_tokenizer", phases, "tokenizer")
@@ -113,7 +113,7 @@ def main() -> None:
     wrap(task, "validate", phases, "validation", restore=False)
     wrap(task, "translator", phases, "validation: greedy decoding", restore=False)
     wrap(loop, "build_model", phases, "model")
-    wrap(loop, "save_checkpoint", phases, "save checkpoint")
+    wrap(run_files, "save_checkpoint", phases, "save checkpoint")
     step_fn = loop.Trainer.train_step
     steps = [0]
 

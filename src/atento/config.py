@@ -36,44 +36,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class SplitFiles:
-    """Two line-aligned plain-text files (gzip accepted)."""
-
-    src: str = ""
-    tgt: str = ""
-
-
-@dataclass
-class DataConfig:
-    """The data section of the translation task: a parallel corpus and its tokenizers."""
-
-    corpus: str = "dates"  # files | multi30k | dates
-    src_lang: str = "fr"  # multi30k only
-    tgt_lang: str = "en"
-    dir: str = ""  # multi30k directory; empty = download once into a cache
-    train: SplitFiles = field(default_factory=SplitFiles)  # corpus=files
-    valid: SplitFiles = field(default_factory=SplitFiles)
-    test: SplitFiles = field(default_factory=SplitFiles)
-    tokenizer: str = "sentencepiece"  # sentencepiece | char
-    vocab_size: int = 8000  # SentencePiece vocabulary (joint) or per side (separate)
-    joint_vocab: bool = True
-    max_len: int = 100  # pairs longer than this (in pieces, either side) are dropped
-    max_train_pairs: int = 0  # 0 = all; >0 keeps the first N (quick experiments)
-    n_train: int = 20000  # dates corpus sizes
-    n_valid: int = 500
-    n_test: int = 1000
-    seed: int = 1234  # dates generator seed
-
-    def validate(self, cfg: Config) -> None:
-        check(self.corpus in ("files", "multi30k", "dates"), cfg, "data.corpus",
-              "files, multi30k, dates")  # fmt: skip
-        check(self.tokenizer in ("sentencepiece", "char"), cfg, "data.tokenizer",
-              "sentencepiece, char")  # fmt: skip
-        if self.corpus == "files" and not (self.train.src and self.train.tgt):
-            raise AtentoError("config: data.corpus=files needs data.train.src and data.train.tgt")
-
-
-@dataclass
 class TrainConfig:
     batch_tokens: int = 3000  # target tokens per batch (per process under torchrun)
     accum_steps: int = 1  # batches (per process) whose gradients make one update
@@ -138,7 +100,9 @@ def _default_model() -> Any:
 
 
 def _default_data() -> Any:
-    return DataConfig()
+    from atento.registry import task_class
+
+    return task_class("translation").data_config()
 
 
 @dataclass

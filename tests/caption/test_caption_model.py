@@ -121,8 +121,10 @@ def test_loss_adds_lambda_times_penalty(flickr_mini, tmp_path):
     penalty = doubly_stochastic_penalty(weights, batch.tgt_mask)
     expected = float((plain + 2.0 * penalty).detach())
     assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-5)
-    assert out.extras["attention_penalty"] == pytest.approx(2 * float(penalty.detach()), rel=1e-5)
-    assert out.count == 3 + 1 + 2  # tokens + EOS of each caption
+    assert float(out.extras["attention_penalty"]) == pytest.approx(
+        2 * float(penalty.detach()), rel=1e-5
+    )
+    assert task.count(batch) == 3 + 1 + 2  # tokens + EOS of each caption
 
 
 def test_several_references_best_scoring_is_y_star_and_any_match_is_no_error():

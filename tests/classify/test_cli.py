@@ -36,7 +36,13 @@ def test_mlm_then_classify_then_evaluate_from_the_command_line(toy_data, tmp_pat
     cls = _config(tmp_path, classify_config(toy_data), "cls")
     code, out, _ = _run(["train", cls, f"model.init_from={tmp_path / 'mlm'}",
                          "train.max_steps=30", "--out", tmp_path / "cls"], capsys)  # fmt: skip
-    assert code == 0 and json.loads(out.splitlines()[-1])["metric"] == "accuracy"
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["metric"] == "accuracy"
+    # a classifier's throughput is in sentences, and says so
+    assert summary["sentences_per_second"] > 0 and "tokens_per_second" not in summary
+    rows = (tmp_path / "cls" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(r)["train_sentences_per_second"] > 0 for r in rows)
+    assert not any("train_tokens_per_second" in json.loads(r) for r in rows)
     code, out, _ = _run(["evaluate", tmp_path / "cls", "--data", toy_data["valid"], "--json"],
                         capsys)  # fmt: skip
     report = json.loads(out)
@@ -143,8 +149,9 @@ def test_gpt_fine_tuning_with_the_auxiliary_lm_loss(toy_data, tmp_path, capsys) 
         assert torch.equal(trainer.model.body.state_dict()[key], value), key
     batch = trainer.task.collate(list(range(8)))
     out = trainer.task.loss(trainer.task.forward(trainer.model, batch), batch)
-    assert out.count == 8 and set(out.extras) == {"classification", "lm"}
-    expected = 8 * (out.extras["classification"] + 0.5 * out.extras["lm"])
+    assert trainer.task.count(batch) == 8 and set(out.extras) == {"classification", "lm"}
+    extras = {k: float(v) for k, v in out.extras.items()}
+    expected = 8 * (extras["classification"] + 0.5 * extras["lm"])
     assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-4)
     # the last real token (the end token) is the one classified
     assert all(int(row[m].tolist()[-1]) == 3 for row, m in zip(batch.ids, batch.pad_mask,
@@ -199,3 +206,21 @@ def test_api_classify_matches_the_command(bert_run, capsys, monkeypatch) -> None
     printed = capsys.readouterr().out.splitlines()
     assert printed == [f"{g.label}\t{g.probability:.4f}" for g in got]
     assert all(abs(sum(g.probabilities.values()) - 1) < 1e-5 for g in got)
+
+
+def test_evaluate_text_report_columns_fit_the_widest_count(toy_data, capsys) -> None:
+    from atento.tasks.classify import ClassifyTask
+
+    task = ClassifyTask(config_from_dict(classify_config(toy_data)))
+    report = {"data": "valid.tsv", "accuracy": 0.9, "macro_f1": 0.8, "sentences": 5570,
+              "labels": ["0", "1"], "confusion_matrix": [[69, 489], [12, 5000]]}  # fmt: skip
+    task.print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    # the first column fits "gold \ predicted" (16 + 2); the others the widest of the labels
+    # and counts (4 digits of 5000, + 2): 69 and 489 stay apart
+    assert lines[1:] == [
+        "gold \\ predicted  " + "     0" + "     1",
+        "0" + " " * 17 + "    69" + "   489",
+        "1" + " " * 17 + "    12" + "  5000",
+    ]
+    assert [line.split() for line in lines[2:]] == [["0", "69", "489"], ["1", "12", "5000"]]

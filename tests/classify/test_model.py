@@ -70,7 +70,7 @@ def test_mlm_loss_counts_only_the_chosen_positions(toy_data) -> None:
     model = build_model(cfg, **task.model_sizes())
     batch: MaskedBatch = task.collate(list(range(16)))
     out = task.loss(task.forward(model, batch), batch)
-    assert out.count == int(batch.chosen.sum()) == batch.targets.numel() > 0
+    assert task.count(batch) == int(batch.chosen.sum()) == batch.targets.numel() > 0
     # the same loss from the full logits at the chosen positions only
     full = model(batch.inputs, pad_mask=batch.pad_mask)  # (B, T, V)
     ref = sequence_loss(full[batch.chosen], batch.targets)

@@ -28,8 +28,9 @@ def test_demo_writes_summary_and_heatmap(tmp_path, capsys):
     overrides = ["data.n_train=6000", "data.n_valid=50", "data.n_test=100"]
     overrides += ["train.max_steps=400", "train.valid_every=400", "train.batch_tokens=1200"]
     overrides += ["train.max_minutes=0"]
-    code, out, _ = run_cli(["demo", "--out", out_dir, *overrides], capsys)
+    code, out, err = run_cli(["demo", "--out", out_dir, *overrides], capsys)
     assert code == 0
+    assert (out + err).count("runtime:") == 1
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["test_sentences"] == 100
     assert summary["exact_match"] >= 0.4, summary
@@ -156,8 +157,10 @@ def test_train_logs_the_runtime_it_chose(tmp_path, capsys):
     assert code == 0
     assert "runtime: device cpu, precision fp32 (auto: ATENTO_NATIVE_BF16=0)" in err
     assert "torch threads: 1" in err
+    assert (out + err).count("runtime:") == 1  # said once, with the settings applied
     result = json.loads(out.strip().splitlines()[-1])
     assert (result["device"], result["precision"], result["metric"]) == ("cpu", "fp32", "bleu")
+    assert result["tokens_per_second"] > 0  # translation's unit: target tokens
 
 
 def test_evaluate_says_what_a_translation_run_needs(toy_run, capsys):

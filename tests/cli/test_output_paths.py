@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-import atento.cli.translate
 from atento.cli.main import main
 from atento.errors import AtentoError
 from atento.outputs import output_path, write_text

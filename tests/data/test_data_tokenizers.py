@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from atento.config import DataConfig
 from atento.data.tokenizers import (
     CharTokenizer,
     SentencePieceTokenizer,
@@ -18,6 +17,7 @@ from atento.data.tokenizers import (
 )
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from atento.errors import AtentoError
+from atento.tasks.translation_data import DataConfig
 
 SRC = [
     f"le {a} {n} mange une pomme rouge près de la maison"

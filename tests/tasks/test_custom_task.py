@@ -127,8 +127,7 @@ class MajorityTask(Task):
         return model(batch.ids)
 
     def loss(self, outputs: Tensor, batch: LabelBatch) -> LossOutput:
-        return LossOutput(F.cross_entropy(outputs.float(), batch.labels, reduction="sum"),
-                          batch.labels.numel())  # fmt: skip
+        return LossOutput(F.cross_entropy(outputs.float(), batch.labels, reduction="sum"))
 
     def validate(self, model: nn.Module, placement) -> dict[str, float]:
         ids = torch.tensor([x for x, _ in self.valid], device=placement.device)

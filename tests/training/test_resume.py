@@ -102,3 +102,47 @@ def test_ctrl_c_saves_before_stopping(tmp_path):
     Trainer(cfg, run, resume=True, progress=False).fit()
     Trainer(cfg, tmp_path / "straight", progress=False).fit()
     _assert_same(_weights(tmp_path / "straight"), _weights(run))
+
+
+def test_resuming_with_a_different_model_is_one_line_naming_keys_and_values(tmp_path, capsys):
+    from atento.cli.main import main
+
+    run = tmp_path / "r"
+    train = ["train", str(CONFIGS / "toy_dates.yaml"), *BASE]
+    assert main([*train, "train.max_steps=2", "--out", str(run)]) == 0
+    saved = (run / "config.yaml").read_text()
+    capsys.readouterr()
+    for overrides, message in [
+        (["model.hidden_size=64"],
+         "config: model.hidden_size=64 differs from the run's model.hidden_size=32; resume with "
+         "the run's config or train into a new --out"),
+        (["model.hidden_size=64", "model.cell=lstm"],
+         "config: model.cell=lstm, model.hidden_size=64 differ from the run's model.cell=gru, "
+         "model.hidden_size=32;"),
+    ]:  # fmt: skip
+        code = main([*train, *overrides, "--out", str(run), "--resume"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (run / "config.yaml").read_text() == saved  # the run is left as it was
+    # dropout shapes no weight: the run continues with the new value
+    assert main([*train, "model.dropout=0.0", "train.max_steps=3", "--out", str(run),
+                 "--resume"]) == 0  # fmt: skip
+    assert load_checkpoint(run / LAST).step == 3
+
+
+def test_weights_that_do_not_fit_are_one_line_too(tmp_path, monkeypatch):
+    from atento.errors import AtentoError
+    from atento.training import run_files
+
+    cfg = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "train.max_steps=2"])
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    monkeypatch.setattr(run_files, "check_same_model", lambda cfg, saved: None)
+    wider = load_config(CONFIGS / "toy_dates.yaml", [*BASE, "model.hidden_size=64"])
+    try:
+        Trainer(wider, tmp_path / "r", resume=True, progress=False)
+    except AtentoError as exc:
+        assert "weights do not fit the model" in str(exc) and "size mismatch for" in str(exc)
+        assert "\n" not in str(exc)
+    else:
+        raise AssertionError("weights of another shape must not load")

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from atento.analysis.heatmap import plot_attention
     from atento.data.corpus import load_split
     from atento.rundir import load_run
-    from atento.training.loop import Trainer, has_checkpoint
+    from atento.training.loop import Trainer
+    from atento.training.run_files import has_checkpoint
 
     start = time.perf_counter()
     cfg = load_config(demo_config_path(), args.overrides)
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.steps,
         "parameters": result.parameters,
         "best_valid_bleu": result.best_score,
-        "train_tokens_per_second": result.tokens_per_second,
+        "train_tokens_per_second": result.throughput,
         "beam": translator.search.beam,
         "heatmap": str(heatmap) if heatmap else None,
         "examples": {

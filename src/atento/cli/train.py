@@ -64,7 +64,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from atento.training import distributed
-    from atento.training.loop import Trainer, has_checkpoint
+    from atento.training.checkpointing import check_same_model
+    from atento.training.loop import Trainer
+    from atento.training.run_files import has_checkpoint
 
     world = distributed.World.from_env()
     if args.nproc < 1:
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             raise AtentoError(f"cannot resume: no {LAST} in {out}")
         ckpt = load_checkpoint(last)
         cfg = config_from_dict(ckpt.config, args.overrides, migrate=ckpt.format < 2)
+        check_same_model(cfg, ckpt.config)  # before anything is printed or written
     output_path(out, kind="dir", option="--out")  # a file, or a folder that cannot be written
     placement = placement_for(cfg)
     if world.distributed and placement.device.type == "cuda":
@@ -108,9 +111,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.shutdown(wait=False)
         raise
     if world.main:
-        print(
-            json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()})
-        )
+        print(json.dumps(result.summary()))
     if world.distributed:
         world.barrier()  # every rank is done with collectives and rank 0 has printed
         distributed.exit_process(0)

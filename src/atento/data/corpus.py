@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from atento.config import DataConfig
+from typing import TYPE_CHECKING
+
 from atento.data.dates import dates_splits
 from atento.data.multi30k import load_multi30k
 from atento.data.parallel import read_parallel
 from atento.errors import AtentoError
+
+if TYPE_CHECKING:
+    from atento.tasks.translation_data import DataConfig
 
 SPLITS = ("train", "valid", "test")
 MULTI30K_SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}

@@ -23,11 +23,10 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sentencepiece as spm
 
-from atento.config import DataConfig
 from atento.data.vocab import (
     BOS_ID,
     EOS_ID,
@@ -38,6 +37,9 @@ from atento.data.vocab import (
     UNK_PIECE,
 )
 from atento.errors import AtentoError
+
+if TYPE_CHECKING:
+    from atento.tasks.translation_data import DataConfig
 
 _DROPPED_ON_DECODE = frozenset((PAD_ID, BOS_ID, EOS_ID))
 UNK_SURFACE = "\u2047"  # "⁇", what decode writes for UNK (as SentencePiece does)

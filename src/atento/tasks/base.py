@@ -11,8 +11,8 @@ optimiser, schedule, batch plan and task, and calls only the methods below:
         batch = task.collate(indices).to(device)
         total = task.count(batch)            # summed over micro-batches and ranks
         with autocast: outputs = task.forward(model, batch)
-        out = task.loss(outputs, batch)      # the loss summed over its units
-        (out.loss / total).backward()
+        out = task.loss(outputs, batch)      # the loss summed over the units count() counts
+        (out.loss / total).backward()        # out.extras: logged as train_<name>
     metrics = task.validate(model, placement)   # under no_grad, model in eval mode
     task.selection.better(metrics[task.selection.metric], best)
 
@@ -63,13 +63,16 @@ class Selection:
 
 @dataclass
 class LossOutput:
-    """A batch's loss summed over its `count` units (target tokens, examples), so that the
-    loop can normalise by a count gathered over several batches or processes; `extras` are
-    named extra terms already included in `loss`, for logging (e.g. a regulariser)."""
+    """A batch's loss summed over the units `Task.count` counts (target tokens, examples), so
+    that the loop can normalise by a count gathered over several batches or processes.
+
+    `extras` are named terms already included in `loss`, for logging (e.g. a regulariser), as
+    detached 0-d tensors on the batch's device: reading them would stall the device every step,
+    so the loop adds them up there and writes their mean over the micro-batches since the
+    previous validation into metrics.jsonl as `train_<name>`, reading them once."""
 
     loss: Tensor
-    count: int
-    extras: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -78,7 +81,8 @@ class Task(ABC):
     name: ClassVar[str] = ""
     data_config: ClassVar[type]  # the dataclass of the config's `data` section
     selection: ClassVar[Selection]
-    unit: ClassVar[str] = "tok"  # what LossOutput.count counts, for the progress bar
+    unit: ClassVar[str] = "tok"  # what count() counts, for the progress bar
+    units: ClassVar[str] = "tokens"  # its plural name, in throughput fields (tokens_per_second)
     predictor: ClassVar[type[Predictor]] = Predictor  # the decoding side (predictors/base.py)
 
     def __init__(self, cfg: Config, *, log=print) -> None:
@@ -100,10 +104,15 @@ class Task(ABC):
         """One line about the data, for the run log."""
         return ""
 
-    @abstractmethod
     def batch_plan(self, epoch: int) -> list[list[int]]:
         """The training batches of `epoch` as lists of example indices; the same epoch (and
-        config) gives the same plan, so a resumed run continues at its position in it."""
+        config) gives the same plan, so a resumed run continues at its position in it.
+        Default: the epoch's batches of the `self.sampler` (e.g. a `TokenBatchSampler`) that
+        `prepare` made."""
+        sampler = getattr(self, "sampler", None)
+        if sampler is None:
+            raise NotImplementedError(f"the {self.name} task has no sampler: define batch_plan")
+        return sampler.batches(epoch)
 
     @abstractmethod
     def collate(self, indices: list[int]) -> Movable:

@@ -233,9 +233,6 @@ class CaptionTask(Task):
         )
 
     # ---------------------------------------------------------------- training
-    def batch_plan(self, epoch: int) -> list[list[int]]:
-        return self.sampler.batches(epoch)
-
     def collate(self, indices: list[int]) -> CaptionBatch:
         rows = torch.tensor([self.train_examples[i][0] for i in indices])
         return caption_batch(self.train_feats[rows], [self.train_examples[i][1] for i in indices])
@@ -262,8 +259,8 @@ class CaptionTask(Task):
         if lam > 0 and weights is not None:
             penalty = lam * doubly_stochastic_penalty(weights, batch.tgt_mask)
             loss = loss + penalty
-            extras["attention_penalty"] = float(penalty.detach())
-        return LossOutput(loss, batch.n_tgt_tokens, extras)
+            extras["attention_penalty"] = penalty.detach()
+        return LossOutput(loss, extras)
 
     # ---------------------------------------------------------------- decoding
     def translator(self, model: nn.Module, placement: Placement) -> Translator:

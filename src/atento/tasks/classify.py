@@ -16,7 +16,7 @@ a character LM: what the LM saw at the end of a line), whose state is the one cl
 The classes are the sorted distinct labels of the training file, stored with the tokenizers
 (`LabelSet`, role `labels`); a validation or evaluation label outside them is an error
 naming its file and line. The loss is the cross-entropy summed over the batch's sentences
-(LossOutput.count = sentences); for a GPT with `lm_weight` > 0 it adds lm_weight x the
+(count() = sentences); for a GPT with `lm_weight` > 0 it adds lm_weight x the
 batch's mean next-token loss per token for each sentence (Radford et al. 2018, eq. 5:
 L3 = L2 + lambda L1), reported in `extras`. Validation: accuracy (the selection metric,
 higher is better), macro-F1 and the mean loss.
@@ -97,6 +97,7 @@ class ClassifyTask(Task):
     data_config = ClassifyDataConfig
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
+    units = "sentences"
 
     # ---------------------------------------------------------------- sequences
     @property
@@ -208,9 +209,6 @@ class ClassifyTask(Task):
             f"{self.tokenizers['text'].vocab_size}; {start}"
         )
 
-    def batch_plan(self, epoch: int) -> list[list[int]]:
-        return self.sampler.batches(epoch)
-
     def collate(self, indices: list[int]) -> ClassBatch:
         ids, pad_mask = _pad([self.train_ids[i] for i in indices])
         labels = torch.tensor([self.train_labels[i] for i in indices], dtype=torch.long)
@@ -225,13 +223,13 @@ class ClassifyTask(Task):
     def loss(self, outputs: Any, batch: ClassBatch) -> LossOutput:
         B = int(batch.labels.numel())
         loss = F.cross_entropy(outputs.logits.float(), batch.labels, reduction="sum")
-        extras = {"classification": float(loss.detach()) / max(B, 1)}
+        extras = {"classification": loss.detach() / max(B, 1)}
         if outputs.lm_logits is not None:
             targets = batch.ids[:, 1:][batch.pad_mask[:, 1:]]  # (N,) the next tokens
             lm = sequence_loss(outputs.lm_logits, targets) / max(int(targets.numel()), 1)
             loss = loss + self.cfg.data.lm_weight * B * lm
-            extras["lm"] = float(lm.detach())
-        return LossOutput(loss, B, extras)
+            extras["lm"] = lm.detach()
+        return LossOutput(loss, extras)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         probs = predict(model, self.valid_ids, placement)
@@ -293,10 +291,12 @@ class ClassifyTask(Task):
         labels = report["labels"]
         print(f"{report['data']}: accuracy {report['accuracy']:.4f} macro-F1 "
               f"{report['macro_f1']:.4f} ({report['sentences']} sentences)")  # fmt: skip
-        width = max(len(x) for x in labels) + 2
-        print("gold \\ predicted".ljust(width) + "".join(x.rjust(width) for x in labels))
-        for label, row in zip(labels, report["confusion_matrix"], strict=True):
-            print(label.ljust(width) + "".join(str(n).rjust(width) for n in row))
+        matrix, corner = report["confusion_matrix"], "gold \\ predicted"
+        first = max(len(x) for x in [corner, *labels]) + 2  # the gold labels' column
+        width = max(len(x) for x in [*labels, *(str(n) for row in matrix for n in row)]) + 2
+        print(corner.ljust(first) + "".join(x.rjust(width) for x in labels))
+        for label, row in zip(labels, matrix, strict=True):
+            print(label.ljust(first) + "".join(str(n).rjust(width) for n in row))
 
 
 register_task("classify", ClassifyTask)

@@ -203,7 +203,7 @@ class LanguageModelTask(Task):
 
     def loss(self, outputs: Tensor, batch: Windows) -> LossOutput:
         loss = sequence_loss(outputs, batch.y, label_smoothing=self.cfg.train.label_smoothing)
-        return LossOutput(loss, batch.y.numel())
+        return LossOutput(loss)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Loss over the whole validation split, perplexity and bits per character."""

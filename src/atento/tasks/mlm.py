@@ -15,7 +15,7 @@ Each sentence is `[CLS] x [SEP]` (BOS ... EOS). Of its tokens (never [CLS], [SEP
 each is chosen with probability `data.mask_prob` (15 %), and a sentence where none was chosen
 gets one chosen at random; a chosen token becomes [MASK] with probability 0.8, a random token
 (uniform over the tokenizer's non-special ids) with 0.1, and stays itself with 0.1. The loss
-is the cross-entropy at the chosen positions only, summed over them (LossOutput.count), and
+is the cross-entropy at the chosen positions only, summed over them (count()), and
 the output layer is applied at those positions alone. Training masks are drawn from torch's
 global generator (saved in checkpoints, so a resumed run draws the same masks); validation
 uses one fixed generator, so its loss compares across validations. Validation reports the
@@ -211,9 +211,6 @@ class MaskedLMTask(Task):
             f"{len(self.valid_ids):,} validation, vocabulary {self.text_vocab} + [MASK]"
         )
 
-    def batch_plan(self, epoch: int) -> list[list[int]]:
-        return self.sampler.batches(epoch)
-
     def _masked(self, seqs: list[list[int]], generator=None) -> MaskedBatch:
         ids, pad_mask = _pad(seqs)
         candidates = pad_mask & (ids != BOS_ID) & (ids != EOS_ID)
@@ -234,7 +231,7 @@ class MaskedLMTask(Task):
 
     def loss(self, outputs: Tensor, batch: MaskedBatch) -> LossOutput:
         loss = sequence_loss(outputs, batch.targets, label_smoothing=self.cfg.train.label_smoothing)
-        return LossOutput(loss, int(batch.targets.numel()))
+        return LossOutput(loss)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Loss, perplexity and accuracy at the chosen positions of the validation sentences,

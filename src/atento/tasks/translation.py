@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from atento.config import DataConfig
 from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
 from atento.data.lines import LinePolicy, write_lines
@@ -32,6 +31,7 @@ from atento.predictors.decoding import TranslationPredictor
 from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.translation_data import DataConfig
 from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu, corpus_scores
 
@@ -80,9 +80,6 @@ class TranslationTask(Task):
     def describe(self) -> str:
         return f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation"
 
-    def batch_plan(self, epoch: int) -> list[list[int]]:
-        return self.sampler.batches(epoch)
-
     def collate(self, indices: list[int]) -> Batch:
         return collate([self.train_pairs[i] for i in indices])
 
@@ -97,7 +94,7 @@ class TranslationTask(Task):
     def loss(self, outputs: torch.Tensor, batch: Batch) -> LossOutput:
         targets = batch.tgt_out[batch.tgt_out != PAD_ID]
         loss = sequence_loss(outputs, targets, label_smoothing=self.cfg.train.label_smoothing)
-        return LossOutput(loss, batch.n_tgt_tokens)
+        return LossOutput(loss)
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity (fp32) and greedy BLEU on the validation set."""

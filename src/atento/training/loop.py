@@ -14,19 +14,17 @@ to resume: weights, optimiser, scheduler, RNG states, position in the batch plan
 elapsed time), `checkpoint_best/` (by the task's metric) and `metrics.jsonl` (one line per
 validation). `Trainer(cfg, run_dir, resume=True)` continues exactly where the last checkpoint
 left off, also after `kill -9`; Ctrl-C saves a checkpoint before stopping.
+
+Beside it: `stopping` (budgets, patience, deferred Ctrl-C), `checkpointing` (what a checkpoint
+holds of the trainer, and restoring it), `run_files` (the run directory's files), `report`
+(progress bar, throughput, `TrainResult`) and `optimizer` (AdamW's parameter groups).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import random
-import signal
-import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,72 +32,27 @@ import torch
 from tqdm import tqdm
 
 from atento import faults
-from atento.checkpoints import (
-    BEST,
-    LAST,
-    Checkpoint,
-    capture_rng,
-    find_checkpoint,
-    load_checkpoint,
-    remove_stale,
-    restore_rng,
-    save_checkpoint,
-)
-from atento.config import Config, config_to_dict, dump_config
+from atento.checkpoints import BEST, LAST
+from atento.config import Config
 from atento.data.tokenizers import tokenizer_from_state
 from atento.errors import AtentoError
 from atento.models.factory import count_parameters
 from atento.registry import build_model, task_class
 from atento.runtime import Placement, peak_memory_mb, placement_for
+from atento.training.checkpointing import Progress, capture, restore
 from atento.training.distributed import World, deal, rank_batches
 from atento.training.ema import WeightAverage
+from atento.training.optimizer import build_optimizer
+from atento.training.report import ExtrasMeter, TrainResult, progress_bar, throughput
+from atento.training.run_files import RunFiles
 from atento.training.schedule import schedule_factor
-
-
-@dataclass
-class Progress:
-    """Where the loop stands; saved in every checkpoint."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of the epoch's (trimmed) plan taken, by all ranks
-    best_score: float | None = None  # best value of the task's selection metric so far
-    bad_validations: int = 0
-    elapsed: float = 0.0  # seconds of training so far, over all sessions of this run
-    train_tokens: int = 0  # units of the task's loss (target tokens for translation)
-    train_seconds: float = 0.0  # time inside training steps only (for tokens/s)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    steps: int
-    metric: str  # the task's selection metric
-    best_score: float | None
-    seconds: float
-    tokens_per_second: float
-    parameters: int
-    peak_memory_mb: float  # host
-    peak_device_memory_mb: float | None  # CUDA only
-    device: str
-    precision: str
-    world_size: int
-    stopped_by: str
-
-
-METRICS = "metrics.jsonl"
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a checkpoint of either kind (new or legacy format)."""
-    try:
-        find_checkpoint(run_dir, "last")
-    except AtentoError:
-        return False
-    return True
+from atento.training.stopping import budget_reached, interrupts_deferred, record_score
 
 
 class Trainer:
+    """`placement`: where and in what precision to train; by default the config's, chosen and
+    logged here (a caller that passes one has said which, as `atento train` does)."""
+
     def __init__(
         self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
         placement: Placement | None = None, world: World | None = None,
@@ -110,8 +63,10 @@ class Trainer:
         self.progress = progress and self.world.main
         self.log = tqdm.write if self.progress else (lambda *_: None)
         self.placement = placement or placement_for(cfg)
-        ckpt = self._open_run_dir(resume)
-        self.log(f"runtime: {self.placement.describe()}")
+        self.files = RunFiles(self.run_dir, self.world, self.log)
+        ckpt = self.files.open(cfg, resume)
+        if placement is None:
+            self.log(f"runtime: {self.placement.describe()}")
         if self.world.distributed:
             self.log(f"distributed: {self.world.size} ranks x {cfg.train.accum_steps} "
                      f"micro-batches a step (torch.distributed)")  # fmt: skip
@@ -128,10 +83,7 @@ class Trainer:
             device = self.placement.device
             ids = [device] if device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(
-            _param_groups(self.model, cfg.train.weight_decay, cfg.train.lr), lr=cfg.train.lr,
-            betas=(0.9, cfg.train.beta2), eps=1e-9,
-        )  # fmt: skip
+        self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, schedule_factor(cfg.train)
         )
@@ -139,52 +91,11 @@ class Trainer:
         decay = cfg.train.ema_decay
         self.ema = WeightAverage(self.model, decay) if decay > 0 else None
         self.state = Progress()
+        self.extras = ExtrasMeter()  # the loss's extra terms since the last validation
         if ckpt is not None:
-            self._restore(ckpt)
+            restore(self, ckpt)
 
     # ---------------------------------------------------------------- set-up
-    def _open_run_dir(self, resume: bool) -> Checkpoint | None:
-        """Every rank reads the checkpoint to resume from; only rank 0 writes."""
-        main = self.world.main
-        if resume:
-            if main:
-                remove_stale(self.run_dir)  # what a save cut short by a kill left behind
-            self.world.barrier()
-            path = find_checkpoint(self.run_dir, "last")
-            if path.name != LAST and not path.name.startswith(LAST):
-                raise AtentoError(f"cannot resume: no {LAST} in {self.run_dir}")
-            ckpt = load_checkpoint(path, training=True)
-            self.world.barrier()  # all have read it before anything is written
-            if main:
-                with self._writing():
-                    dump_config(self.cfg, self.run_dir / "config.yaml")
-                    self._trim_metrics(ckpt.step)
-            return ckpt
-        if has_checkpoint(self.run_dir):
-            raise AtentoError(
-                f"{self.run_dir} already holds a run; pass --resume or choose another --out"
-            )
-        self.world.barrier()  # every rank has looked before rank 0 writes
-        if main:
-            with self._writing():
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                dump_config(self.cfg, self.run_dir / "config.yaml")
-        return None
-
-    def _trim_metrics(self, step: int) -> None:
-        """Drop metrics.jsonl rows written after the checkpoint being resumed (a run killed
-        between a validation's row and its checkpoint): they are written again, once."""
-        path = self.run_dir / METRICS
-        if not path.is_file():
-            return
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        if len(kept) != len(lines):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, path)
-            self.log(f"metrics.jsonl: {len(lines) - len(kept)} row(s) after step {step} dropped")
-
     def _prepare_task(self, tokenizers) -> None:
         """Rank 0 builds the tokenizers (into the run directory); the others get them from it."""
         world = self.world
@@ -202,82 +113,11 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _restore(self, ckpt: Checkpoint) -> None:
-        training = ckpt.training or {}
-        if "optimizer" not in training:
-            raise AtentoError(f"cannot resume from {ckpt.path}: it holds no training state")
-        # with an average, `model` holds the averaged weights and `train_model` the raw ones
-        self.model.load_state_dict(ckpt.train_model if ckpt.train_model is not None else ckpt.model)
-        if self.ema is not None and ckpt.train_model is not None:
-            self.ema.load(ckpt.model, int(training["ema_updates"]))
-        elif self.ema is not None:  # averaging switched on at resume: start from these weights
-            self.ema = WeightAverage(self.model, self.ema.decay)
-        self.optimizer.load_state_dict(training["optimizer"])
-        self.scheduler.load_state_dict(training["scheduler"])
-        if "scaler" in training:
-            self.scaler.load_state_dict(training["scaler"])
-        layout = training.get("world", {"world_size": 1, "accum_steps": 1})
-        now = {"world_size": self.world.size, "accum_steps": self.cfg.train.accum_steps}
-        if layout != now:
-            raise AtentoError(
-                f"cannot resume {self.run_dir}: it was trained with {layout['world_size']} "
-                f"process(es) x train.accum_steps={layout['accum_steps']}, now "
-                f"{now['world_size']} x {now['accum_steps']}; its position in the batch plan "
-                f"and its RNG streams belong to that layout (restart it with that layout)"
-            )
-        progress = dict(ckpt.progress or {})
-        if "best_bleu" in progress:  # a checkpoint of the release before the Task seam
-            best = progress.pop("best_bleu")
-            progress["best_score"] = best if best is not None and best >= 0 else None
-        known = {f.name for f in fields(Progress)}
-        self.state = Progress(**{k: v for k, v in progress.items() if k in known})
-        ranks = training.get("rng_ranks")
-        restore_rng(ranks[self.world.rank] if ranks else training["rng"])
-        self.log(f"resumed {self.run_dir} at step {self.state.step}")
-
-    def _checkpoint(self, *, full: bool) -> Checkpoint:
-        weights = _cpu(self.model.state_dict())
-        ckpt = Checkpoint(
-            config=config_to_dict(self.cfg), tokenizers=self.task.tokenizers, model=weights,
-            step=self.state.step, progress=asdict(self.state),
-        )  # fmt: skip
-        training = {}
-        if self.ema is not None:  # decoding loads `model`: the averaged weights
-            ckpt.model = _cpu(self.ema.averaged_state_dict())
-            if full:
-                ckpt.train_model = weights
-                training["ema_updates"] = self.ema.updates
-        if full:
-            rng = capture_rng()
-            training.update(
-                optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                scaler=self.scaler.state_dict(), rng=rng,
-                world={"world_size": self.world.size, "accum_steps": self.cfg.train.accum_steps},
-            )  # fmt: skip
-            if self.world.distributed:  # every rank's RNG streams (a collective)
-                training["rng_ranks"] = self.world.gather(rng)
-            ckpt.training = training
-        return ckpt
-
     def save_last(self) -> None:
         """Write `checkpoint_last` (rank 0); every rank must call it (RNG states are gathered)."""
-        ckpt = self._checkpoint(full=True)
+        ckpt = capture(self, full=True)
         if self.world.main:
-            with self._writing():
-                save_checkpoint(ckpt, self.run_dir / LAST)
-
-    @contextlib.contextmanager
-    def _writing(self):
-        """A full or read-only disk while writing the run directory: a one-line error; the
-        checkpoint being replaced is left as it was (atento.checkpoints commits atomically)."""
-        try:
-            yield
-        except OSError as exc:
-            where = exc.filename or self.run_dir
-            raise AtentoError(
-                f"cannot write {where}: {exc.strerror or exc}; the last good checkpoint in "
-                f"{self.run_dir} is kept (--resume continues from it)"
-            ) from None
+            self.files.save(ckpt, LAST)
 
     # ---------------------------------------------------------------- steps
     def train_step(self, batches) -> tuple[float, int]:
@@ -300,6 +140,7 @@ class Trainer:
                 with self.placement.autocast():
                     outputs = self.task.forward(self.ddp, batch)
                 out = self.task.loss(outputs, batch)
+                self.extras.add(out.extras)
                 # DDP averages gradients over the W ranks: scale by W to get the global sum
                 loss = out.loss / total if W == 1 else out.loss * (W / total)
                 self.scaler.scale(loss).backward()
@@ -325,22 +166,10 @@ class Trainer:
             return self.task.validate(self.model, self.placement)
 
     # ---------------------------------------------------------------- loop
-    def _budget_left(self) -> str | None:
-        t, s = self.cfg.train, self.state
-        if t.max_steps and s.step >= t.max_steps:
-            return "max_steps"
-        if t.max_epochs and s.epoch >= t.max_epochs:
-            return "max_epochs"
-        if t.max_minutes and s.elapsed >= t.max_minutes * 60:
-            return "max_minutes"
-        if t.patience and s.bad_validations >= t.patience:
-            return "early_stopping"
-        return None
-
     def _stop(self) -> str | None:
         """The budget that ends training, the same on every rank (one rank's clock may pass
         train.max_minutes a step before another's)."""
-        reason = self._budget_left()
+        reason = budget_reached(self.cfg.train, self.state)
         if self.world.distributed and self.world.any(reason is not None, self.placement.device):
             return reason or "another rank's budget"
         return reason
@@ -348,29 +177,23 @@ class Trainer:
     def _validate_and_save(self) -> dict[str, float] | None:
         """Rank 0 validates, logs and writes; the others wait, then take its best score."""
         s, selection = self.state, self.task.selection
-        metrics = None
+        metrics, extras = None, self.extras.read(self.world, self.placement.device)
         if self.world.main:
             metrics = self.validate()
-            value = float(metrics[selection.metric])
-            improved = s.best_score is None or selection.better(value, s.best_score)
-            if improved:
-                s.best_score, s.bad_validations = value, 0
-            else:
-                s.bad_validations += 1
+            improved = record_score(selection, s, float(metrics[selection.metric]))
             row = {
                 "step": s.step,
                 "epoch": s.epoch,
                 **metrics,
                 "seconds": round(s.elapsed, 1),
                 "lr": self.scheduler.get_last_lr()[0],
-                "train_tokens_per_second": round(s.train_tokens / max(s.train_seconds, 1e-9), 1),
+                f"train_{self.task.units}_per_second": throughput(s),
+                **extras,
             }
-            with self._writing(), open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+            self.files.append_metrics(row)
             faults.point("validation")
             if improved:
-                with self._writing():
-                    save_checkpoint(self._checkpoint(full=False), self.run_dir / BEST)
+                self.files.save(capture(self, full=False), BEST)
             self.log(
                 f"step {s.step} epoch {s.epoch}: {self.task.format_metrics(metrics)}"
                 + (" (best)" if improved else "")
@@ -395,115 +218,88 @@ class Trainer:
         return plan
 
     def fit(self) -> TrainResult:
-        t, s, world = self.cfg.train, self.state, self.world
-        per_step = world.size * t.accum_steps  # batches of the plan one step takes
+        s = self.state
         self.log(f"{count_parameters(self.model):,} parameters; {self.task.describe()}")
-        bar = tqdm(total=t.max_steps or None, initial=s.step, desc="training", unit="step",
-                   disable=not self.progress, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # fmt: skip
-        validated_at = s.step if s.step else -1
-        start, elapsed0 = time.perf_counter(), s.elapsed
-        device = self.placement.device
+        bar = progress_bar(s, self.cfg.train.max_steps, enabled=self.progress)
+        self._validated_at = s.step if s.step else -1
+        self._session = (time.perf_counter(), s.elapsed)  # this session's start, time before
         stopped_by = self._stop()
         try:
             while stopped_by is None:
-                plan = self._epoch_plan(s.epoch)
-                while s.batch_in_epoch < len(plan) and stopped_by is None:
-                    k = s.batch_in_epoch // per_step  # this epoch's step number
-                    micro = rank_batches(
-                        plan, k, rank=world.rank, world_size=world.size, accum_steps=t.accum_steps
-                    )
-                    batches = [self.task.collate(idx).to(device) for idx in micro]
-                    tick = time.perf_counter()
-                    with _interrupts_deferred():  # weights and counters change together
-                        loss, count = self.train_step(batches)
-                        s.train_seconds += time.perf_counter() - tick
-                        s.train_tokens += count
-                        s.step += 1
-                        s.batch_in_epoch += per_step
-                        s.elapsed = elapsed0 + time.perf_counter() - start
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{loss:.3f}",
-                        **{f"{self.task.unit}_s": f"{s.train_tokens / s.train_seconds:.0f}"},
-                        refresh=False,
-                    )
-                    if t.valid_every and s.step % t.valid_every == 0:
-                        self._validate_and_save()
-                        validated_at = s.step
-                    elif t.checkpoint_every and s.step % t.checkpoint_every == 0:
-                        self.save_last()
-                    stopped_by = self._stop()
-                if s.batch_in_epoch >= len(plan):
-                    s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-                    stopped_by = stopped_by or self._stop()
+                stopped_by = self._epoch(bar)
         except KeyboardInterrupt:
             bar.close()
-            if world.distributed:  # the other ranks are stopping too: no collective to save
-                self.log(f"interrupted at step {s.step}; --resume continues from the last "
-                         f"checkpoint")  # fmt: skip
-                raise
-            self.save_last()
-            self.log(
-                f"interrupted: saved {self.run_dir / LAST} at step {s.step}; --resume continues"
-            )
+            self._interrupted()
             raise
         bar.close()
-        if validated_at != s.step:
+        if self._validated_at != s.step:
             self._validate_and_save()
         else:
             self.save_last()
+        return self._result(stopped_by)
+
+    def _epoch(self, bar: tqdm) -> str | None:
+        """Steps through the rest of the current epoch's plan, validating and saving on the
+        way, until its end or a budget; the budget reached, if any."""
+        t, s = self.cfg.train, self.state
+        plan = self._epoch_plan(s.epoch)
+        stopped_by = None
+        while s.batch_in_epoch < len(plan) and stopped_by is None:
+            loss = self._step(plan)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss:.3f}",
+                **{f"{self.task.unit}_s": f"{s.train_tokens / s.train_seconds:.0f}"},
+                refresh=False,
+            )
+            if t.valid_every and s.step % t.valid_every == 0:
+                self._validate_and_save()
+                self._validated_at = s.step
+            elif t.checkpoint_every and s.step % t.checkpoint_every == 0:
+                self.save_last()
+            stopped_by = self._stop()
+        if s.batch_in_epoch >= len(plan):
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            stopped_by = stopped_by or self._stop()
+        return stopped_by
+
+    def _step(self, plan: list[list[int]]) -> float:
+        """The epoch's next step: this rank's micro-batches of it, one update, and the
+        counters that say it happened (together, also under Ctrl-C). Returns the loss."""
+        s, world, A = self.state, self.world, self.cfg.train.accum_steps
+        per_step = world.size * A  # batches of the plan one step takes
+        k = s.batch_in_epoch // per_step  # this epoch's step number
+        micro = rank_batches(plan, k, rank=world.rank, world_size=world.size, accum_steps=A)
+        batches = [self.task.collate(idx).to(self.placement.device) for idx in micro]
+        start, elapsed0 = self._session
+        tick = time.perf_counter()
+        with interrupts_deferred():  # weights and counters change together
+            loss, count = self.train_step(batches)
+            s.train_seconds += time.perf_counter() - tick
+            s.train_tokens += count
+            s.step += 1
+            s.batch_in_epoch += per_step
+            s.elapsed = elapsed0 + time.perf_counter() - start
+        return loss
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: save `checkpoint_last` (alone; under torchrun the other ranks are stopping
+        too, so there is no collective to save with)."""
+        step = self.state.step
+        if self.world.distributed:
+            self.log(f"interrupted at step {step}; --resume continues from the last checkpoint")
+            return
+        self.save_last()
+        self.log(f"interrupted: saved {self.run_dir / LAST} at step {step}; --resume continues")
+
+    def _result(self, stopped_by: str | None) -> TrainResult:
+        s, device = self.state, self.placement.device
         peak = peak_memory_mb(device)
         return TrainResult(
             run_dir=self.run_dir, steps=s.step, metric=self.task.selection.metric,
-            best_score=s.best_score, seconds=round(s.elapsed, 1),
-            tokens_per_second=round(s.train_tokens / max(s.train_seconds, 1e-9), 1),
+            best_score=s.best_score, seconds=round(s.elapsed, 1), throughput=throughput(s),
             parameters=count_parameters(self.model), peak_memory_mb=peak["host"],
             peak_device_memory_mb=peak.get("device"), device=str(device),
-            precision=self.placement.precision, world_size=world.size,
-            stopped_by=stopped_by or "done",
+            precision=self.placement.precision, world_size=self.world.size,
+            stopped_by=stopped_by or "done", units=self.task.units,
         )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt: a step and the
-    counters that say it happened are never split, so the checkpoint Ctrl-C saves is exact."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
-
-
-def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float) -> list[dict]:
-    """AdamW's parameter groups: decoupled weight decay on the matrices and embeddings only
-    (not on biases and LayerNorm gains, as GPT-2 trains); one group when there is no decay
-    (Adam's update exactly, and the optimiser state of earlier runs still loads). A submodule
-    with an `lr_scale` attribute (e.g. a fine-tuned image encoder's tail) has its parameters in
-    groups of their own at `lr * lr_scale` (the schedule scales every group alike)."""
-    scale = {id(p): m.lr_scale for m in model.modules() if hasattr(m, "lr_scale")
-             for p in m.parameters()}  # fmt: skip
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = []
-    for s in dict.fromkeys([1.0, *(scale[id(p)] for p in params if id(p) in scale)]):
-        mine = [p for p in params if scale.get(id(p), 1.0) == s]
-        extra = {} if s == 1.0 else {"lr": lr * s}
-        if weight_decay == 0:
-            groups.append({"params": mine, "weight_decay": 0.0, **extra})
-            continue
-        groups += [
-            {"params": [p for p in mine if p.dim() >= 2], "weight_decay": weight_decay, **extra},
-            {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, **extra},
-        ]
-    return groups
