@@ -33,11 +33,10 @@ if TYPE_CHECKING:
 BUILTIN_MODULES = (
     "atento.models.factory",
     "atento.tasks.translation",
-    "atento.models.lm",
+    "atento.models.text",
     "atento.tasks.lm",
     "atento.models.captioning",
     "atento.tasks.captioning",
-    "atento.models.encoder",
     "atento.tasks.mlm",
     "atento.tasks.classify",
 )
