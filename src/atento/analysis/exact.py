@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, resolve_device
+from atento.search.step import SearchState, StepFn, ban_specials, search_device
 
 
 @dataclass
@@ -152,7 +152,7 @@ def exact_search(
     search = _DepthFirst(
         step_fn, max_len=max(1, int(max_len)), penalty=length_penalty, lower_bound=lower_bound,
         deadline=deadline, chunk=chunk, ids=(bos_id, eos_id, pad_id),
-        device=resolve_device(state, device),
+        device=search_device(state, device),
     )  # fmt: skip
     complete = True
     try:

@@ -30,7 +30,7 @@ from torch import Tensor
 from atento.errors import AtentoError
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, resolve_device, top_k
+from atento.search.step import SearchState, StepFn, banned_ids, max_lengths, search_device, top_k
 from atento.search.trace import BeamTrace
 
 
@@ -223,7 +223,7 @@ def beam_search(
         raise AtentoError(f"beam size must be >= 1, got {K}")
     if not 1 <= nbest <= K:
         raise AtentoError(f"nbest must be between 1 and the beam size {K}, got {nbest}")
-    device = resolve_device(state, device)
+    device = search_device(state, device)
     lens = max_lengths(max_len, B, device)  # (B,)
     state = state.expand(K)  # B*K rows
     beams = _Beams.start(B, K, device)

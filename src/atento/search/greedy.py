@@ -7,7 +7,7 @@ from torch import Tensor
 
 from atento.search.hypothesis import Hypothesis, make_hypothesis
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, max_lengths, resolve_device
+from atento.search.step import SearchState, StepFn, ban_specials, max_lengths, search_device
 
 
 def greedy_search(
@@ -33,7 +33,7 @@ def greedy_search(
     Returns one `Hypothesis` per sentence, in batch order.
     """
     penalty = length_penalty if length_penalty is not None else LengthPenalty(0.0)
-    device = resolve_device(state, device)
+    device = search_device(state, device)
     B = batch_size
     lens = max_lengths(max_len, B, device)  # (B,)
     T = int(lens.max()) if B else 0
