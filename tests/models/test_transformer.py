@@ -7,7 +7,6 @@ from functools import partial
 import pytest
 import torch
 
-from atento.attention import lengths_to_mask
 from atento.config import config_from_dict
 from atento.errors import AtentoError
 from atento.models.base import DecodeOptions
@@ -38,7 +37,7 @@ def _peaky_model():
 
 def _batch():
     g = torch.Generator().manual_seed(3)
-    src_mask = lengths_to_mask(torch.tensor([7, 4, 2]), 7)
+    src_mask = torch.arange(7) < torch.tensor([7, 4, 2])[:, None]  # (B, S) True = real
     src = torch.randint(4, V, (3, 7), generator=g).masked_fill(~src_mask, 0)
     tgt = torch.randint(4, V, (3, 6), generator=g)
     return src, src_mask, tgt
