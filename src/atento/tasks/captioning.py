@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad
-from atento.data.tokenizers import Tokenizer, WordTokenizer, train_sentencepiece
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.errors import AtentoError, warn
 from atento.models.base import DecodeOptions
@@ -206,14 +206,8 @@ class CaptionTask(Task):
     def _build_tokenizer(self, train: CaptionSet, run_dir: Path | None) -> Tokenizer:
         data = self.cfg.data
         texts = [c for refs in train.captions for c in refs]
-        directory = run_dir if run_dir is not None else Path(".")
-        if data.tokenizer == "sentencepiece":
-            return train_sentencepiece(texts, vocab_size=data.vocab_size, directory=directory,
-                                       name="tgt")  # fmt: skip
-        tok = WordTokenizer.from_texts(texts, min_count=data.min_count)
-        if run_dir is not None:
-            tok.save(run_dir, "tgt")
-        return tok
+        return build_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size,
+                               min_count=data.min_count, run_dir=run_dir, name="tgt")  # fmt: skip
 
     def model_sizes(self) -> dict[str, int]:
         from atento.captioning.encoder import FEATURE_SIZE

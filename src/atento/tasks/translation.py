@@ -22,7 +22,7 @@ from atento.config import DataConfig
 from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
 from atento.data.parallel import encode_pairs, read_parallel
-from atento.data.tokenizers import Tokenizer, build_tokenizers
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
@@ -42,10 +42,8 @@ class TranslationTask(Task):
         data = self.cfg.data
         train_raw = load_split(data, "train")
         if tokenizers is None:
-            src_tok, tgt_tok = build_tokenizers(
-                data, [s for s, _ in train_raw], [t for _, t in train_raw], run_dir
-            )
-            tokenizers = {"src": src_tok, "tgt": tgt_tok}
+            tokenizers = self._build_tokenizers([s for s, _ in train_raw],
+                                                [t for _, t in train_raw], run_dir)  # fmt: skip
         self.tokenizers = tokenizers
         src_tok, tgt_tok = tokenizers["src"], tokenizers["tgt"]
         self.train_pairs, dropped = encode_pairs(train_raw, src_tok, tgt_tok, max_len=data.max_len)
@@ -66,6 +64,19 @@ class TranslationTask(Task):
             pair_lengths(self.train_pairs), batch_tokens=self.cfg.train.batch_tokens,
             shuffle=True, seed=self.cfg.train.seed,
         )  # fmt: skip
+
+    def _build_tokenizers(
+        self, src: list[str], tgt: list[str], run_dir: Path | None
+    ) -> dict[str, Tokenizer]:
+        """One tokenizer of both sides saved as `joint` (data.joint_vocab), else `src` and `tgt`
+        (SentencePiece: data.vocab_size pieces each)."""
+        data = self.cfg.data
+        kw = {"vocab_size": data.vocab_size, "run_dir": run_dir}
+        if data.joint_vocab:
+            tok = build_tokenizer(data.tokenizer, [*src, *tgt], name="joint", **kw)
+            return {"src": tok, "tgt": tok}
+        return {"src": build_tokenizer(data.tokenizer, src, name="src", **kw),
+                "tgt": build_tokenizer(data.tokenizer, tgt, name="tgt", **kw)}  # fmt: skip
 
     def model_sizes(self) -> dict[str, int]:
         return {
