@@ -36,7 +36,7 @@ from atento.config import load_config  # noqa: E402
 from atento.data.corpus import load_split  # noqa: E402
 from atento.data.tokenizers import build_tokenizer  # noqa: E402
 from atento.inference import Translator  # noqa: E402
-from atento.models.factory import build_model  # noqa: E402
+from atento.registry import build_model  # noqa: E402
 from atento.rundir import load_run  # noqa: E402
 
 

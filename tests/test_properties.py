@@ -15,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atento.cli.commands import COMMAND_MODULES
 from atento.cli.main import build_parser, main
 from atento.config import config_from_dict, load_config
 from atento.data.lines import LinePolicy, decode_lines
@@ -22,7 +23,6 @@ from atento.data.parallel import read_parallel
 from atento.data.tokenizers import CharTokenizer, SentencePieceTokenizer, build_tokenizer
 from atento.data.vocab import N_SPECIAL, UNK_ID
 from atento.errors import AtentoError
-from atento.registry import COMMAND_MODULES
 from conftest import CONFIGS
 
 EXAMPLES = settings(

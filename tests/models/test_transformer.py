@@ -10,8 +10,8 @@ import torch
 from atento.config import config_from_dict
 from atento.errors import AtentoError
 from atento.models.base import DecodeOptions
-from atento.models.factory import build_model
 from atento.models.transformer import TransformerSeq2Seq
+from atento.registry import build_model
 from atento.search import LengthPenalty, beam_search, greedy_search
 
 V = 19

@@ -16,7 +16,7 @@ from atento.checkpoints import LAST, find_checkpoint, load_checkpoint
 from atento.cli.common import start_runtime
 from atento.config import config_from_dict, load_config
 from atento.errors import AtentoError, warn
-from atento.runtime import placement_for
+from atento.registry import placement_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -22,7 +22,6 @@ from atento.models.classifier import SentenceClassifier
 from atento.models.factory import validate_stack
 from atento.models.lm import TextTransformer
 from atento.models.pretrained import Pretrained, copy_body
-from atento.registry import register_architecture
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -95,7 +94,6 @@ def build_text_model(
                               dropout=m.dropout)  # fmt: skip
 
 
-@register_architecture("gpt", GPTConfig)
 def build_gpt(
     cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: Pretrained | None = None
 ) -> nn.Module:
@@ -105,7 +103,6 @@ def build_gpt(
                             pretrained=pretrained)  # fmt: skip
 
 
-@register_architecture("bert", BertConfig)
 def build_bert(
     cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: Pretrained | None = None
 ) -> nn.Module:

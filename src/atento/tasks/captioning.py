@@ -43,7 +43,6 @@ from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.errors import AtentoError, warn
 from atento.models.base import DecodeOptions
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -384,6 +383,3 @@ class CaptionTask(Task):
             f"alpha {report['alpha']}, {report['precision']}"
             + (f"; {report['skipped']} skipped" if report["skipped"] else "")
         )
-
-
-register_task("caption", CaptionTask)

@@ -42,7 +42,6 @@ from atento.data.lines import LinePolicy, fit_lengths
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.tasks.mlm import build_text_tokenizer
@@ -321,6 +320,3 @@ class ClassifyTask(Task):
         print("gold \\ predicted".ljust(width) + "".join(x.rjust(width) for x in labels))
         for label, row in zip(labels, report["confusion_matrix"], strict=True):
             print(label.ljust(width) + "".join(str(n).rjust(width) for n in row))
-
-
-register_task("classify", ClassifyTask)

@@ -38,7 +38,6 @@ from atento.data.lines import text_file_bytes
 from atento.data.tokenizers import CharTokenizer, Tokenizer, build_tokenizer
 from atento.data.vocab import EOS_ID
 from atento.errors import AtentoError
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -307,6 +306,3 @@ class LanguageModelTask(Task):
             raise AtentoError(str(exc)) from None
         labels = [visible(tok.id_to_piece(i)) for i in ids]
         return heads, labels, labels
-
-
-register_task("lm", LanguageModelTask)

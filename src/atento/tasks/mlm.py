@@ -39,7 +39,6 @@ from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -258,6 +257,3 @@ class MaskedLMTask(Task):
             report: dict[str, Any] = self._score(run.model, run.placement, seqs)
         report.update(sentences=len(seqs), text=text or "validation")
         return report
-
-
-register_task("mlm", MaskedLMTask)

@@ -26,7 +26,6 @@ from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -227,6 +226,3 @@ class TranslationTask(Task):
             print(f"  source {low}-{high or ''} words: BLEU {b['bleu']:.2f} (n={b['sentences']})")
         if "by_length_plot" in report:
             print(f"BLEU by length plot: {report['by_length_plot']}")
-
-
-register_task("translation", TranslationTask)
