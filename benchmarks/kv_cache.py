@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,9 +34,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from atento.config import load_config  # noqa: E402
 from atento.data.corpus import load_split  # noqa: E402
-from atento.data.tokenizers import train_sentencepiece  # noqa: E402
+from atento.data.tokenizers import build_tokenizer  # noqa: E402
 from atento.inference import Translator  # noqa: E402
-from atento.models.factory import build_model  # noqa: E402
+from atento.registry import build_model  # noqa: E402
 from atento.rundir import load_run  # noqa: E402
 
 
@@ -45,11 +44,10 @@ def _untrained(config: str, data_dir: str, vocab_size: int | None):
     """A fresh model of the config's size and a SentencePiece vocabulary trained now."""
     cfg = load_config(config, [f"data.dir={data_dir}"])
     train = load_split(cfg.data, "train")
-    with tempfile.TemporaryDirectory() as tmp:
-        tok = train_sentencepiece(
-            [s for s, _ in train] + [t for _, t in train],
-            vocab_size=vocab_size or cfg.data.vocab_size, directory=Path(tmp), name="joint",
-        )  # fmt: skip
+    tok = build_tokenizer(
+        "sentencepiece", [s for s, _ in train] + [t for _, t in train],
+        vocab_size=vocab_size or cfg.data.vocab_size, run_dir=None, name="joint",
+    )  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, src_vocab=tok.vocab_size, tgt_vocab=tok.vocab_size)
     return cfg, Translator(model.eval(), tok, tok, cfg.search)

@@ -31,7 +31,7 @@ from atento.checkpoints import (
     restore_rng,
     save_checkpoint,
 )
-from atento.data.tokenizers import CharTokenizer, load_tokenizer, train_sentencepiece
+from atento.data.tokenizers import CharTokenizer, build_tokenizer, load_tokenizer
 from atento.errors import AtentoError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,8 +63,8 @@ class Planted:
 
 @pytest.fixture(scope="module")
 def sp_tok(tmp_path_factory):
-    return train_sentencepiece(
-        TEXTS, vocab_size=40, directory=tmp_path_factory.mktemp("sp"), name="sp"
+    return build_tokenizer(
+        "sentencepiece", TEXTS, vocab_size=40, run_dir=tmp_path_factory.mktemp("sp"), name="sp"
     )
 
 

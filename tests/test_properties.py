@@ -15,14 +15,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atento.cli.commands import COMMAND_MODULES
 from atento.cli.main import build_parser, main
 from atento.config import config_from_dict, load_config
 from atento.data.lines import LinePolicy, decode_lines
 from atento.data.parallel import read_parallel
-from atento.data.tokenizers import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
+from atento.data.tokenizers import CharTokenizer, SentencePieceTokenizer, build_tokenizer
 from atento.data.vocab import N_SPECIAL, UNK_ID
 from atento.errors import AtentoError
-from atento.registry import COMMAND_MODULES
 from conftest import CONFIGS
 
 EXAMPLES = settings(
@@ -121,11 +121,9 @@ def test_char_tokenizer_ids_in_range_and_round_trip_over_its_alphabet(train, tex
 
 
 @pytest.fixture(scope="module")
-def spm_tok(tmp_path_factory) -> SentencePieceTokenizer:
+def spm_tok() -> SentencePieceTokenizer:
     texts = [f"the {w} sat on the mat number {i}" for i, w in enumerate(["cat", "dog"] * 60)]
-    return train_sentencepiece(
-        texts, vocab_size=60, directory=tmp_path_factory.mktemp("spm"), name="joint"
-    )
+    return build_tokenizer("sentencepiece", texts, vocab_size=60, run_dir=None, name="joint")
 
 
 @EXAMPLES

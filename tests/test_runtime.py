@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from atento import runtime
+from atento import registry, runtime
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
@@ -137,8 +137,8 @@ def test_auto_keeps_fp32_for_an_architecture_bf16_does_not_speed_up(monkeypatch)
     from atento.config import config_from_dict
 
     monkeypatch.setenv("ATENTO_NATIVE_BF16", "1")
-    rnn = runtime.placement_for(config_from_dict({"model": {"arch": "rnn"}}))
-    transformer = runtime.placement_for(config_from_dict({"model": {"arch": "transformer"}}))
+    rnn = registry.placement_for(config_from_dict({"model": {"arch": "rnn"}}))
+    transformer = registry.placement_for(config_from_dict({"model": {"arch": "transformer"}}))
     assert (rnn.precision, transformer.precision) == ("fp32", "bf16")
     assert rnn.with_precision("auto", key="--precision").precision == "fp32"
     assert rnn.with_precision("bf16", key="--precision").precision == "bf16"  # asked: honoured

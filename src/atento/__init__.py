@@ -1,6 +1,8 @@
 """atento: attention-based sequence models you can train, decode, inspect and serve."""
 
-__version__ = "0.1.0"
+from atento._version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(run_dir, which: str = "best", *, device: str | None = None):

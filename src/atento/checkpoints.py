@@ -45,8 +45,8 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-import atento
 from atento import faults
+from atento._version import __version__
 from atento.data.tokenizers import Tokenizer, tokenizer_from_state
 from atento.errors import AtentoError, warn
 
@@ -141,7 +141,7 @@ def _write_contents(ckpt: Checkpoint, directory: Path) -> None:
     for item in sorted(directory.iterdir()):  # the tokenizer files
         if item.name not in files:
             write(item.name, item.read_bytes())
-    meta = {"format": FORMAT, "atento": atento.__version__, "step": int(ckpt.step),
+    meta = {"format": FORMAT, "atento": __version__, "step": int(ckpt.step),
             "progress": ckpt.progress, "config": ckpt.config, "tokenizers": roles,
             "tensors": tensors, "files": files}  # fmt: skip
     try:
@@ -230,7 +230,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT:
         raise AtentoError(
             f"checkpoint {path} has format {version}, newer than this atento "
-            f"({atento.__version__}) reads (format {FORMAT}); upgrade atento"
+            f"({__version__}) reads (format {FORMAT}); upgrade atento"
         )
     if version != FORMAT:
         raise AtentoError(f"checkpoint file {path / META} is corrupted; not a usable checkpoint")

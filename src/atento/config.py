@@ -18,7 +18,6 @@ written before the sections were split, dropping (with a note) keys the architec
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import types
 import typing
@@ -385,8 +384,3 @@ def config_to_dict(cfg: Config) -> dict:
 
 def dump_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-
-
-def replace(cfg: Config, **sections: Any) -> Config:
-    """A copy of `cfg` with whole sections replaced (handy in tests)."""
-    return dataclasses.replace(cfg, **sections)

@@ -1,22 +1,21 @@
-"""The one place where architectures, tasks and commands are registered.
+"""The tables of architectures and tasks that configs name (`model.arch`, `task`).
 
-A new model family, task or subcommand is a new module that registers itself when imported,
-plus one line in the matching tuple below; `config.py`, `models/factory.py`, the training loop
-and `cli/main.py` stay as they are.
+The built-in ones are listed in `atento.components`, read the first time a name is looked up;
+the modules that define them do not import this one. A program adds its own (a test, a plugin)
+with
 
-    @register_architecture("rnn", RNNConfig)
-    def build_rnn(cfg: Config, **sizes: int) -> nn.Module: ...
+    @register_architecture("my_arch", MyConfig)
+    def build_my_arch(cfg: Config, **sizes: int) -> nn.Module: ...
 
-    register_task("translation", TranslationTask)
+    register_task("my_task", MyTask)
 
 The model section of a config is the dataclass of its `model.arch`, and the data section the
 one of its `task`, so a key the chosen architecture or task does not use is an error that names
-it, like any unknown key.
+it, like any unknown key. The subcommands are listed in `atento.cli.commands`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,37 +27,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from atento.config import Config
+    from atento.runtime import Placement
     from atento.tasks.base import Task
-
-# Modules that register architectures and tasks when imported (in this order).
-BUILTIN_MODULES = (
-    "atento.models.factory",
-    "atento.tasks.translation",
-    "atento.models.lm",
-    "atento.tasks.lm",
-    "atento.models.captioning",
-    "atento.tasks.captioning",
-    "atento.models.encoder",
-    "atento.tasks.mlm",
-    "atento.tasks.classify",
-)
-# Subcommand modules, in the order `atento --help` lists them; each has `register(sub)`.
-COMMAND_MODULES = (
-    "atento.cli.demo",
-    "atento.cli.train",
-    "atento.cli.translate",
-    "atento.cli.evaluate",
-    "atento.cli.attention",
-    "atento.cli.score",
-    "atento.cli.compare_length",
-    "atento.cli.beam_sweep",
-    "atento.cli.search_errors",
-    "atento.cli.search_tree",
-    "atento.cli.serve",
-    "atento.cli.sample",
-    "atento.cli.caption",
-    "atento.cli.classify",
-)
 
 Builder = Callable[..., "nn.Module"]
 
@@ -106,12 +76,18 @@ def register_task(name: str, task_cls: type[Task]) -> type[Task]:
 
 
 def load_builtins() -> None:
-    """Import the built-in modules once (they register themselves)."""
+    """Add the built-in architectures and tasks (`atento.components`) once; a name the program
+    registered itself keeps its own."""
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+        from atento.components import ARCHITECTURES, TASKS
+
+        for name, (config_cls, build, cpu_bf16) in ARCHITECTURES.items():
+            _ARCHITECTURES.setdefault(name, Architecture(name, config_cls, build, cpu_bf16))
+        for name, task_cls in TASKS.items():
+            _TASKS.setdefault(name, task_cls)
+            register_predictor(name, _TASKS[name].predictor)
 
 
 def architectures() -> dict[str, Architecture]:
@@ -143,3 +119,12 @@ def task_class(name: str) -> type[Task]:
 def build_model(cfg: Config, **sizes: Any) -> nn.Module:
     """A freshly initialised model of `cfg.model.arch` (vocabulary sizes from the task)."""
     return architecture(cfg.model.arch).build(cfg, **sizes)
+
+
+def placement_for(cfg: Config, *, device: str | None = None) -> Placement:
+    """`runtime.choose_placement` for a whole config: its architecture says whether bf16 pays
+    on a CPU."""
+    from atento.runtime import choose_placement
+
+    cpu_bf16 = architecture(cfg.model.arch).cpu_bf16
+    return choose_placement(cfg.runtime, device=device, cpu_bf16=cpu_bf16)

@@ -21,8 +21,8 @@ from atento.checkpoints import FORMAT, find_checkpoint, load_checkpoint
 from atento.config import Config, config_from_dict
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
-from atento.registry import build_model, task_class
-from atento.runtime import Placement, placement_for
+from atento.registry import build_model, placement_for, task_class
+from atento.runtime import Placement
 from atento.tasks.base import Task
 
 if TYPE_CHECKING:

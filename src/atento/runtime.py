@@ -1,6 +1,6 @@
 """Device and precision, chosen once at start-up, and the CPU-only process settings.
 
-    placement = placement_for(cfg)                     # device + precision, with the reason
+    placement = registry.placement_for(cfg)            # device + precision, with the reason
     with placement.autocast(): ...                     # autocast of the device's type
     apply_process_settings(cfg.runtime, placement, training=True)   # the command line only
 
@@ -38,7 +38,7 @@ import torch
 from atento.errors import AtentoError, warn
 
 if TYPE_CHECKING:
-    from atento.config import Config, RuntimeConfig
+    from atento.config import RuntimeConfig
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters from glibc's malloc.h
 _M_MMAP_MAX = -4
@@ -209,14 +209,6 @@ def choose_placement(
     key = "runtime.precision"
     precision, reason = resolve_precision(runtime.precision, dev, key=key, cpu_bf16=cpu_bf16)
     return Placement(dev, precision, reason, cpu_bf16)
-
-
-def placement_for(cfg: Config, *, device: str | None = None) -> Placement:
-    """`choose_placement` for a whole config: its architecture says whether bf16 pays on a CPU."""
-    from atento.registry import architecture
-
-    cpu_bf16 = architecture(cfg.model.arch).cpu_bf16
-    return choose_placement(cfg.runtime, device=device, cpu_bf16=cpu_bf16)
 
 
 def apply_process_settings(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from atento.analysis.search_errors import analyse_beams, check_exact
+from atento.analysis.search_errors import analyse_beams_several, check_exact
 from atento.config import load_config
 from atento.data.corpus import load_split
 from atento.rundir import load_run
@@ -13,7 +13,7 @@ def setup(toy_run):
     loaded = load_run(toy_run)
     pairs = load_split(load_config(toy_run / "config.yaml").data, "test")[:8]
     src = loaded.src_tok.encode_batch([s for s, _ in pairs])
-    ref = loaded.tgt_tok.encode_batch([t for _, t in pairs])
+    ref = [[r] for r in loaded.tgt_tok.encode_batch([t for _, t in pairs])]  # one each
     return loaded, src, ref
 
 
@@ -21,7 +21,7 @@ def setup(toy_run):
 def test_rescored_outputs_match_the_beams_own_scores(setup, alpha):
     loaded, src, ref = setup
     translator = loaded.translator().with_search(alpha=alpha)
-    reports = analyse_beams(translator, src, ref, [1, 4])
+    reports = analyse_beams_several(translator, src, ref, [1, 4])
     for report in reports:
         hyps = translator.with_search(beam=report.beam, nbest=1).translate_ids(src)
         assert report.beam in (1, 4) and report.alpha == alpha
@@ -38,7 +38,7 @@ def test_rescored_outputs_match_the_beams_own_scores(setup, alpha):
 def test_exact_search_on_the_real_model_never_loses_to_the_beam(setup):
     loaded, src, ref = setup
     translator = loaded.translator().with_search(alpha=0.0, beam=2)
-    [report] = analyse_beams(translator, src, ref, [2])
+    [report] = analyse_beams_several(translator, src, ref, [2])
     summary = check_exact(translator, report, max_source_len=100, seconds=2.0)
     assert summary["checked"] == len(src)
     for v in report.verdicts:

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from atento.analysis.scoring import SequenceScore, score_batch, score_sequences, step_scores
+from atento.analysis.scoring import SequenceScore, score_batch, score_sequences
 from atento.data.batching import collate_sources
+from atento.data.vocab import BOS_ID, EOS_ID
 from atento.models.rnn import RNNSeq2Seq
 from atento.search import LengthPenalty, beam_search
 
@@ -23,6 +24,20 @@ def _model(attention="additive", cell="gru", feed=False, layers=1):
     ).eval()  # fmt: skip
 
 
+def _step_scores(model, src, tgt, *, finished: bool) -> torch.Tensor:
+    """The searchers' path: per-token log-probs (Ty,) of one pair, fed BOS then y_1 .. y_n
+    one `model.step` at a time."""
+    src_ids, src_mask = collate_sources([list(src)])
+    state = model.init_state(model.encode(src_ids, src_mask))
+    last, out = torch.tensor([BOS_ID]), []
+    with torch.no_grad():
+        for y in [*tgt, EOS_ID] if finished else list(tgt):
+            log_probs, state, _ = model.step(last, state)  # (1, V)
+            out.append(log_probs[0, y])
+            last = torch.tensor([y])
+    return torch.stack(out)
+
+
 VARIANTS = [("additive", "gru", False, 1), ("general", "lstm", True, 2), ("none", "gru", False, 1)]
 
 
@@ -34,7 +49,7 @@ def test_teacher_forced_equals_sum_of_incremental_steps(attention, cell, feed, l
         model, SOURCES, TARGETS, length_penalty=LengthPenalty(0.0), finished=[finished] * 3
     )
     for src, tgt, s in zip(SOURCES, TARGETS, scores, strict=True):
-        steps = step_scores(model, src, tgt, finished=finished)
+        steps = _step_scores(model, src, tgt, finished=finished)
         assert s.length == len(tgt) + finished
         torch.testing.assert_close(torch.tensor(s.token_log_probs), steps, atol=1e-5, rtol=0)
         assert s.log_prob == pytest.approx(float(steps.sum()), abs=1e-5)

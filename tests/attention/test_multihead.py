@@ -9,7 +9,6 @@ from atento.attention import (
     MultiHeadAttention,
     ScaledDotScore,
     causal_mask,
-    lengths_to_mask,
 )
 
 D = 16
@@ -24,7 +23,7 @@ def _inputs(batch=3, tgt=5, src=7, seed=1):
     g = torch.Generator().manual_seed(seed)
     query = torch.randn(batch, tgt, D, generator=g)
     memory = torch.randn(batch, src, D, generator=g)
-    key_mask = lengths_to_mask(torch.tensor([7, 4, 1][:batch]), src)  # (B, S)
+    key_mask = torch.arange(src) < torch.tensor([7, 4, 1][:batch])[:, None]  # (B, S)
     return query, memory, key_mask
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from atento.attention import lengths_to_mask, make_score
+from atento.attention import make_score
 from atento.attention.multihead import MultiHeadAttention
 from atento.search.step import ban_specials
 
@@ -35,12 +35,6 @@ def test_cosine_score_strength_is_one_plus_softplus() -> None:
     beta = 1.0 + torch.log1p(torch.exp(torch.tensor(0.5)))
     expected = beta * torch.tensor([0.6, 0.8, -0.6])
     torch.testing.assert_close(score(s, score.prepare_keys(h))[0, 0], expected)
-
-
-def test_lengths_to_mask_by_hand() -> None:
-    mask = lengths_to_mask(torch.tensor([2, 0, 3]), 4)
-    assert mask.tolist() == [[True, True, False, False], [False] * 4, [True, True, True, False]]
-    assert lengths_to_mask(torch.tensor([1, 3])).shape == (2, 3)
 
 
 @pytest.mark.parametrize("name", ["dot", "scaled_dot", "cosine"])

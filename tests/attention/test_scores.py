@@ -10,7 +10,6 @@ from atento.attention import (
     DotScore,
     GeneralScore,
     ScaledDotScore,
-    lengths_to_mask,
     make_score,
 )
 
@@ -27,7 +26,7 @@ def _inputs(batch=3, tgt=4, src=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     query = torch.randn(batch, tgt, D, generator=g)
     memory = torch.randn(batch, src, D, generator=g)
-    mask = lengths_to_mask(torch.tensor([6, 3, 1][:batch]), src)
+    mask = torch.arange(src) < torch.tensor([6, 3, 1][:batch])[:, None]  # (B, S)
     return query, memory, mask
 
 

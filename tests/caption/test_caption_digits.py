@@ -1,5 +1,10 @@
-"""The synthetic attention check: trained for a few seconds on digit scenes, the captioner
-looks at the digit it names (attention mass in that digit's cell >= 3x the cell's share)."""
+"""The synthetic attention check (experiments/digits_attention.py): trained for a few seconds
+on digit scenes, the captioner looks at the digit it names (attention mass in that digit's
+cell >= 3x the cell's share)."""
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,16 +12,25 @@ from torch import nn
 
 pytest.importorskip("sklearn")
 
-from atento.captioning.digits import (  # noqa: E402
-    GRID,
-    DigitsCaptioner,
-    digit_step_attention,
-    digits_tokenizer,
-    make_scenes,
-    named_cell_attention,
-    plot_scene_attention,
-    train_digits_captioner,
-)
+
+def _experiment():
+    path = Path(__file__).resolve().parents[2] / "experiments" / "digits_attention.py"
+    spec = importlib.util.spec_from_file_location("digits_attention", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+digits = _experiment()
+GRID = digits.GRID
+DigitsCaptioner = digits.DigitsCaptioner
+digit_step_attention = digits.digit_step_attention
+digits_tokenizer = digits.digits_tokenizer
+make_scenes = digits.make_scenes
+named_cell_attention = digits.named_cell_attention
+plot_scene_attention = digits.plot_scene_attention
+train_digits_captioner = digits.train_digits_captioner
 
 
 def test_scenes_captions_name_digits_in_reading_order():

@@ -128,7 +128,7 @@ def test_loss_adds_lambda_times_penalty(flickr_mini, tmp_path):
 
 
 def test_several_references_best_scoring_is_y_star_and_any_match_is_no_error():
-    from atento.analysis.search_errors import NONE, analyse_beams, analyse_beams_several
+    from atento.analysis.search_errors import NONE, analyse_beams_several
 
     model = tiny_model()
     search = SearchConfig(beam=1, alpha=0.0, max_len_a=0.0, max_len_b=12, batch_size=8)
@@ -143,8 +143,8 @@ def test_several_references_best_scoring_is_y_star_and_any_match_is_no_error():
     # y* is the reference the model scores highest
     (several,) = analyse_beams_several(translator, feats, [[x, [4, 4, 4, 4]] for x in others],
                                        [1])  # fmt: skip
-    (first,) = analyse_beams(translator, feats, others, [1])
-    (second,) = analyse_beams(translator, feats, [[4, 4, 4, 4]] * 4, [1])
+    (first,) = analyse_beams_several(translator, feats, [[x] for x in others], [1])
+    (second,) = analyse_beams_several(translator, feats, [[[4, 4, 4, 4]]] * 4, [1])
     for v, a, b in zip(several.verdicts, first.verdicts, second.verdicts, strict=True):
         best = a if a.reference_score >= b.reference_score else b
         assert v.reference_ids == best.reference_ids and v.fault == best.fault

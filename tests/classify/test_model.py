@@ -12,7 +12,7 @@ from atento.checkpoints import find_checkpoint, load_checkpoint
 from atento.config import config_from_dict
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
-from atento.models.encoder import SentenceClassifier
+from atento.models.classifier import SentenceClassifier
 from atento.models.lm import TextTransformer
 from atento.registry import build_model, task_class
 from atento.tasks.mlm import MaskedBatch, mask_tokens
@@ -131,6 +131,30 @@ def test_padding_changes_no_prediction() -> None:
         a = model(ids, torch.ones_like(ids, dtype=torch.bool)).logits
         b = model(padded, padded != 0).logits
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- config sections
+COMMON = {"d_model": 128, "heads": 4, "layers": 4, "ff_size": 512, "attention_dropout": 0.0,
+          "positions": "learned", "init_from": ""}  # fmt: skip
+
+
+@pytest.mark.parametrize("task, arch, own", [
+    ("lm", "gpt", {"dropout": 0.0, "context": 64}),
+    ("mlm", "bert", {"dropout": 0.1, "context": 128, "pooling": "mean"}),
+])  # fmt: skip
+def test_gpt_and_bert_sections_keep_their_keys_and_defaults(task, arch, own) -> None:
+    """Both are a TextTransformerConfig; a run directory's model section reads back as it was."""
+    from dataclasses import asdict
+
+    from atento.models.text import TextTransformerConfig
+
+    data = {"train": "t.txt", "valid": "v.txt"}
+    model = config_from_dict({"task": task, "data": data, "model": {"arch": arch}}).model
+    assert isinstance(model, TextTransformerConfig)
+    assert asdict(model) == {"arch": arch, **COMMON, **own}
+    assert list(asdict(model))[:3] == ["arch", "d_model", "heads"]  # the YAML's key order
+    with pytest.raises(AtentoError, match="model.pooling"):
+        config_from_dict({"task": task, "data": data, "model": {"arch": arch, "pooling": "last"}})
 
 
 # ---------------------------------------------------------------- init_from

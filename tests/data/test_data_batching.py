@@ -24,7 +24,6 @@ def test_collate_masks_and_shift() -> None:
     assert b.tgt_out.tolist() == [[8, 9, EOS_ID, PAD_ID, PAD_ID], [11, 12, 13, 14, EOS_ID]]
     assert b.tgt_mask.tolist() == [[True] * 3 + [False] * 2, [True] * 5]
     assert b.n_tgt_tokens == 8 and b.size == 2
-    assert b.src_lengths.tolist() == [4, 2]
     assert b.src_ids.dtype == torch.long and b.src_mask.dtype == torch.bool
     assert torch.equal(
         b.tgt_in[:, 1:][b.tgt_mask[:, 1:]], b.tgt_out[b.tgt_mask & (b.tgt_out != EOS_ID)]

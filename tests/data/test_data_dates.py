@@ -14,7 +14,6 @@ from atento.data.dates import (
     dates_split_examples,
     dates_splits,
     generate_date_examples,
-    generate_dates,
 )
 
 
@@ -44,8 +43,8 @@ def test_targets_are_the_dates_written() -> None:
 
 def test_no_source_maps_to_two_dates() -> None:
     seen: dict[str, str] = {}
-    for src, tgt in generate_dates(20000, seed=11):
-        assert seen.setdefault(src, tgt) == tgt, src
+    for ex in generate_date_examples(20000, seed=11):
+        assert seen.setdefault(ex.source, ex.target) == ex.target, ex.source
 
 
 def test_formats_and_languages_are_varied() -> None:
@@ -60,10 +59,10 @@ def test_formats_and_languages_are_varied() -> None:
 
 
 def test_seeded_and_fast() -> None:
-    assert generate_dates(50, seed=1) == generate_dates(50, seed=1)
-    assert generate_dates(50, seed=1) != generate_dates(50, seed=2)
+    assert generate_date_examples(50, seed=1) == generate_date_examples(50, seed=1)
+    assert generate_date_examples(50, seed=1) != generate_date_examples(50, seed=2)
     start = time.perf_counter()
-    assert len(generate_dates(20000, seed=0)) == 20000
+    assert len(generate_date_examples(20000, seed=0)) == 20000
     assert time.perf_counter() - start < 2.0
 
 

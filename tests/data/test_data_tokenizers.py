@@ -1,4 +1,4 @@
-"""Tokenizers: fixed special ids, round trips, save/load of every kind, joint vs separate."""
+"""Tokenizers: special ids (constants and properties), round trips, save/load of every kind."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import pytest
 
 from atento.data.tokenizers import (
     CharTokenizer,
+    LabelSet,
     SentencePieceTokenizer,
-    build_tokenizers,
+    build_tokenizer,
     load_tokenizer,
-    load_tokenizers,
     tokenizer_from_state,
-    train_sentencepiece,
 )
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from atento.errors import AtentoError
-from atento.tasks.translation_data import DataConfig
 
 SRC = [
     f"le {a} {n} mange une pomme rouge près de la maison"
@@ -33,6 +31,30 @@ TGT = [
 
 def test_special_ids_are_fixed() -> None:
     assert (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "sentencepiece"])
+def test_special_ids_are_read_only_properties_of_every_tokenizer(kind: str) -> None:
+    tok = build_tokenizer(kind, SRC, vocab_size=60, run_dir=None, name="x")
+    assert (tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id) == (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
+    assert tok.mask_id == tok.vocab_size  # [MASK]: the row after the tokenizer's own ids
+    line = SRC[4]
+    assert tok.decode([tok.bos_id, *tok.encode(line), tok.eos_id, tok.pad_id]) == line
+    assert tok.unk_id in tok.encode("\u2603")  # a snowman is in no training text
+    for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
+        with pytest.raises(AttributeError):
+            setattr(tok, name, 5)
+    back = tokenizer_from_state(tok.state())  # a checkpoint's tokenizer has them too
+    assert (back.pad_id, back.eos_id, back.mask_id) == (PAD_ID, EOS_ID, tok.vocab_size)
+
+
+def test_a_label_set_has_no_special_ids() -> None:
+    labels = LabelSet(["neg", "pos"])
+    names = ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id")
+    assert [getattr(labels, name) for name in names] == [None] * 5
+    assert labels.encode("neg") == [0]  # class indices start at 0
+    with pytest.raises(AttributeError):
+        labels.pad_id = 0
 
 
 def test_char_round_trip_and_unknown() -> None:
@@ -56,7 +78,7 @@ def test_char_save_load(tmp_path: Path) -> None:
 
 
 def test_sentencepiece_train_save_load_round_trip(tmp_path: Path) -> None:
-    tok = train_sentencepiece(SRC, vocab_size=8000, directory=tmp_path, name="sp")
+    tok = build_tokenizer("sentencepiece", SRC, vocab_size=8000, run_dir=tmp_path, name="sp")
     assert (tmp_path / "sp.model").is_file() and (tmp_path / "sp.json").is_file()
     assert 4 < tok.vocab_size < 8000  # soft limit on a toy corpus
     sp = tok.sp
@@ -74,39 +96,15 @@ def test_sentencepiece_train_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_sentencepiece_is_deterministic(tmp_path: Path) -> None:
-    a = train_sentencepiece(SRC + TGT, vocab_size=60, directory=tmp_path / "a", name="x")
-    b = train_sentencepiece(SRC + TGT, vocab_size=60, directory=tmp_path / "b", name="x")
+    a = build_tokenizer("sentencepiece", SRC + TGT, vocab_size=60, run_dir=tmp_path / "a", name="x")
+    b = build_tokenizer("sentencepiece", SRC + TGT, vocab_size=60, run_dir=tmp_path / "b", name="x")
     assert (tmp_path / "a" / "x.model").read_bytes() == (tmp_path / "b" / "x.model").read_bytes()
     assert a.encode(TGT[7]) == b.encode(TGT[7])
-
-
-@pytest.mark.parametrize("kind", ["sentencepiece", "char"])
-def test_joint_vs_separate(tmp_path: Path, kind: str) -> None:
-    joint_dir, sep_dir = tmp_path / "joint", tmp_path / "sep"
-    cfg = DataConfig(tokenizer=kind, vocab_size=60, joint_vocab=True)
-    src_tok, tgt_tok = build_tokenizers(cfg, SRC, TGT, joint_dir)
-    assert src_tok is tgt_tok
-    assert src_tok.decode(src_tok.encode(TGT[0])) == TGT[0]  # joint covers both sides
-    a, b = load_tokenizers(joint_dir)
-    assert a is b and a.encode(SRC[1]) == src_tok.encode(SRC[1])
-
-    cfg = DataConfig(tokenizer=kind, vocab_size=60, joint_vocab=False)
-    src_tok, tgt_tok = build_tokenizers(cfg, SRC, TGT, sep_dir)
-    assert src_tok is not tgt_tok
-    assert (sep_dir / "src.json").is_file() and (sep_dir / "tgt.json").is_file()
-    a, b = load_tokenizers(sep_dir)
-    assert a.encode(SRC[2]) == src_tok.encode(SRC[2])
-    assert b.encode(TGT[2]) == tgt_tok.encode(TGT[2])
-    assert b.decode(b.encode(TGT[2])) == TGT[2]
-    if kind == "char":  # "ç" only occurs in the source text
-        assert UNK_ID in tgt_tok.encode("garçon") and UNK_ID not in src_tok.encode("garçon")
 
 
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(AtentoError, match="tokenizer not found"):
         load_tokenizer(tmp_path, "src")
-    with pytest.raises(AtentoError, match="no tokenizers in"):
-        load_tokenizers(tmp_path / "nowhere")
     (tmp_path / "bad.json").write_text('{"kind": "bpe"}', encoding="utf-8")
     with pytest.raises(AtentoError, match="unknown tokenizer kind"):
         load_tokenizer(tmp_path, "bad")

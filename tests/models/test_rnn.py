@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from atento.attention import lengths_to_mask
 from atento.models.base import DecodeOptions
 from atento.models.rnn import RNNSeq2Seq
 
@@ -22,7 +21,7 @@ def _model(attention="additive", cell="gru", input_feeding=False, layers=1):
 def _batch():
     g = torch.Generator().manual_seed(3)
     lengths = torch.tensor([7, 4, 2])
-    src_mask = lengths_to_mask(lengths, 7)
+    src_mask = torch.arange(7) < lengths[:, None]  # (B, S) True = real
     src = torch.randint(4, 17, (3, 7), generator=g).masked_fill(~src_mask, 0)
     tgt = torch.randint(4, 13, (3, 5), generator=g)
     return src, src_mask, tgt

@@ -7,12 +7,11 @@ from functools import partial
 import pytest
 import torch
 
-from atento.attention import lengths_to_mask
 from atento.config import config_from_dict
 from atento.errors import AtentoError
 from atento.models.base import DecodeOptions
-from atento.models.factory import build_model
 from atento.models.transformer import TransformerSeq2Seq
+from atento.registry import build_model
 from atento.search import LengthPenalty, beam_search, greedy_search
 
 V = 19
@@ -38,7 +37,7 @@ def _peaky_model():
 
 def _batch():
     g = torch.Generator().manual_seed(3)
-    src_mask = lengths_to_mask(torch.tensor([7, 4, 2]), 7)
+    src_mask = torch.arange(7) < torch.tensor([7, 4, 2])[:, None]  # (B, S) True = real
     src = torch.randint(4, V, (3, 7), generator=g).masked_fill(~src_mask, 0)
     tgt = torch.randint(4, V, (3, 6), generator=g)
     return src, src_mask, tgt

@@ -203,3 +203,18 @@ def test_a_new_task_decodes_through_the_cli_the_api_and_the_server(tmp_path, cap
         assert r.status_code == 200 and [x["label"] for x in r.json()["labels"]] == labels
         r = client.post("/v1/translate", json={"text": "a b"})
         assert r.status_code == 422 and r.json()["error"]["item"] == "model"
+
+
+def test_the_builtins_come_from_components_and_a_programs_own_name_wins(monkeypatch) -> None:
+    from atento import components, registry
+
+    monkeypatch.setattr(registry, "_ARCHITECTURES", {})
+    monkeypatch.setattr(registry, "_TASKS", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    mine = registry.register_architecture("gpt", BagConfig)(build_bag)  # before the first lookup
+    assert set(registry.architectures()) == set(components.ARCHITECTURES)
+    assert set(registry.tasks()) == set(components.TASKS)
+    assert registry.architecture("gpt").build is mine and registry.architecture("gpt").cpu_bf16
+    rnn = registry.architecture("rnn")
+    assert (rnn.config_cls, rnn.cpu_bf16) == (components.ARCHITECTURES["rnn"][0], False)
+    assert registry.task_class("lm") is components.TASKS["lm"]

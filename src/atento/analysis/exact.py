@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from atento.search.length_penalty import LengthPenalty
-from atento.search.step import SearchState, StepFn, ban_specials, ban_unk, resolve_device
+from atento.search.step import SearchState, StepFn, ban_specials, ban_unk, search_device
 
 
 @dataclass
@@ -157,7 +157,7 @@ def exact_search(
     search = _DepthFirst(
         step_fn, max_len=max(1, int(max_len)), penalty=length_penalty, lower_bound=lower_bound,
         deadline=deadline, chunk=chunk, ids=(bos_id, eos_id, pad_id),
-        device=resolve_device(state, device), unk_id=unk_id,
+        device=search_device(state, device), unk_id=unk_id,
     )  # fmt: skip
     complete = True
     try:

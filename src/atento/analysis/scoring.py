@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from atento.data.batching import collate_sources
 from atento.data.vocab import BOS_ID, EOS_ID
-from atento.models.base import DEFAULT_OPTIONS, DecodeOptions
 from atento.search import LengthPenalty
 
 
@@ -146,26 +145,3 @@ def score_sequences(
         bar.close()
         model.train(was_training)
     return [s for s in results if s is not None]
-
-
-def step_scores(
-    model: nn.Module, src: Sequence[int], tgt: Sequence[int], *, finished: bool = True,
-    options: DecodeOptions = DEFAULT_OPTIONS,
-) -> Tensor:  # fmt: skip
-    """Reference path for tests: per-token log-probs (Ty,) of one pair by incremental decoding.
-
-    Feeds BOS then y_1 .. y_n one step at a time through `model.step(..., options)`, the
-    searchers' path.
-    """
-    device = _model_device(model)
-    src_ids, src_mask = collate_sources([list(src)])
-    state = model.init_state(model.encode(src_ids.to(device), src_mask.to(device)), options)
-    targets = [*tgt, EOS_ID] if finished else list(tgt)
-    last = torch.tensor([BOS_ID], device=device)
-    out = []
-    with torch.no_grad():
-        for y in targets:
-            log_probs, state, _ = model.step(last, state, options)  # (1, V)
-            out.append(log_probs[0, y])
-            last = torch.tensor([y], device=device)
-    return torch.stack(out).cpu() if out else torch.zeros(0)

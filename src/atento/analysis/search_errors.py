@@ -240,20 +240,6 @@ def score_fn(translator: Translator, *, progress: bool = False) -> ScoreFn:
     return score
 
 
-def analyse_beams(
-    translator: Translator,
-    sources: Sequence[Sequence[int]],
-    references: Sequence[Sequence[int]],
-    beams: Sequence[int],
-    *,
-    progress: bool = False,
-) -> list[ErrorReport]:
-    """One `ErrorReport` per beam width (the translator's alpha); references scored once."""
-    return analyse_beams_several(
-        translator, sources, [[r] for r in references], beams, progress=progress
-    )
-
-
 def analyse_beams_several(
     translator: Translator,
     sources: Sequence,
@@ -262,11 +248,11 @@ def analyse_beams_several(
     *,
     progress: bool = False,
 ) -> list[ErrorReport]:
-    """`analyse_beams` with several references per source (e.g. the five captions of an
-    image): y* is the reference the model scores highest, so the search is blamed when the
-    best-scoring reference beats the output, and an output equal to any reference is no error.
-    With one reference per source this is the one-reference analysis exactly. Sources are
-    whatever the translator's `collate` batches (token ids, image features)."""
+    """One `ErrorReport` per beam width (the translator's alpha), with one or several
+    references per source (e.g. the five captions of an image), scored once: y* is the
+    reference the model scores highest, so the search is blamed when the best-scoring reference
+    beats the output, and an output equal to any reference is no error. Sources are whatever
+    the translator's `collate` batches (token ids, image features)."""
     score = score_fn(translator, progress=progress)
     srcs = list(sources)
     flat_src = [s for s, refs in zip(srcs, reference_lists, strict=True) for _ in refs]

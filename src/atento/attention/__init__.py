@@ -1,7 +1,7 @@
 """Attention: one mask convention, six score functions, one Attention module."""
 
 from atento.attention.attention import Attention, masked_softmax
-from atento.attention.masks import causal_mask, lengths_to_mask
+from atento.attention.masks import causal_mask
 from atento.attention.multihead import KVCache, MultiHeadAttention
 from atento.attention.scores import (
     AdditiveScore,
@@ -26,7 +26,6 @@ __all__ = [
     "MultiHeadAttention",
     "ScaledDotScore",
     "causal_mask",
-    "lengths_to_mask",
     "make_score",
     "masked_softmax",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from atento.cli.common import start_runtime
 from atento.config import load_config
 from atento.outputs import output_path, write_text
-from atento.runtime import placement_for
+from atento.registry import placement_for
 
 SHOWCASE = [
     "Tuesday, 9 April 1974",

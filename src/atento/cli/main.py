@@ -1,6 +1,6 @@
 """`atento` command line: one thin module per subcommand over the library.
 
-The subcommands are the modules listed in `atento.registry.COMMAND_MODULES`; each has
+The subcommands are the modules listed in `atento.cli.commands.COMMAND_MODULES`; each has
 `register(sub)`. Process-wide settings (threads, allocator, oneDNN's kernel cache) are applied
 by the commands that train or decode, once, from the config's `runtime` section
 (`atento.cli.common.start_runtime`), never on import.
@@ -20,9 +20,9 @@ import sys
 import traceback
 
 from atento import __version__
+from atento.cli.commands import COMMAND_MODULES
 from atento.errors import AtentoError
 from atento.options import OptionError, cli_spelling
-from atento.registry import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from atento.cli.common import start_runtime
 from atento.config import config_from_dict, load_config
 from atento.errors import AtentoError, warn
 from atento.outputs import output_path
-from atento.runtime import placement_for
+from atento.registry import placement_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:

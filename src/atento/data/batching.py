@@ -65,11 +65,6 @@ class Batch:
         """B, the number of sentence pairs."""
         return self.src_ids.size(0)
 
-    @property
-    def src_lengths(self) -> Tensor:
-        """(B,) long: real source tokens per row, EOS included (for packing RNN inputs)."""
-        return self.src_mask.sum(dim=1)
-
 
 def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     """Right-pad id lists with PAD_ID -> ids (N, L) long and mask (N, L) bool."""

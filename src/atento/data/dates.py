@@ -1,7 +1,7 @@
 """Human-readable dates -> ISO `YYYY-MM-DD`: the generated corpus of `atento demo`.
 
-    generate_dates(3, seed=0)
-    # [('mardi 9 avril 1974', '1974-04-09'), ('09.04.74', '1974-04-09'), ...]
+    dates_splits(n_train=3, n_valid=0, n_test=0, seed=0)["train"]
+    # [('10. Mai 1965', '1965-05-10'), ('Sonntag, 20. Juni 1915', '1915-06-20'), ...]
 
 Dates are drawn from 1900-01-01 .. 2099-12-31 and written in many patterns, in English,
 French, German, Spanish, Italian and Portuguese, with month and weekday names from Babel's
@@ -221,11 +221,6 @@ def generate_date_examples(n: int, seed: int) -> list[DateExample]:
     """`n` examples with dates drawn uniformly (with repeats) from 1900..2099; seeded."""
     rng = random.Random(seed)
     return [render_date(_day(rng.randrange(N_DAYS)), rng) for _ in range(n)]
-
-
-def generate_dates(n: int, seed: int) -> list[tuple[str, str]]:
-    """`n` (human-readable date, ISO date) pairs; the same seed gives the same list."""
-    return [(ex.source, ex.target) for ex in generate_date_examples(n, seed)]
 
 
 def dates_split_examples(

@@ -1,26 +1,25 @@
 """Tokenizers: SentencePiece (unigram), characters and (for captions) lower-cased words, with
-the special ids fixed in `vocab`.
+the special ids of `vocab` (each tokenizer's `pad_id` .. `mask_id`).
 
 Every tokenizer maps text to ids WITHOUT adding BOS/EOS (batching adds those) and back:
 
-    tok = train_sentencepiece(texts, vocab_size=8000, directory=run_dir, name="joint")
+    tok = build_tokenizer("sentencepiece", texts, vocab_size=8000, run_dir=run_dir, name="joint")
     ids = tok.encode("Ein Hund rennt.")       # list[int], no BOS / EOS
     tok.decode(ids)                           # "Ein Hund rennt." (PAD / BOS / EOS dropped)
-    tok.save(run_dir, "joint"); load_tokenizer(run_dir, "joint")
+    load_tokenizer(run_dir, "joint")          # what build_tokenizer saved
 
-On disk a tokenizer is `{name}.json` (its kind, plus the characters for `char`) and, for
-SentencePiece, `{name}.model`. `build_tokenizers` saves a joint vocabulary once under the name
-`joint` and separate ones as `src` and `tgt`; `load_tokenizers` reads back either layout.
-For checkpoints, `tok.state()` is a plain dict (bytes for the SentencePiece model) and
-`tokenizer_from_state(state)` rebuilds the tokenizer with no files. A classification run
-stores its classes the same way, as a `LabelSet` (kind `labels`).
+`build_tokenizer` is the one way the tasks build a tokenizer from training text: it builds in
+memory and writes only into the run directory, when there is one. On disk a tokenizer is
+`{name}.json` (its kind, plus the characters for `char`) and, for SentencePiece,
+`{name}.model`. For checkpoints, `tok.state()` is a plain dict (bytes for the SentencePiece
+model) and `tokenizer_from_state(state)` rebuilds the tokenizer with no files. A classification
+run stores its classes the same way, as a `LabelSet` (kind `labels`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,53 +34,15 @@ from atento.data.vocab import (
     SPECIAL_PIECES,
     UNK_ID,
     UNK_PIECE,
+    Tokenizer,
 )
 from atento.errors import AtentoError
 
 if TYPE_CHECKING:
-    from atento.tasks.translation_data import DataConfig
+    pass
 
 _DROPPED_ON_DECODE = frozenset((PAD_ID, BOS_ID, EOS_ID))
 UNK_SURFACE = "\u2047"  # "⁇", what decode writes for UNK (as SentencePiece does)
-
-
-class Tokenizer(ABC):
-    """Text <-> ids. Ids 0..3 are PAD, UNK, BOS, EOS for every tokenizer."""
-
-    kind: str = ""
-
-    @property
-    @abstractmethod
-    def vocab_size(self) -> int:
-        """Number of ids, specials included (V)."""
-
-    @abstractmethod
-    def encode(self, text: str) -> list[int]:
-        """Ids of `text`, no BOS / EOS added."""
-
-    @abstractmethod
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids`; PAD, BOS and EOS are dropped (nothing is cut at EOS)."""
-
-    @abstractmethod
-    def pieces(self, text: str) -> list[str]:
-        """The pieces `encode(text)` produces, one per id (labels for attention heatmaps)."""
-
-    @abstractmethod
-    def id_to_piece(self, i: int) -> str:
-        """The piece of one id (specials give `<pad>`, `<unk>`, `<s>`, `</s>`)."""
-
-    @abstractmethod
-    def state(self) -> dict[str, Any]:
-        """Everything needed to rebuild this tokenizer, as a plain dict (for checkpoints)."""
-
-    @abstractmethod
-    def save(self, directory: Path, name: str) -> None:
-        """Write `{name}.json` (and any model file) into `directory`."""
-
-    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
-        """`encode` over many texts."""
-        return [self.encode(t) for t in texts]
 
 
 class CharTokenizer(Tokenizer):
@@ -210,6 +171,27 @@ class SentencePieceTokenizer(Tokenizer):
         if found != expected:
             raise AtentoError(f"sentencepiece model has special ids {found}, expected {expected}")
 
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], *, vocab_size: int) -> SentencePieceTokenizer:
+        """Train a unigram model on `texts`, in memory (no file is written).
+
+        Deterministic for the same texts (no sampling, no shuffling, one thread). The
+        vocabulary size is a soft limit (`hard_vocab_limit=False`), so a toy corpus of a few
+        sentences trains with a smaller vocabulary instead of failing.
+        """
+        sentences = [t for t in texts if t.strip()]
+        if not sentences:
+            raise AtentoError("cannot train a sentencepiece model on empty text")
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=model, model_type="unigram",
+            vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=1.0,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            input_sentence_size=2_000_000, shuffle_input_sentence=False, num_threads=1,
+            minloglevel=2,
+        )  # fmt: skip
+        return cls(model.getvalue())
+
     @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
@@ -245,6 +227,7 @@ class LabelSet(Tokenizer):
     the class indices 0..C-1 (no special ids): `encode(label)` -> [index]."""
 
     kind = "labels"
+    pad_id = unk_id = bos_id = eos_id = mask_id = property(lambda self: None)  # none of them
 
     def __init__(self, labels: Iterable[str]) -> None:
         self.labels: list[str] = list(labels)
@@ -282,40 +265,6 @@ class LabelSet(Tokenizer):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _write_json(directory / f"{name}.json", self.state())
-
-
-def train_sentencepiece(
-    texts: Iterable[str], *, vocab_size: int, directory: Path, name: str
-) -> SentencePieceTokenizer:
-    """Train a unigram SentencePiece model on `texts`, save it as `{name}.model` / `.json`.
-
-    Deterministic for the same texts (no sampling, no shuffling, one thread). The vocabulary
-    size is a soft limit (`hard_vocab_limit=False`), so a toy corpus of a few sentences trains
-    with a smaller vocabulary instead of failing.
-    """
-    sentences = [t for t in texts if t.strip()]
-    if not sentences:
-        raise AtentoError("cannot train a sentencepiece model on empty text")
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        input_sentence_size=2_000_000,
-        shuffle_input_sentence=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    tok = SentencePieceTokenizer(model.getvalue())
-    tok.save(Path(directory), name)
-    return tok
 
 
 def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
@@ -359,48 +308,33 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
     raise AtentoError(f"unknown tokenizer kind {kind!r} in {path}")
 
 
-def build_tokenizers(
-    cfg: DataConfig, src_texts: list[str], tgt_texts: list[str], directory: Path
-) -> tuple[Tokenizer, Tokenizer]:
-    """Build (src_tok, tgt_tok) from training text as `cfg` says and save them in `directory`.
-
-    With `cfg.joint_vocab` both sides share one tokenizer (the same object is returned twice),
-    saved once as `joint`; otherwise they are saved as `src` and `tgt`, each SentencePiece model
-    with `cfg.vocab_size` pieces.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if cfg.tokenizer == "char":
-        if cfg.joint_vocab:
-            tok = CharTokenizer.from_texts([*src_texts, *tgt_texts])
-            tok.save(directory, "joint")
-            return tok, tok
-        src_tok, tgt_tok = CharTokenizer.from_texts(src_texts), CharTokenizer.from_texts(tgt_texts)
-        src_tok.save(directory, "src")
-        tgt_tok.save(directory, "tgt")
-        return src_tok, tgt_tok
-    if cfg.tokenizer == "sentencepiece":
-        size = cfg.vocab_size
-        if cfg.joint_vocab:
-            tok = train_sentencepiece(
-                [*src_texts, *tgt_texts], vocab_size=size, directory=directory, name="joint"
-            )
-            return tok, tok
-        src_sp = train_sentencepiece(src_texts, vocab_size=size, directory=directory, name="src")
-        tgt_sp = train_sentencepiece(tgt_texts, vocab_size=size, directory=directory, name="tgt")
-        return src_sp, tgt_sp
-    raise AtentoError(f"config: data.tokenizer={cfg.tokenizer!r} is not valid")
+KINDS = ("char", "word", "sentencepiece")
 
 
-def load_tokenizers(directory: Path) -> tuple[Tokenizer, Tokenizer]:
-    """Read back what `build_tokenizers` saved: (src_tok, tgt_tok), one object twice if joint."""
-    directory = Path(directory)
-    if (directory / "joint.json").is_file():
-        tok = load_tokenizer(directory, "joint")
-        return tok, tok
-    if (directory / "src.json").is_file() and (directory / "tgt.json").is_file():
-        return load_tokenizer(directory, "src"), load_tokenizer(directory, "tgt")
-    raise AtentoError(f"no tokenizers in {directory} (expected joint.json or src.json + tgt.json)")
+def build_tokenizer(
+    kind: str,
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 8000,
+    min_count: int = 1,
+    run_dir: Path | None,
+    name: str,
+) -> Tokenizer:
+    """A `kind` tokenizer (char | word | sentencepiece) of the training `texts`, saved as `name`
+    in `run_dir` when there is one. It is built in memory: nothing is written anywhere else
+    (without a run directory, nothing at all). `vocab_size` is SentencePiece's (a soft limit),
+    `min_count` the fewest occurrences of a kept word."""
+    if kind == "char":
+        tok: Tokenizer = CharTokenizer.from_texts(texts)
+    elif kind == "word":
+        tok = WordTokenizer.from_texts(texts, min_count=min_count)
+    elif kind == "sentencepiece":
+        tok = SentencePieceTokenizer.from_texts(texts, vocab_size=vocab_size)
+    else:
+        raise AtentoError(f"unknown tokenizer kind {kind!r} (use {', '.join(KINDS)})")
+    if run_dir is not None:
+        tok.save(Path(run_dir), name)
+    return tok
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -38,7 +38,6 @@ from atento.config import check
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput
 from atento.models.rnn import RNNDecoderState, _embedding
 from atento.nn.dropout import Dropout
-from atento.registry import register_architecture
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -178,9 +177,6 @@ def doubly_stochastic_penalty(weights: Tensor, step_mask: Tensor) -> Tensor:
     return ((1.0 - totals) ** 2).sum()
 
 
-# The LSTM's small recurrent products gain nothing from bf16 on a CPU (as the RNN's: see
-# atento.models.factory), so `runtime.precision: auto` keeps fp32 there.
-@register_architecture("show_attend_tell", ShowAttendTellConfig, cpu_bf16=False)
 def build_show_attend_tell(cfg: Config, *, tgt_vocab: int, feature_size: int) -> nn.Module:
     m: ShowAttendTellConfig = cfg.model
     tail = None

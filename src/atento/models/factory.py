@@ -1,6 +1,6 @@
 """The built-in encoder-decoders: each one's `model` section and the function that builds it.
 
-A config's `model` section is the dataclass of its `model.arch` (atento.registry), so an
+A config's `model` section is the dataclass of its `model.arch` (atento.components), so an
 RNN-only key given to a Transformer (or the reverse) is an error that names it. Values are
 checked here, when the config is validated; the builders only build.
 """
@@ -14,12 +14,9 @@ from torch import nn
 
 from atento.config import check
 from atento.errors import AtentoError
-from atento.registry import build_model, register_architecture
 
 if TYPE_CHECKING:
     from atento.config import Config
-
-__all__ = ["RNNConfig", "TransformerConfig", "build_model", "count_parameters"]
 
 ATTENTION_CHOICES = ("none", "cosine", "additive", "location", "general", "dot", "scaled_dot")
 
@@ -107,9 +104,6 @@ class TransformerConfig:
             )
 
 
-# bf16 autocast made RNN training ~7 % slower on a 2-core AMX CPU (benchmarks/README.md): the
-# GRU's small recurrent products gain nothing, and the casts cost; `auto` keeps fp32 there.
-@register_architecture("rnn", RNNConfig, cpu_bf16=False)
 def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
     from atento.models.rnn import RNNSeq2Seq
 
@@ -122,7 +116,6 @@ def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
     )  # fmt: skip
 
 
-@register_architecture("transformer", TransformerConfig)
 def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
     from atento.models.transformer import TransformerSeq2Seq
 

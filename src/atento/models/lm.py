@@ -1,12 +1,13 @@
-"""Text Transformers without an encoder-decoder split: a decoder-only language model (GPT,
-Radford et al. 2018/2019) and, with `causal=False`, an encoder-only stack (BERT-style).
+"""The text Transformer: a decoder-only language model (GPT, Radford et al. 2018/2019) and,
+with `causal=False`, an encoder-only stack (BERT-style); `models.text` builds both (`model.arch:
+gpt`, `bert`) and `models.classifier` puts a sentence classifier on it.
 
-Both are the translation Transformer's encoder layers (`atento.nn.transformer_layers`,
-pre-norm, the same multi-head attention and KV cache) over token + position embeddings, with a
-final LayerNorm and an output layer tied to the token embedding:
+Both stack Transformer blocks (`atento.nn.transformer_layers.Block`, pre-norm, the same
+multi-head attention and KV cache as the translation Transformer's encoder) over token +
+position embeddings, with a final LayerNorm and an output layer tied to the token embedding:
 
     h_0 = Dropout(E x + P)              (no sqrt(D) scaling, as GPT)
-    h_l = Layer_l(h_{l-1}, mask)        mask: causal (GPT) and/or the real tokens
+    h_l = Block_l(h_{l-1}, mask)        mask: causal (GPT) and/or the real tokens
     logits = LayerNorm(h_L) E^T
 
 `hidden(ids, cache=...)` takes only the new positions when a cache holds the earlier ones:
@@ -16,53 +17,20 @@ cache: O(T) work per new token instead of re-reading the whole sequence).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache
-from atento.config import check
 from atento.data.vocab import PAD_ID
-from atento.errors import AtentoError
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions
-from atento.models.factory import validate_stack
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
-from atento.nn.transformer_layers import EncoderLayer
-from atento.registry import register_architecture
-
-if TYPE_CHECKING:
-    from atento.config import Config
+from atento.nn.transformer_layers import Block
 
 Cache = list[KVCache]  # one KVCache per layer
-
-
-@dataclass
-class GPTConfig:
-    """`model.arch: gpt`: a decoder-only Transformer language model (models/lm.py)."""
-
-    arch: str = "gpt"
-    d_model: int = 128
-    heads: int = 4
-    layers: int = 4
-    ff_size: int = 512
-    dropout: float = 0.0
-    attention_dropout: float = 0.0
-    positions: str = "learned"  # learned | sinusoidal
-    context: int = 64  # the most tokens the model reads at once (learned positions)
-    init_from: str = ""  # a run whose weights start this one (task: classify; models/pretrained)
-
-    def validate(self, cfg: Config) -> None:
-        if self.init_from and cfg.task not in ("classify", "mlm"):
-            raise AtentoError(
-                f"config: model.init_from is for task: classify (or mlm), not task: {cfg.task}"
-            )
-        validate_stack(self, cfg)
-        check(self.context >= 2, cfg, "model.context", "at least 2")
-        check(self.ff_size >= 1, cfg, "model.ff_size", "at least 1")
 
 
 class TextTransformer(nn.Module):
@@ -79,7 +47,7 @@ class TextTransformer(nn.Module):
         self.positions = make_positions(positions, d_model=d_model, max_positions=context)
         self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(
+            Block(
                 d_model=d_model,
                 heads=heads,
                 ff_size=ff_size,
@@ -244,15 +212,3 @@ class TextTransformer(nn.Module):
         (B, T) bool is True (the output layer then skips the others)."""
         h = self.hidden(ids, pad_mask=pad_mask)[0]
         return self.logits(h[select] if select is not None else h)
-
-
-@register_architecture("gpt", GPTConfig)
-def build_gpt(
-    cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: object = None
-) -> nn.Module:
-    """A language model, or with `num_classes` a classifier on the last token's state
-    (`models.encoder.SentenceClassifier`, Radford et al. 2018)."""
-    from atento.models.encoder import build_text_model
-
-    return build_text_model(cfg, causal=True, vocab_size=vocab_size, num_classes=num_classes,
-                            pretrained=pretrained)  # fmt: skip

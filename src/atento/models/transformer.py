@@ -34,7 +34,7 @@ from atento.data.vocab import PAD_ID
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
-from atento.nn.transformer_layers import DecoderLayer, EncoderLayer, LayerCache
+from atento.nn.transformer_layers import Block, DecoderLayer, LayerCache
 
 
 @dataclass
@@ -143,7 +143,7 @@ class TransformerSeq2Seq(nn.Module):
         self.dropout = Dropout(dropout)
         kw = dict(d_model=d_model, heads=heads, ff_size=ff_size, dropout=dropout,
                   attention_dropout=attention_dropout, pre_norm=pre_norm)  # fmt: skip
-        self.encoder_layers = nn.ModuleList(EncoderLayer(**kw) for _ in range(layers))
+        self.encoder_layers = nn.ModuleList(Block(**kw) for _ in range(layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(**kw) for _ in range(layers))
         # pre-norm leaves the residual stream un-normalised: one final LayerNorm per stack
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()

@@ -1,4 +1,6 @@
-"""Transformer encoder and decoder layers (Vaswani et al. 2017, 3.1, Fig. 1).
+"""Transformer layers (Vaswani et al. 2017, 3.1, Fig. 1): `Block` (self-attention, then
+feed-forward: the translation Transformer's encoder layer and the layer of GPT and BERT) and
+`DecoderLayer` (self-attention, cross-attention over the encoder memory, feed-forward).
 
 Each sub-layer (self-attention, cross-attention, feed-forward) is wrapped in a residual
 connection with dropout and layer norm:
@@ -49,8 +51,9 @@ class LayerCache:
     cross_kv: KVCache | None
 
 
-class EncoderLayer(nn.Module):
-    """Self-attention over the source, then the position-wise feed-forward network."""
+class Block(nn.Module):
+    """A Transformer block: self-attention, then the position-wise feed-forward network (the
+    encoder layer of the translation Transformer; with pre-norm, a GPT / BERT layer)."""
 
     def __init__(
         self, *, d_model: int, heads: int, ff_size: int, dropout: float,
@@ -86,7 +89,7 @@ class EncoderLayer(nn.Module):
         x's position. The same parameters in the fewest operations (no dropout, no module
         calls: at batch 1 a step's cost is per-operation overhead)."""
         if not self.res_attn.pre_norm:
-            raise ValueError("EncoderLayer.step is for pre-norm layers (the language models)")
+            raise ValueError("Block.step is for pre-norm blocks (the text Transformers)")
         y, kv = self.self_attn.step(_layer_norm(self.res_attn.norm, x), cache, mask)
         x = x + y
         h = _layer_norm(self.res_ff.norm, x)

@@ -36,7 +36,7 @@ from atento.search.step import (
     StepFn,
     banned_ids,
     max_lengths,
-    resolve_device,
+    search_device,
     top_k,
 )
 from atento.search.trace import BeamTrace
@@ -242,7 +242,7 @@ def beam_search(
     """
     B, K = batch_size, beam_size
     check_beam(K, nbest)
-    device = resolve_device(state, device)
+    device = search_device(state, device)
     lens = max_lengths(max_len, B, device)  # (B,)
     state = state.expand(K)  # B*K rows
     beams = _Beams.start(B, K, device)

@@ -14,7 +14,7 @@ from atento.search.step import (
     ban_specials,
     ban_unk,
     max_lengths,
-    resolve_device,
+    search_device,
 )
 
 
@@ -46,7 +46,7 @@ def greedy_search(
     Returns one `Hypothesis` per sentence, in batch order.
     """
     penalty = length_penalty if length_penalty is not None else LengthPenalty(0.0)
-    device = resolve_device(state, device)
+    device = search_device(state, device)
     B = batch_size
     lens = max_lengths(max_len, B, device)  # (B,)
     T = int(lens.max()) if B else 0

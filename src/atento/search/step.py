@@ -30,7 +30,7 @@ from atento.models.base import DecoderState as SearchState
 
 __all__ = [
     "SearchState", "SearchStats", "StepFn", "ban_specials", "ban_unk", "banned_ids",
-    "max_lengths", "resolve_device", "top_k",
+    "max_lengths", "search_device", "top_k",
 ]  # fmt: skip
 
 StepFn = Callable[[Tensor, SearchState], tuple[Tensor, SearchState, Tensor | None]]
@@ -53,8 +53,9 @@ class SearchStats:
             self.unk_banned_steps += steps
 
 
-def resolve_device(state: SearchState, device: torch.device | str | None) -> torch.device:
-    """The device for ids and indices: `device`, else `state.device` when it has one, else CPU."""
+def search_device(state: SearchState, device: torch.device | str | None) -> torch.device:
+    """The device a search keeps its ids and indices on: `device`, else `state.device` when it
+    has one, else CPU. (`runtime.search_device` is the other one: a configured device name.)"""
     if device is None:
         device = getattr(state, "device", None)
     return torch.device(device) if device is not None else torch.device("cpu")

@@ -41,9 +41,6 @@ class TraceStep:
     step: int
     candidates: list[TraceCandidate]
 
-    def with_status(self, status: str) -> list[TraceCandidate]:
-        return [c for c in self.candidates if c.status == status]
-
 
 @dataclass
 class BeamTrace:

@@ -16,8 +16,9 @@ optimiser, schedule, batch plan and task, and calls only the methods below:
     metrics = task.validate(model, placement)   # under no_grad, model in eval mode
     task.selection.better(metrics[task.selection.metric], best)
 
-A new task is a new module that subclasses `Task` and calls `atento.registry.register_task`;
-its `data_config` dataclass becomes the config's `data` section.
+A new task is a new module that subclasses `Task`, plus its entry in `atento.components` (or,
+outside the package, `atento.registry.register_task`); its `data_config` dataclass becomes the
+config's `data` section.
 """
 
 from __future__ import annotations

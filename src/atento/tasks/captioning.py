@@ -40,14 +40,13 @@ from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad, collate_features
 from atento.data.lines import write_lines
-from atento.data.tokenizers import Tokenizer, WordTokenizer, train_sentencepiece
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.errors import AtentoError, warn
 from atento.inference import Translator
 from atento.models.base import DecodeOptions
 from atento.options import SearchOptions
 from atento.predictors.caption import CaptionPredictor
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.search.step import SearchStats
 from atento.tasks.base import LossOutput, Selection, Task
@@ -205,14 +204,8 @@ class CaptionTask(Task):
     def _build_tokenizer(self, train: CaptionSet, run_dir: Path | None) -> Tokenizer:
         data = self.cfg.data
         texts = [c for refs in train.captions for c in refs]
-        directory = run_dir if run_dir is not None else Path(".")
-        if data.tokenizer == "sentencepiece":
-            return train_sentencepiece(texts, vocab_size=data.vocab_size, directory=directory,
-                                       name="tgt")  # fmt: skip
-        tok = WordTokenizer.from_texts(texts, min_count=data.min_count)
-        if run_dir is not None:
-            tok.save(run_dir, "tgt")
-        return tok
+        return build_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size,
+                               min_count=data.min_count, run_dir=run_dir, name="tgt")  # fmt: skip
 
     def model_sizes(self) -> dict[str, int]:
         from atento.captioning.encoder import FEATURE_SIZE
@@ -387,6 +380,3 @@ class CaptionTask(Task):
             + (f"; UNK banned, the best word at {report['unk_banned_steps']} step(s)"
                if report.get("ban_unk") else "")
         )  # fmt: skip
-
-
-register_task("caption", CaptionTask)

@@ -44,7 +44,6 @@ from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
 from atento.predictors.classify import ClassifierPredictor, predict
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.tasks.mlm import build_text_tokenizer
@@ -297,6 +296,3 @@ class ClassifyTask(Task):
         print(corner.ljust(first) + "".join(x.rjust(width) for x in labels))
         for label, row in zip(labels, matrix, strict=True):
             print(label.ljust(first) + "".join(str(n).rjust(width) for n in row))
-
-
-register_task("classify", ClassifyTask)

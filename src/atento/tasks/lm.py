@@ -36,10 +36,9 @@ from atento.config import check
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.lines import text_file_bytes
 from atento.data.text import encode_text, prompt_ids, visible
-from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.errors import AtentoError
 from atento.predictors.decoding import LanguageModelPredictor
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -162,15 +161,10 @@ class LanguageModelTask(Task):
 
     def _build_tokenizer(self, train: str, valid: str, run_dir: Path | None) -> Tokenizer:
         data = self.cfg.data
-        if data.tokenizer == "char":
-            tok = CharTokenizer.from_texts([train, valid])
-            if run_dir is not None:
-                tok.save(run_dir, "text")
-            return tok
-        lines = [line for line in train.split("\n") if line.strip()]
-        directory = run_dir if run_dir is not None else Path(".")
-        return train_sentencepiece(lines, vocab_size=data.vocab_size, directory=directory,
-                                   name="text")  # fmt: skip
+        # characters: those of both texts; SentencePiece: trained on the training lines
+        texts = [train, valid] if data.tokenizer == "char" else train.split("\n")
+        return build_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size,
+                               run_dir=run_dir, name="text")  # fmt: skip
 
     def model_sizes(self) -> dict[str, int]:
         return {"vocab_size": self.tokenizers["text"].vocab_size}
@@ -264,6 +258,3 @@ class LanguageModelTask(Task):
         heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
         labels = [visible(tok.id_to_piece(i)) for i in ids]
         return heads, labels, labels
-
-
-register_task("lm", LanguageModelTask)

@@ -37,11 +37,10 @@ from atento.config import check
 from atento.data.batching import TokenBatchSampler, _pad
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.text import piece_labels
-from atento.data.tokenizers import CharTokenizer, Tokenizer, train_sentencepiece
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
 from atento.predictors.classify import MaskedLMPredictor
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loss import sequence_loss
@@ -127,19 +126,8 @@ def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[li
 
 def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) -> Tokenizer:
     """A char or SentencePiece tokenizer of `sentences`, saved as `text` in `run_dir`."""
-    if data.tokenizer == "char":
-        tok = CharTokenizer.from_texts(sentences)
-        if run_dir is not None:
-            tok.save(run_dir, "text")
-        return tok
-    if run_dir is None:  # no run directory (tests, tools): the model files go nowhere
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=Path(tmp),
-                                       name="text")  # fmt: skip
-    return train_sentencepiece(sentences, vocab_size=data.vocab_size, directory=run_dir,
-                               name="text")  # fmt: skip
+    return build_tokenizer(data.tokenizer, sentences, vocab_size=data.vocab_size, run_dir=run_dir,
+                           name="text")  # fmt: skip
 
 
 class MaskedLMTask(Task):
@@ -281,6 +269,3 @@ class MaskedLMTask(Task):
             report: dict[str, Any] = self._score(run.model, run.placement, seqs)
         report.update(sentences=len(seqs), text=text or "validation")
         return report
-
-
-register_task("mlm", MaskedLMTask)

@@ -22,13 +22,12 @@ from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
 from atento.data.lines import LinePolicy, write_lines
 from atento.data.parallel import encode_pairs, read_parallel
-from atento.data.tokenizers import Tokenizer, build_tokenizers
+from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
 from atento.options import SearchOptions
 from atento.predictors.decoding import TranslationPredictor
-from atento.registry import register_task
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.tasks.translation_data import DataConfig
@@ -46,10 +45,8 @@ class TranslationTask(Task):
         data = self.cfg.data
         train_raw = load_split(data, "train")
         if tokenizers is None:
-            src_tok, tgt_tok = build_tokenizers(
-                data, [s for s, _ in train_raw], [t for _, t in train_raw], run_dir
-            )
-            tokenizers = {"src": src_tok, "tgt": tgt_tok}
+            tokenizers = self._build_tokenizers([s for s, _ in train_raw],
+                                                [t for _, t in train_raw], run_dir)  # fmt: skip
         self.tokenizers = tokenizers
         src_tok, tgt_tok = tokenizers["src"], tokenizers["tgt"]
         self.train_pairs, dropped = encode_pairs(train_raw, src_tok, tgt_tok, max_len=data.max_len)
@@ -70,6 +67,19 @@ class TranslationTask(Task):
             pair_lengths(self.train_pairs), batch_tokens=self.cfg.train.batch_tokens,
             shuffle=True, seed=self.cfg.train.seed,
         )  # fmt: skip
+
+    def _build_tokenizers(
+        self, src: list[str], tgt: list[str], run_dir: Path | None
+    ) -> dict[str, Tokenizer]:
+        """One tokenizer of both sides saved as `joint` (data.joint_vocab), else `src` and `tgt`
+        (SentencePiece: data.vocab_size pieces each)."""
+        data = self.cfg.data
+        kw = {"vocab_size": data.vocab_size, "run_dir": run_dir}
+        if data.joint_vocab:
+            tok = build_tokenizer(data.tokenizer, [*src, *tgt], name="joint", **kw)
+            return {"src": tok, "tgt": tok}
+        return {"src": build_tokenizer(data.tokenizer, src, name="src", **kw),
+                "tgt": build_tokenizer(data.tokenizer, tgt, name="tgt", **kw)}  # fmt: skip
 
     def model_sizes(self) -> dict[str, int]:
         return {
@@ -214,6 +224,3 @@ class TranslationTask(Task):
             print(f"  source {low}-{high or ''} words: BLEU {b['bleu']:.2f} (n={b['sentences']})")
         if "by_length_plot" in report:
             print(f"BLEU by length plot: {report['by_length_plot']}")
-
-
-register_task("translation", TranslationTask)

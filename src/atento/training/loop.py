@@ -37,8 +37,8 @@ from atento.config import Config
 from atento.data.tokenizers import tokenizer_from_state
 from atento.errors import AtentoError
 from atento.models.factory import count_parameters
-from atento.registry import build_model, task_class
-from atento.runtime import Placement, peak_memory_mb, placement_for
+from atento.registry import build_model, placement_for, task_class
+from atento.runtime import Placement, peak_memory_mb
 from atento.training.checkpointing import Progress, capture, restore
 from atento.training.distributed import World, deal, rank_batches
 from atento.training.ema import WeightAverage

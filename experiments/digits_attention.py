@@ -2,6 +2,12 @@
 pasted at known cells of a 3 x 3 canvas, captioned "a 3 left of a 7 above a 1", on which the
 attention mass inside the cell of the digit being named can be measured.
 
+    .venv/bin/python experiments/digits_attention.py --out digits.png
+
+trains the model as tests/caption/test_caption_digits.py does, prints the measures below and
+draws a held-out scene. It needs scikit-learn (its bundled digits: no download), which the
+`dev` extra that `make install` installs has (or `pip install -e '.[baselines]'`). In Python:
+
     train, held_out = make_scenes(3000, seed=1), make_scenes(200, seed=2, held_out=True)
     model = DigitsCaptioner()
     train_digits_captioner(model, train)            # 300 steps, ~15 s on one CPU core
@@ -296,13 +302,13 @@ def plot_scene_attention(model: nn.Module, scene: Scene, path: str | Path, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m atento.captioning.digits --out FIG.png`: train as the test does (seed 0, one
+    """`python experiments/digits_attention.py --out FIG.png`: train as the test does (seed 0, one
     thread), print the attention of the digit steps on the 200 held-out scenes, and draw a
     held-out scene of three digits with its greedy caption's attention."""
     import argparse
     import time
 
-    parser = argparse.ArgumentParser(prog="python -m atento.captioning.digits")
+    parser = argparse.ArgumentParser(prog="python experiments/digits_attention.py")
     parser.add_argument("--out", default="digits_attention.png", help="the PNG to write")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

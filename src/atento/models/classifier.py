@@ -1,14 +1,9 @@
-"""BERT-style encoder (Devlin et al. 2019) and the sentence classifier on a text Transformer.
-
-`model.arch: bert` is `models.lm.TextTransformer` with `causal=False` (every position attends to
-every real token, both directions) and one embedding row more than the tokenizer's vocabulary:
-the last id is [MASK] (`mask_id = vocab_size - 1`), used by masked-language-model pretraining
-(`task: mlm`). Its output layer is tied to the embeddings and predicts the masked tokens.
+"""The sentence classifier on a text Transformer (`task: classify`, `models.text`).
 
 An input sentence is `[CLS] x_1 .. x_n [SEP]` with the shared special ids: BOS (2) stands for
 [CLS] and EOS (3) for [SEP]; padding (0) is on the right and masked out of attention.
 
-`SentenceClassifier` puts a linear head on one vector per sentence (`task: classify`):
+`SentenceClassifier` puts a linear head on one vector per sentence:
 
     pooling cls   h_0, the [CLS] state (BERT)
     pooling mean  the mean of the real positions' states (the default: an MLM-pretrained
@@ -22,35 +17,14 @@ For a GPT the classifier also returns next-token logits for the auxiliary LM los
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from atento.config import check
-from atento.models.lm import GPTConfig, TextTransformer
-from atento.models.pretrained import Pretrained, copy_body
+from atento.models.lm import TextTransformer
 from atento.nn.dropout import Dropout
-from atento.registry import register_architecture
-
-if TYPE_CHECKING:
-    from atento.config import Config
 
 POOLINGS = ("cls", "mean", "last")
-
-
-@dataclass
-class BertConfig(GPTConfig):
-    """`model.arch: bert`: an encoder-only Transformer (bidirectional self-attention)."""
-
-    arch: str = "bert"
-    dropout: float = 0.1
-    context: int = 128  # tokens the model reads at once, [CLS] and [SEP] included
-    pooling: str = "mean"  # cls | mean: the sentence vector the classifier reads
-
-    def validate(self, cfg: Config) -> None:
-        super().validate(cfg)
-        check(self.pooling in ("cls", "mean"), cfg, "model.pooling", "cls, mean")
 
 
 @dataclass
@@ -112,33 +86,3 @@ class SentenceClassifier(nn.Module):
             has_next = pad_mask[:, 1:]  # (B, T-1): position t predicts ids[:, t + 1]
             lm_logits = self.body.logits(h[:, :-1][has_next])
         return ClassifierOutput(logits, lm_logits)
-
-
-def build_text_model(
-    cfg: Config, *, causal: bool, vocab_size: int, num_classes: int = 0,
-    pretrained: Pretrained | None = None,
-) -> nn.Module:  # fmt: skip
-    """The text Transformer of `cfg.model` (GPT or BERT), with the pretrained weights copied in
-    when given, wrapped in a `SentenceClassifier` when `num_classes` > 0."""
-    m = cfg.model
-    body = TextTransformer(
-        vocab_size=vocab_size, d_model=m.d_model, heads=m.heads, layers=m.layers,
-        ff_size=m.ff_size, dropout=m.dropout, attention_dropout=m.attention_dropout,
-        context=m.context, positions=m.positions, causal=causal,
-    )  # fmt: skip
-    if pretrained is not None:
-        copy_body(body, pretrained)
-    if not num_classes:
-        return body
-    pooling = "last" if causal else m.pooling
-    return SentenceClassifier(body=body, num_classes=num_classes, pooling=pooling,
-                              dropout=m.dropout)  # fmt: skip
-
-
-@register_architecture("bert", BertConfig)
-def build_bert(
-    cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: Pretrained | None = None
-) -> nn.Module:
-    """vocab_size counts the [MASK] row (the tokenizer's vocabulary + 1)."""
-    return build_text_model(cfg, causal=False, vocab_size=vocab_size, num_classes=num_classes,
-                            pretrained=pretrained)  # fmt: skip
