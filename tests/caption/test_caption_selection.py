@@ -10,7 +10,7 @@ from torch import nn
 
 from atento.config import load_config
 from atento.data.tokenizers import WordTokenizer
-from atento.runtime import placement_for
+from atento.registry import placement_for
 from atento.tasks.captioning import CaptionTask
 from conftest import CONFIGS
 
