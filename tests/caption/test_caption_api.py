@@ -22,3 +22,9 @@ def test_api_caption_equals_the_command(caption_run, flickr_mini, capsys):
         m.translate("a dog")
     with pytest.raises(AtentoError, match="not_there.jpg"):
         m.caption(flickr_mini / "not_there.jpg")
+
+
+def test_plot_attention_of_a_captioning_run_draws_the_image(caption_run, flickr_mini, tmp_path):
+    image = flickr_mini / "images" / (flickr_mini / "dev.txt").read_text().split()[0]
+    path = atento.load(caption_run).plot_attention(str(image), tmp_path / "cap.png", beam=2)
+    assert path.is_file() and path.stat().st_size > 1000

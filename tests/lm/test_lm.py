@@ -307,3 +307,11 @@ def test_drop_contained_needs_a_labelled_format(text_file, tmp_path, capsys) -> 
     assert _train(text_file, tmp_path / "out", "data.drop_contained=true") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("data.drop_contained needs data.format sst2 or trec")
+
+
+def test_no_cache_outside_fp32_says_when_the_tokens_agree(lm_run, capsys) -> None:
+    argv = ["sample", str(lm_run), "--prompt", "the", "--max-new", "3", "--no-cache"]
+    assert main([*argv, "--precision", "fp32"]) == 0
+    assert "--no-cache" not in capsys.readouterr().err
+    assert main([*argv, "--precision", "bf16"]) == 0
+    assert "gives the cached path's tokens in fp32" in capsys.readouterr().err
