@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from atento.config import load_config  # noqa: E402
+from atento.config_io import load_config  # noqa: E402
 from atento.registry import task_class  # noqa: E402
 
 

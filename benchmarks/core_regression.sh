@@ -37,7 +37,7 @@ mkdir -p benchmarks/results
     "$(lscpu | sed -n 's/^Model name: *//p') x $(nproc); torch $($PY -c 'import torch; print(torch.__version__)')"
   echo "# lscpu flags: $(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
   for cfg in "$R" "$T"; do
-    echo "# runtime.precision=auto for $cfg here: $($PY -c "from atento.config import load_config; from atento.registry import placement_for; print(placement_for(load_config('$cfg')).describe())")"
+    echo "# runtime.precision=auto for $cfg here: $($PY -c "from atento.config_io import load_config; from atento.registry import placement_for; print(placement_for(load_config('$cfg')).describe())")"
   done
   $PY ../shared/peers/cpu_busy.py 2>/dev/null || true
 } | tee "$OUT"

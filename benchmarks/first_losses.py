@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.environ.get("ATENTO_SRC") or str(Path(__file__).resolve().parents[1] / "src"))
 
-from atento.config import load_config  # noqa: E402
+from atento.config_io import load_config  # noqa: E402
 from atento.training.loop import Trainer  # noqa: E402
 
 

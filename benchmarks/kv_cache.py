@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from atento.config import load_config  # noqa: E402
+from atento.config_io import load_config  # noqa: E402
 from atento.data.corpus import load_split  # noqa: E402
 from atento.data.tokenizers import build_tokenizer  # noqa: E402
 from atento.inference import Translator  # noqa: E402

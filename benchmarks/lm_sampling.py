@@ -69,15 +69,15 @@ def main() -> None:
     tokens = {}
     for _ in range(args.repeats):
         for mode in modes:
-            if mode == "cached_general":  # the instance's step() replaced by the general pass
-                model.step = general_step(model)
+            if mode == "cached_general":  # the instance's step_hidden() replaced by the general pass
+                model.step_hidden = general_step(model)
             tick = time.perf_counter()
             out = sample(model, [prompt.tolist()], max_new=args.new, temperature=1.0,
                          generator=torch.Generator().manual_seed(7),
                          use_cache=mode != "uncached")  # fmt: skip
             times[mode].append(time.perf_counter() - tick)
             tokens[mode] = out
-            model.__dict__.pop("step", None)
+            model.__dict__.pop("step_hidden", None)
     assert tokens["cached"] == tokens["uncached"], "cached and uncached tokens differ"
     assert tokens["cached"] == tokens["cached_general"], "the two cached loops differ"
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from atento.cli.common import start_runtime  # noqa: E402
-from atento.config import load_config  # noqa: E402
+from atento.config_io import load_config  # noqa: E402
 from atento.models.factory import count_parameters  # noqa: E402
 from atento.registry import placement_for  # noqa: E402
 from atento.training.loop import Trainer  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from atento.config import config_from_dict, load_config
+from atento.config_io import config_from_dict, load_config
 from atento.training.loop import Trainer
 
 # Tiny models gain nothing from a second thread, and one thread keeps the suite steady on a

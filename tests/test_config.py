@@ -2,7 +2,7 @@
 
 import pytest
 
-from atento.config import config_from_dict, dump_config, load_config
+from atento.config_io import config_from_dict, dump_config, load_config
 from atento.errors import AtentoError
 from conftest import CONFIGS
 
@@ -140,3 +140,26 @@ def test_shipped_configs_choose_device_and_precision_automatically():
         cfg = load_config(path, overrides)
         assert (cfg.runtime.device, cfg.runtime.precision, cfg.search.precision) == (
             "auto", "auto", "run"), path.name  # fmt: skip
+
+
+def test_the_schema_imports_no_registry_and_the_loader_chooses_the_sections():
+    import subprocess
+    import sys
+
+    code = "import sys, atento.config; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    above = ("atento.config_io", "atento.registry", "atento.components", "atento.models",
+             "atento.tasks", "torch")  # fmt: skip
+    loaded = done.stdout.split()
+    assert "atento.config" in loaded
+    assert not [m for m in loaded if m.startswith(above)], loaded
+    from atento.config import Config
+    from atento.config_io import section_classes
+
+    with pytest.raises(TypeError, match="data"):
+        Config()  # its sections are the task's and the architecture's: config_io chooses them
+    data_cls, model_cls = section_classes({"model": {"arch": "transformer"}})
+    cfg = config_from_dict({"model": {"arch": "transformer"}})
+    assert model_cls.__name__ == "TransformerConfig"
+    assert (type(cfg.data), type(cfg.model)) == (data_cls, model_cls)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.rundir import load_run
 from atento.training.loop import Trainer
 from conftest import CONFIGS

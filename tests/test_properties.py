@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from atento.cli.commands import COMMAND_MODULES
 from atento.cli.main import build_parser, main
-from atento.config import config_from_dict, load_config
+from atento.config_io import config_from_dict, load_config
 from atento.data.lines import LinePolicy, decode_lines
 from atento.data.parallel import read_parallel
 from atento.data.tokenizers import CharTokenizer, SentencePieceTokenizer, build_tokenizer

@@ -134,7 +134,7 @@ def _runtime(**kw):
 
 
 def test_auto_keeps_fp32_for_an_architecture_bf16_does_not_speed_up(monkeypatch):
-    from atento.config import config_from_dict
+    from atento.config_io import config_from_dict
 
     monkeypatch.setenv("ATENTO_NATIVE_BF16", "1")
     rnn = registry.placement_for(config_from_dict({"model": {"arch": "rnn"}}))

@@ -41,19 +41,10 @@ ABOVE_TASKS = ("atento.cli", "atento.api", "atento.serve")
 # from the import graph and fails when a cycle remains, i.e. on a cycle that goes through none
 # of them. Remove an entry once its import is gone or no longer closes a cycle (the report says
 # which can go).
-KNOWN_CYCLE_IMPORTS: set[tuple[str, str]] = {
-    # config.py looks the sections of a `task` and a `model.arch` up in the registry, whose
-    # first lookup imports atento.components, i.e. every model and task, which import config
-    ("atento.config", "atento.registry"),
-    ("atento.registry", "atento.components"),
-}
+KNOWN_CYCLE_IMPORTS: set[tuple[str, str]] = set()
 
 # Known imports from atento.tasks into the layers above: (importer, imported).
-KNOWN_TASK_IMPORTS: set[tuple[str, str]] = {
-    ("atento.tasks.captioning", "atento.cli.common"),  # in evaluate: configured, write_text, ...
-    ("atento.tasks.classify", "atento.cli.common"),
-    ("atento.tasks.translation", "atento.cli.common"),
-}
+KNOWN_TASK_IMPORTS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

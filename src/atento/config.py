@@ -1,34 +1,25 @@
-"""Typed experiment configuration: dataclass sections loaded from YAML, with dotted overrides.
+"""The schema of an experiment configuration: its dataclass sections and their checks.
 
 A config names its `task` (default `translation`) and has five sections: `data` (the task's
-data section), `model` (the section of its `model.arch`), `train`, `search` and `runtime`.
-Every key is declared with its type and default, and the task and architecture sections come
-from `atento.registry`, so a misspelt key, a key the chosen architecture does not use, or a value
-of the wrong type is a one-line `AtentoError` that names it (and suggests the closest valid key)
-instead of being ignored. Validation happens here, once; the factories only build.
+data section), `model` (the section of its `model.arch`), `train`, `search` and `runtime`. This
+module declares the common sections and `Config`; the `data` and `model` sections are the
+dataclasses of the task and the architecture (`atento.registry`), which `atento.config_io`
+chooses by name when it reads a config:
 
-    cfg = load_config("configs/dates.yaml", overrides=["train.max_steps=100"])
-    dump_config(cfg, run_dir / "config.yaml")
+    cfg = load_config("configs/dates.yaml", overrides=["train.max_steps=100"])  # config_io
 
-Deprecated keys keep working with a warning: `train.bf16` and `search.bf16` (now
-`runtime.precision` and `search.precision`) and `train.threads` (now `runtime.threads`).
-`config_from_dict(raw, migrate=True)` also reads the flat model sections of run directories
-written before the sections were split, dropping (with a note) keys the architecture does not use.
+Each section's `validate(cfg)` runs once when the config is read, through `Config.validate`;
+`check` is the one-line `AtentoError` that names a key. This module imports nothing above
+`atento.errors` and `atento.options`, so that models and tasks can declare their sections with
+it.
 """
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import yaml
-
-from atento.errors import AtentoError, warn
+from atento.errors import AtentoError
 from atento.options import PRECISION_CHOICES, OptionError, check_beam
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -92,23 +83,14 @@ class RuntimeConfig:
         check(self.collective_timeout > 0, cfg, "runtime.collective_timeout", "seconds > 0")
 
 
-def _default_model() -> Any:
-    from atento.registry import architecture
-
-    return architecture("rnn").config_cls()
-
-
-def _default_data() -> Any:
-    from atento.registry import task_class
-
-    return task_class("translation").data_config()
-
-
 @dataclass
 class Config:
+    """A whole config. `data` and `model` are the sections of `task` and `model.arch`: build one
+    with `atento.config_io` (`config_from_dict`, `load_config`), which chooses them."""
+
     task: str = "translation"  # translation (more tasks register in atento.registry)
-    data: Any = field(default_factory=_default_data)  # the task's data section
-    model: Any = field(default_factory=_default_model)  # the section of model.arch
+    data: Any = field(kw_only=True)  # the task's data section
+    model: Any = field(kw_only=True)  # the section of model.arch
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -151,236 +133,6 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def _field_types(cls: type, raw: dict | None = None) -> dict[str, Any]:
-    """Declared types of `cls`'s fields; for `Config`, `data` and `model` are the classes that
-    the task and `model.arch` in `raw` choose."""
-    hints = typing.get_type_hints(cls)
-    types_ = {f.name: hints[f.name] for f in fields(cls)}
-    if cls is Config:
-        from atento.registry import architecture, task_class
-
-        raw = raw or {}
-        task = raw.get("task", "translation")
-        types_["data"] = task_class(_coerce(task, str, "task")).data_config
-        model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
-        types_["model"] = architecture(_coerce(model.get("arch", "rnn"), str, "model.arch"))
-        types_["model"] = types_["model"].config_cls
-    return types_
-
-
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    """Convert a YAML / command-line value to the declared type or raise naming the key."""
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(typ):
-            return None  # an optional key left to its default (`null` in a dumped config)
-        typ = next(t for t in typing.get_args(typ) if t is not type(None))
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    name = getattr(typ, "__name__", str(typ))
-    raise AtentoError(f"config: {key} must be {name}, got {value!r}")
-
-
-def _unknown(key: str, valid: list[str], prefix: str, where: str = "") -> AtentoError:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (valid: {', '.join(valid)})"
-    return AtentoError(f"config: unknown key {prefix}{key}{where}{hint}")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        where = prefix.rstrip(".")
-        if where:
-            raise AtentoError(f"config: {where} is a section; set one of its keys")
-        raise AtentoError("config: the top level must be a mapping")
-    types_ = _field_types(cls, raw)
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in types_:
-            where = ""
-            if prefix == "model." and "arch" in types_:
-                where = f" for model.arch={raw.get('arch', 'rnn')}"
-            raise _unknown(str(key), list(types_), prefix, where)
-        typ = types_[key]
-        if is_dataclass(typ):
-            kwargs[key] = _build(typ, value, f"{prefix}{key}.")
-        elif isinstance(value, dict):
-            raise AtentoError(f"config: {prefix}{key} has no sub-keys")
-        else:
-            kwargs[key] = _coerce(value, typ, f"{prefix}{key}")
-    if cls is Config:  # the task's and the architecture's sections, even when not given
-        for key in ("data", "model"):
-            kwargs.setdefault(key, types_[key]())
-    return cls(**kwargs)
-
-
-def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
-    """Write `value` at `a.b.c` into nested dicts (names are checked when the config is built,
-    against the sections that the final task and model.arch choose)."""
-    parts = dotted.split(".")
-    if not all(parts):
-        raise AtentoError(f"config: override key {dotted!r} is not a dotted key path")
-    node = raw
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            if part in node and node[part] is not None:
-                raise AtentoError(f"config: {dotted.rsplit('.', 1)[0]} has no sub-keys")
-            node[part] = {}
-        node[part] = dict(node[part])
-        node = node[part]
-    node[parts[-1]] = value
-
-
-# old key -> (new key, value conversion)
-DEPRECATED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "train.bf16": (
-        "runtime.precision",
-        lambda v: "bf16" if _coerce(v, bool, "train.bf16") else "fp32",
-    ),  # noqa: E501
-    "search.bf16": (
-        "search.precision",
-        lambda v: "bf16" if _coerce(v, bool, "search.bf16") else "fp32",
-    ),  # noqa: E501
-    "train.threads": ("runtime.threads", lambda v: _coerce(v, int, "train.threads")),
-}
-
-
-def _apply_aliases(raw: dict, *, quiet: bool, explicit: set[str]) -> list[str]:
-    """Rewrite deprecated keys in `raw` to their new names; returns what was rewritten."""
-    done = []
-    for old, (new, convert) in DEPRECATED.items():
-        section, key = old.split(".")
-        node = raw.get(section)
-        if not isinstance(node, dict) or key not in node:
-            continue
-        value = convert(node.pop(key))
-        new_section, new_key = new.split(".")
-        target = raw.setdefault(new_section, {})
-        if not isinstance(target, dict):
-            continue  # reported as "is a section" when built
-        if new in explicit:  # the new key, set explicitly, wins
-            continue
-        target[new_key] = value
-        done.append(f"{old} -> {new}={value}")
-        if not quiet:
-            warn(f"config: {old} is deprecated; use {new}={value} (read as that)")
-    return done
-
-
-def _migrate_model(raw: dict) -> list[str]:
-    """Drop the keys of a flat (pre-split) model section that its architecture does not use."""
-    from atento.registry import architecture
-
-    model = raw.get("model")
-    if not isinstance(model, dict):
-        return []
-    cls = architecture(str(model.get("arch", "rnn"))).config_cls
-    names = {f.name for f in fields(cls)}
-    dropped = sorted(k for k in model if k not in names)
-    raw["model"] = {k: v for k, v in model.items() if k in names}
-    return dropped
-
-
-def _explicit_keys(raw: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for k, v in raw.items():
-        keys.add(prefix + str(k))
-        if isinstance(v, dict):
-            keys |= _explicit_keys(v, f"{prefix}{k}.")
-    return keys
-
-
-def config_from_dict(
-    raw: dict | None, overrides: list[str] = (), *, migrate: bool = False
-) -> Config:
-    """Build a validated Config from a nested dict plus `key.path=value` overrides.
-
-    `migrate=True` reads configs saved by earlier releases (run directories): deprecated keys
-    are renamed quietly and model keys the architecture does not use are dropped, with a note.
-    """
-    raw = _deep_copy(raw or {})
-    if not isinstance(raw, dict):
-        raise AtentoError("config: the top level must be a mapping")
-    notes = _apply_aliases(raw, quiet=migrate, explicit=_explicit_keys(raw))
-    if migrate:
-        dropped = _migrate_model(raw)
-        if dropped:
-            notes.append(f"dropped model keys {raw['model'].get('arch', 'rnn')} does not use: "
-                         + ", ".join(dropped))  # fmt: skip
-    else:
-        notes = []
-    for item in overrides:
-        if "=" not in item:
-            raise AtentoError(f"config: override {item!r} must look like key.path=value")
-        key, value = (part.strip() for part in item.split("=", 1))
-        try:
-            value = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError as exc:
-            raise AtentoError(
-                f"config: override {item!r} has a value that is not valid YAML "
-                f"({str(exc).splitlines()[0]})"
-            ) from None
-        if key in DEPRECATED:  # an override of an old key overrides the file's new key
-            new, convert = DEPRECATED[key]
-            value = convert(value)
-            warn(f"config: {key} is deprecated; use {new}={value} (read as that)")
-            key = new
-        _set_dotted(raw, key, value)
-    if notes:
-        warn("note: config of an older release migrated (" + "; ".join(notes) + ")")
-    return _build(Config, raw, "").validate()
-
-
-def _deep_copy(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
-    return raw
-
-
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config file and apply overrides; AtentoError on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise AtentoError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise AtentoError(
-            f"config: {path} is not UTF-8 text (invalid byte at offset {exc.start})"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise AtentoError(
-            f"config: {path} is not valid YAML ({str(exc).splitlines()[0]})"
-        ) from None
-    return config_from_dict(raw, overrides)
-
-
 def config_to_dict(cfg: Config) -> dict:
+    """The config as nested plain values (what `config_io.dump_config` writes as YAML)."""
     return asdict(cfg)
-
-
-def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from atento.checkpoints import FORMAT, find_checkpoint, load_checkpoint
-from atento.config import Config, config_from_dict
+from atento.config import Config
+from atento.config_io import config_from_dict
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 from atento.registry import build_model, placement_for, task_class

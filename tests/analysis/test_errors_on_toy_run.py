@@ -3,7 +3,7 @@
 import pytest
 
 from atento.analysis.search_errors import analyse_beams_several, check_exact
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.data.corpus import load_split
 from atento.rundir import load_run
 

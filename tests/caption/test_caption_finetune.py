@@ -19,7 +19,7 @@ from atento.captioning.encoder import (
 from atento.captioning.images import load_image
 from atento.checkpoints import find_checkpoint, load_checkpoint
 from atento.cli.main import main
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.errors import AtentoError
 from atento.training.loop import Trainer
 from conftest import CONFIGS, caption_overrides

@@ -103,7 +103,7 @@ def test_caption_batched_equals_alone(beam):
 
 
 def test_loss_adds_lambda_times_penalty(flickr_mini, tmp_path):
-    from atento.config import load_config
+    from atento.config_io import load_config
     from atento.tasks.captioning import CaptionTask
     from conftest import CONFIGS
 

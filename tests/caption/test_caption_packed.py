@@ -9,7 +9,7 @@ import torch
 from test_caption_cache import fake_extractor
 
 from atento.captioning.cache import FeatureCache, PackedFeatures
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.errors import AtentoError
 from atento.training.loop import Trainer
 from conftest import CONFIGS, caption_overrides

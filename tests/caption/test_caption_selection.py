@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.data.tokenizers import WordTokenizer
 from atento.registry import placement_for
 from atento.tasks.captioning import CaptionTask

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from atento.cli.main import main
-from atento.config import config_from_dict, dump_config
+from atento.config_io import config_from_dict, dump_config
 from atento.rundir import load_run
 from atento.tasks.classify import predict
 

@@ -9,7 +9,7 @@ import torch
 
 from atento.analysis.classification import classification_report
 from atento.checkpoints import find_checkpoint, load_checkpoint
-from atento.config import config_from_dict
+from atento.config_io import config_from_dict
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
 from atento.models.classifier import SentenceClassifier

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from atento.cli.main import main
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.data.corpus import load_split
 
 

@@ -7,7 +7,7 @@ from functools import partial
 import pytest
 import torch
 
-from atento.config import config_from_dict
+from atento.config_io import config_from_dict
 from atento.errors import AtentoError
 from atento.models.base import DecodeOptions
 from atento.models.transformer import TransformerSeq2Seq

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from atento.checkpoints import BEST, LAST, load_checkpoint
 from atento.cli.main import main
-from atento.config import config_from_dict
+from atento.config_io import config_from_dict
 from atento.predictors.base import Predictor
 from atento.predictors.classify import Label
 from atento.registry import register_architecture, register_task

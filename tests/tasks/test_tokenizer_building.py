@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from atento.config import config_from_dict
+from atento.config_io import config_from_dict
 from atento.data.tokenizers import KINDS, build_tokenizer, load_tokenizer
 from atento.errors import AtentoError
 from atento.registry import task_class

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.training import distributed
 from atento.training.loop import Trainer
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from atento.checkpoints import LAST, load_checkpoint
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.errors import AtentoError
 from atento.training.loop import Trainer
 from conftest import CONFIGS, ROOT

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from atento.checkpoints import BEST, LAST, load_checkpoint
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.rundir import load_run
 from atento.training.ema import WeightAverage, ema_decay_at
 from atento.training.loop import Trainer

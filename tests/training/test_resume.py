@@ -9,7 +9,7 @@ import time
 import torch
 
 from atento.checkpoints import LAST, load_checkpoint
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.training.loop import Trainer
 from conftest import CONFIGS
 

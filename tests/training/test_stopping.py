@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.checkpoints import BEST, LAST, load_checkpoint
-from atento.config import config_from_dict
+from atento.config_io import config_from_dict
 from atento.registry import register_architecture, register_task
 from atento.tasks.base import LossOutput, Selection, Task
 from atento.training.loop import Trainer

@@ -61,7 +61,7 @@ def test_training_lowers_validation_loss(toy_run):
 
 
 def test_bf16_autocast_step_close_to_fp32(tmp_path):
-    from atento.config import load_config
+    from atento.config_io import load_config
     from atento.data.batching import collate
     from atento.training.loop import Trainer
     from conftest import CONFIGS

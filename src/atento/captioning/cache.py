@@ -35,6 +35,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -151,10 +152,7 @@ class FeatureCache:
         image is tried again next time, as with `features`). `strict`: the first error (of the
         first `chunk` with one) is raised as an AtentoError."""
         keys = [self._key(p) for p in paths]
-        names = (k or f"missing:{p}" for k, p in zip(keys, paths, strict=True))
-        text = "\0".join([PACK_FORMAT, self.encoder, *names])
-        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-        file = self.directory / "packs" / f"{digest}.pack"
+        file = self._pack_file(paths, keys)
         if file.is_file():
             try:
                 return PackedFeatures.open(file)
@@ -162,32 +160,9 @@ class FeatureCache:
                 pass
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-        kept: list[int] = []
-        errors: dict[int, str] = {}
-        shape: tuple[int, ...] | None = None
         try:
             with os.fdopen(fd, "wb") as handle:
-                for start in range(0, len(paths), chunk):
-                    feats, errs = self._features(paths[start : start + chunk],
-                                                 keys[start : start + chunk], progress)  # fmt: skip
-                    if errs and strict:
-                        raise AtentoError(next(iter(errs.values())))
-                    errors.update({start + i: e for i, e in errs.items()})
-                    for i, f in enumerate(feats):
-                        if f is None:
-                            continue
-                        if shape is None:
-                            shape = tuple(f.shape)
-                        elif tuple(f.shape) != shape:
-                            raise AtentoError(f"features of {paths[start + i]}: shape "
-                                             f"{tuple(f.shape)}, not {shape}")  # fmt: skip
-                        handle.write(np.ascontiguousarray(f.to(torch.float16).numpy()).data)
-                        kept.append(start + i)
-                meta = {"format": PACK_FORMAT, "byteorder": sys.byteorder,
-                        "shape": [len(kept), *(shape or (0, 0))], "kept": kept,
-                        "errors": {str(i): e for i, e in errors.items()}}  # fmt: skip
-                trailer = json.dumps(meta).encode("utf-8")
-                handle.write(trailer + _TRAILER.pack(len(trailer), _MAGIC))
+                kept, errors = self._write_pack(handle, paths, keys, progress, strict, chunk)
             if not kept:
                 Path(tmp).unlink()
                 return None, kept, errors
@@ -198,6 +173,47 @@ class FeatureCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         return PackedFeatures.open(file)
+
+    def _pack_file(self, paths: Sequence[str | Path], keys: list[str | None]) -> Path:
+        """The pack of these images in this order: named by the digest of the format, the
+        encoder and every image's cache key (its path where it has none)."""
+        names = (k or f"missing:{p}" for k, p in zip(keys, paths, strict=True))
+        text = "\0".join([PACK_FORMAT, self.encoder, *names])
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+        return self.directory / "packs" / f"{digest}.pack"
+
+    def _write_pack(
+        self, handle: BinaryIO, paths: Sequence[str | Path], keys: list[str | None], progress: bool,
+        strict: bool, chunk: int,
+    ) -> tuple[list[int], dict[int, str]]:  # fmt: skip
+        """Write the features of `paths` into `handle` as fp16 rows, `chunk` images at a time,
+        then the trailer (shape, the images the rows belong to, the errors); returns those
+        indices and {index: error} (`strict`: raises the first error of a chunk)."""
+        kept: list[int] = []
+        errors: dict[int, str] = {}
+        shape: tuple[int, ...] | None = None
+        for start in range(0, len(paths), chunk):
+            feats, errs = self._features(paths[start : start + chunk],
+                                         keys[start : start + chunk], progress)  # fmt: skip
+            if errs and strict:
+                raise AtentoError(next(iter(errs.values())))
+            errors.update({start + i: e for i, e in errs.items()})
+            for i, f in enumerate(feats):
+                if f is None:
+                    continue
+                if shape is None:
+                    shape = tuple(f.shape)
+                elif tuple(f.shape) != shape:
+                    raise AtentoError(f"features of {paths[start + i]}: shape "
+                                      f"{tuple(f.shape)}, not {shape}")  # fmt: skip
+                handle.write(np.ascontiguousarray(f.to(torch.float16).numpy()).data)
+                kept.append(start + i)
+        meta = {"format": PACK_FORMAT, "byteorder": sys.byteorder,
+                "shape": [len(kept), *(shape or (0, 0))], "kept": kept,
+                "errors": {str(i): e for i, e in errors.items()}}  # fmt: skip
+        trailer = json.dumps(meta).encode("utf-8")
+        handle.write(trailer + _TRAILER.pack(len(trailer), _MAGIC))
+        return kept, errors
 
     def _read(self, key: str) -> Tensor | None:
         file = self._file(key)

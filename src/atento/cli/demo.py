@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from atento.cli.common import start_runtime
-from atento.config import load_config
+from atento.config_io import load_config
 from atento.outputs import output_path, write_text
 from atento.registry import placement_for
 

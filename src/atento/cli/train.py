@@ -14,7 +14,7 @@ from pathlib import Path
 
 from atento.checkpoints import LAST, find_checkpoint, load_checkpoint
 from atento.cli.common import start_runtime
-from atento.config import config_from_dict, load_config
+from atento.config_io import config_from_dict, load_config
 from atento.errors import AtentoError, warn
 from atento.outputs import output_path
 from atento.registry import placement_for

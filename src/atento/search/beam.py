@@ -35,6 +35,7 @@ from atento.search.step import (
     SearchStats,
     StepFn,
     banned_ids,
+    first_ids,
     max_lengths,
     search_device,
     top_k,
@@ -207,6 +208,51 @@ def _finish_live(
             )
 
 
+def _banned(V: int, pad_id: int, bos_id: int, eos_id: int, device: torch.device) -> Tensor:
+    """The ids a beam never proposes (`banned_ids`) as a LongTensor on `device`."""
+    ids = banned_ids(V, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def _choose(
+    t: int, beams: _Beams, cand: _Candidates, attention: Tensor | None,
+    finished: list[list[Hypothesis]], eos_id: int, penalty: LengthPenalty,
+    trace: BeamTrace | None,
+) -> Tensor:  # fmt: skip
+    """Step t: finish the EOS candidates in the top K (`_finish_eos`), record the step in
+    `trace`; the positions (A, K) of the candidates that continue (`_continuing`)."""
+    K = beams.log_prob.size(1)
+    moved = _finish_eos(beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=penalty)
+    chosen = _continuing(cand, K, eos_id)  # (A, K)
+    if trace is not None:
+        trace.record(t, beams.active, cand.log_prob, cand.beam, cand.token, chosen, moved, penalty)
+    return chosen
+
+
+def _unfinished(
+    t: int, beams: _Beams, lens: Tensor, finished: list[list[Hypothesis]], penalty: LengthPenalty
+) -> Tensor:
+    """After step t: the sentences at their maximum length `lens` (B,) finish their live
+    beams (`_finish_live`); the positions (A',) of those that have neither reached it nor K
+    finished hypotheses."""
+    K = beams.log_prob.size(1)
+    at_max = lens[beams.active] <= t + 1  # (A,)
+    _finish_live(beams, at_max, finished, K=K, penalty=penalty)
+    full = [len(finished[b]) >= K for b in beams.active.tolist()]
+    done = at_max | torch.tensor(full, dtype=torch.bool, device=at_max.device)
+    return (~done).nonzero().squeeze(1)
+
+
+def _state_rows(cand: _Candidates, chosen: Tensor, keep: Tensor) -> Tensor:
+    """The decoder-state rows (A'*K,) that the K continuing beams of the sentences `keep` (A',)
+    come from: beam k of sentence a is row a*K + k, and the chosen candidates (A, K) name
+    their parent beams."""
+    parent = cand.beam.gather(1, chosen)  # (A, K)
+    A, K = parent.shape
+    rows = torch.arange(A, device=parent.device)[:, None] * K + parent  # (A, K)
+    return rows[keep].reshape(-1)
+
+
 def beam_search(
     step_fn: StepFn,
     state: SearchState,
@@ -231,11 +277,10 @@ def beam_search(
     `state.reorder(rows)` follows the beams (rows keep each sentence's K beams together).
     max_len: int or LongTensor (B,), the most tokens a hypothesis may generate, EOS included.
     length_penalty: ranks finished hypotheses by log_prob / Ty^alpha.
-    nbest: how many hypotheses to return per sentence (1 <= nbest <= K).
+    nbest: the most hypotheses returned per sentence, best first (1 <= nbest <= K).
     PAD and BOS are never generated, nor UNK when `unk_id` names it (`stats` then counts the
     steps at which it was a sentence's best extension). `device` is where ids and indices are
-    made (default `state.device`, else CPU). Returns, per sentence, up to `nbest` hypotheses,
-    best first.
+    made (default `state.device`, else CPU).
     trace: a `BeamTrace` to fill with every step's kept, finished and pruned candidates
     (`atento.search.trace`); None (the default) records nothing and costs nothing.
     start_ids (B,): the first tokens fed (default BOS; a language model: each prompt's last).
@@ -249,38 +294,21 @@ def beam_search(
     if trace is not None:
         trace.start(B, K)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    last_ids = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
-    if start_ids is not None:
-        last_ids = start_ids.to(device).repeat_interleave(K)
+    last_ids = first_ids(start_ids, bos_id, B, device, repeat=K)  # (B*K,)
     banned: Tensor | None = None
     for t in range(int(lens.max()) if B else 0):
         log_probs, state, attention = step_fn(last_ids, state)  # (A*K, V), (A*K, S)
-        if banned is None:
-            ids = banned_ids(log_probs.size(-1), pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
-            banned = torch.tensor(ids, dtype=torch.long, device=device)
+        if banned is None:  # PAD and BOS, once the vocabulary size is known
+            banned = _banned(log_probs.size(-1), pad_id, bos_id, eos_id, device)
         A = beams.active.numel()
         attention = None if attention is None else attention.float().view(A, K, -1)
         cand = _top_candidates(beams.log_prob, log_probs, banned, unk_id, stats)  # (A, 2K)
-        moved = _finish_eos(
-            beams, cand, attention, finished, K=K, eos_id=eos_id, penalty=length_penalty
-        )
-        chosen = _continuing(cand, K, eos_id)  # (A, K)
-        if trace is not None:
-            trace.record(
-                t, beams.active, cand.log_prob, cand.beam, cand.token, chosen, moved,
-                length_penalty,
-            )  # fmt: skip
-        parent = cand.beam.gather(1, chosen)  # (A, K)
+        chosen = _choose(t, beams, cand, attention, finished, eos_id, length_penalty, trace)
         beams = beams.advance(cand, chosen, attention)
-        at_max = lens[beams.active] <= t + 1  # (A,)
-        _finish_live(beams, at_max, finished, K=K, penalty=length_penalty)
-        full = [len(finished[b]) >= K for b in beams.active.tolist()]
-        done = at_max | torch.tensor(full, dtype=torch.bool, device=device)
-        keep = (~done).nonzero().squeeze(1)  # (A',)
+        keep = _unfinished(t, beams, lens, finished, length_penalty)  # (A',)
         if keep.numel() == 0:
             break
-        rows = torch.arange(A, device=device)[:, None] * K + parent  # (A, K) flat beam indices
-        state = state.reorder(rows[keep].reshape(-1))  # (A'*K) rows, K per sentence
+        state = state.reorder(_state_rows(cand, chosen, keep))  # (A'*K) rows, K per sentence
         beams = beams.select(keep)
         last_ids = beams.token_ids[:, :, -1].reshape(-1)  # (A'*K,)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -13,9 +15,62 @@ from atento.search.step import (
     StepFn,
     ban_specials,
     ban_unk,
+    first_ids,
     max_lengths,
     search_device,
 )
+
+
+@dataclass
+class _Outputs:
+    """What greedy decoding generated for each of B sentences, T tokens at most."""
+
+    token_ids: Tensor  # (B, T), PAD after each sentence's end
+    token_log_probs: Tensor  # (B, T)
+    total: Tensor  # (B,) accumulated log-prob
+    steps: Tensor  # (B,) tokens generated (Ty)
+    finished: Tensor  # (B,) bool: ended with EOS
+    attention: Tensor | None = None  # (B, T, S), made at the first step with attention
+
+    @classmethod
+    def empty(cls, B: int, T: int, pad_id: int, device: torch.device) -> _Outputs:
+        return cls(
+            torch.full((B, T), pad_id, dtype=torch.long, device=device),
+            torch.zeros(B, T, device=device),
+            torch.zeros(B, device=device),
+            torch.zeros(B, dtype=torch.long, device=device),
+            torch.zeros(B, dtype=torch.bool, device=device),
+        )
+
+    def record(
+        self, t: int, active: Tensor, ids: Tensor, step_lp: Tensor, is_eos: Tensor,
+        attention: Tensor | None,
+    ) -> None:  # fmt: skip
+        """Step t of the sentences `active` (A,): tokens, their log-probs, EOS, attention."""
+        self.token_ids[active, t] = ids
+        self.token_log_probs[active, t] = step_lp
+        self.total[active] += step_lp
+        self.steps[active] = t + 1
+        if attention is not None:
+            if self.attention is None:
+                B, T = self.token_ids.shape
+                self.attention = attention.new_zeros(B, T, attention.size(-1), dtype=torch.float)
+            self.attention[active, t] = attention.float()
+        self.finished[active] = is_eos
+
+    def hypotheses(self, penalty: LengthPenalty) -> list[Hypothesis]:
+        """One `Hypothesis` per sentence, in batch order."""
+        return [
+            make_hypothesis(
+                self.token_ids[b, : self.steps[b]],
+                self.token_log_probs[b, : self.steps[b]],
+                self.total[b],
+                None if self.attention is None else self.attention[b, : self.steps[b]],
+                finished=bool(self.finished[b]),
+                length_penalty=penalty,
+            )
+            for b in range(self.token_ids.size(0))
+        ]
 
 
 def greedy_search(
@@ -49,47 +104,21 @@ def greedy_search(
     device = search_device(state, device)
     B = batch_size
     lens = max_lengths(max_len, B, device)  # (B,)
-    T = int(lens.max()) if B else 0
+    out = _Outputs.empty(B, int(lens.max()) if B else 0, pad_id, device)
     active = torch.arange(B, device=device)  # (A,) batch index of each live row
-    last_ids = torch.full((B,), bos_id, dtype=torch.long, device=device)
-    if start_ids is not None:
-        last_ids = start_ids.to(device)
-    token_ids = torch.full((B, T), pad_id, dtype=torch.long, device=device)
-    token_log_probs = torch.zeros(B, T, device=device)
-    total = torch.zeros(B, device=device)
-    steps = torch.zeros(B, dtype=torch.long, device=device)  # Ty per sentence
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    attention_rows: Tensor | None = None  # (B, T, S)
-    for t in range(T):
+    last_ids = first_ids(start_ids, bos_id, B, device)
+    for t in range(out.token_ids.size(1)):
         log_probs, state, attention = step_fn(last_ids, state)
         log_probs = ban_specials(log_probs, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
         if unk_id is not None:
             log_probs = ban_unk(log_probs, unk_id, stats)
         step_lp, ids = log_probs.max(dim=-1)  # (A,), first maximum on ties
-        token_ids[active, t] = ids
-        token_log_probs[active, t] = step_lp
-        total[active] += step_lp
-        steps[active] = t + 1
-        if attention is not None:
-            if attention_rows is None:
-                attention_rows = attention.new_zeros(B, T, attention.size(-1), dtype=torch.float)
-            attention_rows[active, t] = attention.float()
         is_eos = ids == eos_id
-        finished[active] = is_eos
+        out.record(t, active, ids, step_lp, is_eos, attention)
         keep = (~is_eos & (lens[active] > t + 1)).nonzero().squeeze(1)  # (A',)
         if keep.numel() == 0:
             break
         if keep.numel() < active.numel():
             state, active, ids = state.select(keep), active[keep], ids[keep]
         last_ids = ids
-    return [
-        make_hypothesis(
-            token_ids[b, : steps[b]],
-            token_log_probs[b, : steps[b]],
-            total[b],
-            None if attention_rows is None else attention_rows[b, : steps[b]],
-            finished=bool(finished[b]),
-            length_penalty=penalty,
-        )
-        for b in range(B)
-    ]
+    return out.hypotheses(penalty)

@@ -74,6 +74,17 @@ def max_lengths(max_len: int | Tensor, batch_size: int, device: torch.device) ->
     return lens
 
 
+def first_ids(
+    start_ids: Tensor | None, bos_id: int, batch_size: int, device: torch.device, *, repeat: int = 1
+) -> Tensor:
+    """The ids fed at a search's first step, (batch_size * repeat,), each sentence's `repeat`
+    times in a row: BOS, or `start_ids` (batch_size,) (a language model: each prompt's last)."""
+    if start_ids is None:
+        return torch.full((batch_size * repeat,), bos_id, dtype=torch.long, device=device)
+    ids = start_ids.to(device)
+    return ids.repeat_interleave(repeat) if repeat > 1 else ids
+
+
 def banned_ids(vocab_size: int, *, pad_id: int, bos_id: int, eos_id: int) -> list[int]:
     """PAD and BOS: never output (BOS is allowed when it is also the EOS id)."""
     return sorted(i for i in {pad_id, bos_id} if i != eos_id and 0 <= i < vocab_size)

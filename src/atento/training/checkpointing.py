@@ -8,8 +8,10 @@ best score, elapsed time). `checkpoint_best` holds the weights and `Progress` on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -19,8 +21,11 @@ from atento.errors import AtentoError
 from atento.training.ema import WeightAverage
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from atento.config import Config
-    from atento.training.loop import Trainer
+    from atento.tasks.base import Task
+    from atento.training.distributed import World
 
 # model keys that may change when a run resumes: they shape no weight (dropout) or act only
 # when a run starts or through optimiser state the checkpoint restores
@@ -39,6 +44,23 @@ class Progress:
     elapsed: float = 0.0  # seconds of training so far, over all sessions of this run
     train_tokens: int = 0  # units of the task's loss (target tokens for translation)
     train_seconds: float = 0.0  # time inside training steps only (for tokens/s)
+
+
+class Trainee(Protocol):
+    """What `capture` and `restore` read and set of a trainer (`training.loop.Trainer`): named
+    here so that this module, which the loop imports, does not import the loop."""
+
+    cfg: Config
+    run_dir: Path
+    world: World
+    task: Task
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: WeightAverage | None
+    state: Progress
+    log: Callable[[str], object]
 
 
 def progress_from(saved: dict | None) -> Progress:
@@ -70,7 +92,7 @@ def check_same_model(cfg: Config, saved: dict) -> None:
         )
 
 
-def capture(trainer: Trainer, *, full: bool) -> Checkpoint:
+def capture(trainer: Trainee, *, full: bool) -> Checkpoint:
     """The trainer as a checkpoint: `full` for `checkpoint_last` (with the training state; the
     RNG states are gathered from every rank, so every rank must call it), else weights only."""
     weights = _cpu(trainer.model.state_dict())
@@ -96,7 +118,7 @@ def capture(trainer: Trainer, *, full: bool) -> Checkpoint:
     return ckpt
 
 
-def restore(trainer: Trainer, ckpt: Checkpoint) -> None:
+def restore(trainer: Trainee, ckpt: Checkpoint) -> None:
     """Put the training state of `checkpoint_last` back into `trainer` (this rank's RNG)."""
     training = ckpt.training or {}
     if "optimizer" not in training:
@@ -135,7 +157,7 @@ def restore(trainer: Trainer, ckpt: Checkpoint) -> None:
     trainer.log(f"resumed {trainer.run_dir} at step {trainer.state.step}")
 
 
-def _layout(trainer: Trainer) -> dict[str, int]:
+def _layout(trainer: Trainee) -> dict[str, int]:
     return {"world_size": trainer.world.size, "accum_steps": trainer.cfg.train.accum_steps}
 
 

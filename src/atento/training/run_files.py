@@ -23,7 +23,7 @@ from atento.checkpoints import (
     remove_stale,
     save_checkpoint,
 )
-from atento.config import dump_config
+from atento.config_io import dump_config
 from atento.errors import AtentoError
 from atento.training.checkpointing import check_same_model
 
