@@ -22,7 +22,10 @@ import torch
 
 sys.path.insert(0, os.environ.get("ATENTO_SRC") or str(Path(__file__).resolve().parents[1] / "src"))
 
-from atento.config_io import load_config  # noqa: E402
+try:  # the revision under ATENTO_SRC may predate the schema / loader split
+    from atento.config_io import load_config
+except ImportError:
+    from atento.config import load_config
 from atento.training.loop import Trainer  # noqa: E402
 
 

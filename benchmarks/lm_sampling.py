@@ -69,7 +69,7 @@ def main() -> None:
     tokens = {}
     for _ in range(args.repeats):
         for mode in modes:
-            if mode == "cached_general":  # the instance's step_hidden() replaced by the general pass
+            if mode == "cached_general":  # step_hidden() replaced by the general pass
                 model.step_hidden = general_step(model)
             tick = time.perf_counter()
             out = sample(model, [prompt.tolist()], max_new=args.new, temperature=1.0,
