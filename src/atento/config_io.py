@@ -234,7 +234,12 @@ def config_from_dict(
         _set_dotted(raw, key, value)
     if notes:
         warn("note: config of an older release migrated (" + "; ".join(notes) + ")")
-    return _build(Config, raw, "").validate()
+    cfg = _build(Config, raw, "")
+    accepts = task_class(cfg.task).architectures  # each task declares the ones it takes
+    if accepts and cfg.model.arch not in accepts:
+        raise AtentoError(f"config: task={cfg.task} needs model.arch={' or '.join(accepts)}, "
+                          f"not {cfg.model.arch}")  # fmt: skip
+    return cfg.validate()
 
 
 def _deep_copy(raw: Any) -> Any:

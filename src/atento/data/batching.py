@@ -14,7 +14,7 @@ Conventions (one place for all of them):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -26,8 +26,19 @@ from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 IdPair = tuple[list[int], list[int]]
 
 
+class Movable:
+    """A batch dataclass whose `to(device)` moves every tensor field (the others are kept)."""
+
+    def to(self, device: torch.device | str, non_blocking: bool = False):
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        for name, value in moved.items():
+            if isinstance(value, Tensor):
+                moved[name] = value.to(device, non_blocking=non_blocking)
+        return type(self)(**moved)
+
+
 @dataclass
-class Batch:
+class Batch(Movable):
     """A padded batch of B sentence pairs. S and T include the appended EOS / prepended BOS.
 
     src_ids: (B, S) long, source ids + EOS, PAD on the right
@@ -45,25 +56,10 @@ class Batch:
     tgt_mask: Tensor
     n_tgt_tokens: int
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """The same batch with every tensor on `device`."""
-
-        def move(t: Tensor) -> Tensor:
-            return t.to(device, non_blocking=non_blocking)
-
-        return Batch(
-            src_ids=move(self.src_ids),
-            src_mask=move(self.src_mask),
-            tgt_in=move(self.tgt_in),
-            tgt_out=move(self.tgt_out),
-            tgt_mask=move(self.tgt_mask),
-            n_tgt_tokens=self.n_tgt_tokens,
-        )
-
     @property
-    def size(self) -> int:
-        """B, the number of sentence pairs."""
-        return self.src_ids.size(0)
+    def sources(self) -> tuple[Tensor, Tensor]:
+        """What the model encodes: (src_ids, src_mask)."""
+        return self.src_ids, self.src_mask
 
 
 def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:

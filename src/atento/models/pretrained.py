@@ -13,9 +13,10 @@ the key and both values, before training starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -77,6 +78,17 @@ def load_pretrained(cfg: Config) -> Pretrained:
     if any(k.startswith(BODY) for k in weights):  # an earlier classification run
         weights = {k[len(BODY) :]: v for k, v in weights.items() if k.startswith(BODY)}
     return Pretrained(run=run, task=task, step=ckpt.step, tokenizer=tok, weights=weights)
+
+
+def text_tokenizer(cfg: Config, run_dir: Any, build: Callable[[], Any]) -> tuple[Any, Any]:
+    """(the text tokenizer of a new run, the `Pretrained` it comes from or None): that of
+    `model.init_from` (saved as `text` into `run_dir`), else what `build()` makes."""
+    if not cfg.model.init_from:
+        return build(), None
+    pretrained = load_pretrained(cfg)
+    if run_dir is not None:
+        pretrained.tokenizer.save(run_dir, "text")
+    return pretrained.tokenizer, pretrained
 
 
 def copy_body(body: nn.Module, pretrained: Pretrained) -> None:

@@ -26,25 +26,22 @@ from __future__ import annotations
 import argparse
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
+from atento.data.batching import Movable
 from atento.errors import AtentoError
 from atento.predictors.base import Predictor
+from atento.training.loss import sequence_loss
 
 if TYPE_CHECKING:
     from atento.config import Config
     from atento.data.tokenizers import Tokenizer
     from atento.runtime import Placement
-
-
-class Movable(Protocol):
-    """A batch: whatever `Task.collate` returns, movable to a device."""
-
-    def to(self, device: Any, non_blocking: bool = False) -> Movable: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,7 @@ class Task(ABC):
     unit: ClassVar[str] = "tok"  # what count() counts, for the progress bar
     units: ClassVar[str] = "tokens"  # its plural name, in throughput fields (tokens_per_second)
     predictor: ClassVar[type[Predictor]] = Predictor  # the decoding side (predictors/base.py)
+    architectures: ClassVar[tuple[str, ...]] = ()  # the model.arch values it takes (): any
 
     def __init__(self, cfg: Config, *, log=print) -> None:
         self.cfg = cfg
@@ -164,3 +162,21 @@ class Task(ABC):
         """`atento evaluate` for a loaded run: task-specific report fields; the command adds
         the common ones. AtentoError when `args` lacks what this task needs."""
         raise NotImplementedError(f"the {self.name} task has no evaluate")
+
+
+def loss_metrics(total: float, count: int) -> dict[str, float]:
+    """The mean of a summed loss over `count` units (nats) and its perplexity, for the log."""
+    loss = total / max(count, 1)
+    return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3)}
+
+
+def teacher_forced_loss(model: nn.Module, batches: Iterable[Any], device: Any) -> dict:
+    """`loss_metrics` of an encoder-decoder's next-token loss over `batches` (each with
+    `sources`, `tgt_in`, `tgt_out`, `n_tgt_tokens`): translation's and captioning's validation."""
+    total, tokens = 0.0, 0
+    for batch in batches:
+        batch = batch.to(device)
+        logits, _ = model(*batch.sources, batch.tgt_in)
+        total += float(sequence_loss(logits, batch.tgt_out))
+        tokens += batch.n_tgt_tokens
+    return loss_metrics(total, tokens)

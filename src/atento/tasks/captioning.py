@@ -25,7 +25,6 @@ through `feature_cache`, so a run always gets the activations its model expects.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from torch import Tensor, nn
 
 from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
-from atento.data.batching import TokenBatchSampler, _pad, collate_features
+from atento.data.batching import Movable, TokenBatchSampler, _pad, collate_features
 from atento.data.lines import write_lines
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
@@ -49,7 +48,7 @@ from atento.options import SearchOptions
 from atento.predictors.caption import CaptionPredictor
 from atento.runtime import Placement
 from atento.search.step import SearchStats
-from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.base import LossOutput, Selection, Task, teacher_forced_loss
 from atento.training.loss import sequence_loss
 from atento.training.metrics import caption_bleu
 
@@ -88,14 +87,10 @@ class CaptionDataConfig:
             raise AtentoError("config: data.corpus=flickr8k needs data.dir (the Flickr8k folder)")
         if self.corpus == "tsv" and not (self.train_tsv and self.images):
             raise AtentoError("config: data.corpus=tsv needs data.train_tsv and data.images")
-        if cfg.model.arch != "show_attend_tell":
-            raise AtentoError(
-                f"config: task=caption needs model.arch=show_attend_tell, not {cfg.model.arch}"
-            )
 
 
 @dataclass
-class CaptionBatch:
+class CaptionBatch(Movable):
     """features (B, P, C); tgt_in = BOS + y, tgt_out = y + EOS (B, T); tgt_mask (B, T)."""
 
     features: Tensor
@@ -105,12 +100,10 @@ class CaptionBatch:
     tgt_mask: Tensor
     n_tgt_tokens: int
 
-    def to(self, device: Any, non_blocking: bool = False) -> CaptionBatch:
-        def move(t: Tensor) -> Tensor:
-            return t.to(device, non_blocking=non_blocking)
-
-        return CaptionBatch(move(self.features), move(self.feature_mask), move(self.tgt_in),
-                            move(self.tgt_out), move(self.tgt_mask), self.n_tgt_tokens)  # fmt: skip
+    @property
+    def sources(self) -> tuple[Tensor, Tensor]:
+        """What the model encodes: (features, feature_mask)."""
+        return self.features, self.feature_mask
 
 
 def caption_batch(features: Tensor, captions: Sequence[Sequence[int]]) -> CaptionBatch:
@@ -126,6 +119,7 @@ class CaptionTask(Task):
     name = "caption"
     data_config = CaptionDataConfig
     predictor = CaptionPredictor
+    architectures = ("show_attend_tell",)
     selection = Selection("bleu", higher_is_better=True)  # BLEU-4 of greedy captions
 
     # ---------------------------------------------------------------- data
@@ -270,16 +264,10 @@ class CaptionTask(Task):
         tok = self.tokenizers["tgt"]
         pairs = [(i, tok.encode(c)) for i, refs in enumerate(self.valid_refs) for c in refs]
         pairs = [(i, ids) for i, ids in pairs if ids]
-        total, tokens = 0.0, 0
-        for start in range(0, len(pairs), 128):
-            chunk = pairs[start : start + 128]
-            rows = torch.tensor([i for i, _ in chunk])
-            batch = caption_batch(self.valid_feats[rows], [ids for _, ids in chunk])
-            batch = batch.to(placement.device)
-            logits, _ = model(batch.features, batch.feature_mask, batch.tgt_in)
-            total += float(sequence_loss(logits, batch.tgt_out))
-            tokens += batch.n_tgt_tokens
-        loss = total / max(tokens, 1)
+        chunks = (pairs[start : start + 128] for start in range(0, len(pairs), 128))
+        batches = (caption_batch(self.valid_feats[torch.tensor([i for i, _ in chunk])],
+                                 [ids for _, ids in chunk]) for chunk in chunks)  # fmt: skip
+        metrics = teacher_forced_loss(model, batches, placement.device)
         search = placement.with_precision(self.cfg.search.precision, key="search.precision")
         translator = self.translator(model, search).with_search(beam=1, nbest=1)
         hyps = []  # a few whole batches' rows read at a time: the same batches as one call
@@ -288,8 +276,7 @@ class CaptionTask(Task):
             hyps += translator.translate_ids(list(self.valid_feats[start : start + block]))
         scores = caption_bleu([tok.decode(h[0].tokens) for h in hyps], self.valid_refs)
         b1, b2, b3, b4 = scores.bleu
-        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3), "bleu": b4,
-                "bleu1": b1, "bleu2": b2, "bleu3": b3}  # fmt: skip
+        return {**metrics, "bleu": b4, "bleu1": b1, "bleu2": b2, "bleu3": b3}
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return (

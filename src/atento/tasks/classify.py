@@ -36,13 +36,14 @@ from torch import Tensor, nn
 
 from atento.analysis.classification import classification_report
 from atento.config import check
-from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.batching import Movable, TokenBatchSampler, _pad
 from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
 from atento.data.lines import LinePolicy, fit_lengths
 from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
+from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import ClassifierPredictor, predict
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
@@ -68,31 +69,23 @@ class ClassifyDataConfig:
         check(self.lm_weight >= 0, cfg, "data.lm_weight", "a value >= 0")
         if not (self.train and self.valid):
             raise AtentoError("config: task=classify needs data.train and data.valid")
-        if cfg.model.arch not in ("bert", "gpt"):
-            raise AtentoError(
-                f"config: task=classify needs model.arch=bert or gpt, not {cfg.model.arch}"
-            )
         if self.lm_weight > 0 and cfg.model.arch != "gpt":
             raise AtentoError("config: data.lm_weight (the auxiliary LM loss) needs model.arch=gpt")
 
 
 @dataclass
-class ClassBatch:
+class ClassBatch(Movable):
     """ids (B, T) right-padded, pad_mask (B, T) True = real token, labels (B,) class indices."""
 
     ids: Tensor
     pad_mask: Tensor
     labels: Tensor
 
-    def to(self, device: Any, non_blocking: bool = False) -> ClassBatch:
-        kw = {"non_blocking": non_blocking}
-        return ClassBatch(self.ids.to(device, **kw), self.pad_mask.to(device, **kw),
-                          self.labels.to(device, **kw))  # fmt: skip
-
 
 class ClassifyTask(Task):
     name = "classify"
     predictor = ClassifierPredictor
+    architectures = ("bert", "gpt")
     data_config = ClassifyDataConfig
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
@@ -160,15 +153,9 @@ class ClassifyTask(Task):
         valid = read_labelled(data.valid, data.format)
         self.pretrained = None
         if tokenizers is None:
-            if self.cfg.model.init_from:
-                from atento.models.pretrained import load_pretrained
-
-                self.pretrained = load_pretrained(self.cfg)
-                text = self.pretrained.tokenizer
-                if run_dir is not None:
-                    text.save(run_dir, "text")
-            else:
-                text = build_text_tokenizer(data, train.sentences, run_dir)
+            text, self.pretrained = text_tokenizer(
+                self.cfg, run_dir, lambda: build_text_tokenizer(data, train.sentences, run_dir)
+            )
             labels = LabelSet(sorted(set(train.labels or [])))
             if run_dir is not None:
                 labels.save(run_dir, "labels")

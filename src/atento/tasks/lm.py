@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.config import check
+from atento.data.batching import Movable
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.lines import text_file_bytes
 from atento.data.text import encode_text, prompt_ids, visible
@@ -40,7 +41,7 @@ from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.errors import AtentoError
 from atento.predictors.decoding import LanguageModelPredictor
 from atento.runtime import Placement
-from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.base import LossOutput, Selection, Task, loss_metrics
 from atento.training.loss import sequence_loss
 
 
@@ -89,15 +90,11 @@ def read_text(path: str | Path) -> str:
 
 
 @dataclass
-class Windows:
+class Windows(Movable):
     """A batch: inputs x (B, T) and next tokens y (B, T)."""
 
     x: Tensor
     y: Tensor
-
-    def to(self, device: Any, non_blocking: bool = False) -> Windows:
-        return Windows(self.x.to(device, non_blocking=non_blocking),
-                       self.y.to(device, non_blocking=non_blocking))  # fmt: skip
 
 
 def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: int = 64):
@@ -121,6 +118,7 @@ def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: i
 class LanguageModelTask(Task):
     name = "lm"
     predictor = LanguageModelPredictor
+    architectures = ("gpt",)
     data_config = LMDataConfig
     selection = Selection("loss", higher_is_better=False)
 
@@ -207,12 +205,7 @@ class LanguageModelTask(Task):
 
     @staticmethod
     def _metrics(total: float, count: int, chars: int) -> dict[str, float]:
-        loss = total / max(count, 1)
-        return {
-            "loss": round(loss, 4),
-            "ppl": round(math.exp(min(loss, 50)), 3),
-            "bpc": round(total / max(chars, 1) / math.log(2), 4),
-        }
+        return {**loss_metrics(total, count), "bpc": round(total / max(chars, 1) / math.log(2), 4)}
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return (

@@ -25,7 +25,6 @@ of the predictions at the chosen positions.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,16 @@ import torch
 from torch import Tensor, nn
 
 from atento.config import check
-from atento.data.batching import TokenBatchSampler, _pad
+from atento.data.batching import Movable, TokenBatchSampler, _pad
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.text import piece_labels
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
 from atento.errors import AtentoError
+from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import MaskedLMPredictor
 from atento.runtime import Placement
-from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.base import LossOutput, Selection, Task, loss_metrics
 from atento.training.loss import sequence_loss
 
 MASK_KEEP = (0.8, 0.1, 0.1)  # [MASK], random token, unchanged
@@ -70,8 +70,6 @@ class MLMDataConfig:
         check(0.0 < self.mask_prob < 1.0, cfg, "data.mask_prob", "a value in (0, 1)")
         if not self.train:
             raise AtentoError("config: task=mlm needs data.train (a text or labelled file)")
-        if cfg.model.arch != "bert":
-            raise AtentoError(f"config: task=mlm needs model.arch=bert, not {cfg.model.arch}")
 
 
 def mask_tokens(
@@ -99,7 +97,7 @@ def mask_tokens(
 
 
 @dataclass
-class MaskedBatch:
+class MaskedBatch(Movable):
     """inputs (B, T) after masking, pad_mask (B, T) True = real token, targets (N,) the
     original ids at the N chosen positions, chosen (B, T) bool."""
 
@@ -107,11 +105,6 @@ class MaskedBatch:
     pad_mask: Tensor
     chosen: Tensor
     targets: Tensor
-
-    def to(self, device: Any, non_blocking: bool = False) -> MaskedBatch:
-        kw = {"non_blocking": non_blocking}
-        return MaskedBatch(self.inputs.to(device, **kw), self.pad_mask.to(device, **kw),
-                           self.chosen.to(device, **kw), self.targets.to(device, **kw))  # fmt: skip
 
 
 def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[list, int]:
@@ -133,6 +126,7 @@ def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) 
 class MaskedLMTask(Task):
     name = "mlm"
     predictor = MaskedLMPredictor
+    architectures = ("bert",)
     data_config = MLMDataConfig
     selection = Selection("loss", higher_is_better=False)
     unit = "masked"
@@ -141,15 +135,11 @@ class MaskedLMTask(Task):
         data = self.cfg.data
         train, valid = self._sentences()
         self.pretrained = None
-        if tokenizers is None and self.cfg.model.init_from:
-            from atento.models.pretrained import load_pretrained
-
-            self.pretrained = load_pretrained(self.cfg)
-            tokenizers = {"text": self.pretrained.tokenizer}
-            if run_dir is not None:
-                self.pretrained.tokenizer.save(run_dir, "text")
         if tokenizers is None:
-            tokenizers = {"text": build_text_tokenizer(data, train, run_dir)}
+            text, self.pretrained = text_tokenizer(
+                self.cfg, run_dir, lambda: build_text_tokenizer(data, train, run_dir)
+            )
+            tokenizers = {"text": text}
         self.tokenizers = tokenizers
         tok = tokenizers["text"]
         context = self.cfg.model.context
@@ -238,9 +228,7 @@ class MaskedLMTask(Task):
             total += float(sequence_loss(logits.float(), batch.targets))
             correct += int((logits.argmax(-1) == batch.targets).sum())
             count += int(batch.targets.numel())
-        loss = total / max(count, 1)
-        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3),
-                "accuracy": round(correct / max(count, 1), 4)}  # fmt: skip
+        return {**loss_metrics(total, count), "accuracy": round(correct / max(count, 1), 4)}
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return (f"valid MLM loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f} "

@@ -9,7 +9,6 @@ validation set; the highest BLEU selects `checkpoint_best`.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from atento.models.base import length_limit
 from atento.options import SearchOptions
 from atento.predictors.decoding import TranslationPredictor
 from atento.runtime import Placement
-from atento.tasks.base import LossOutput, Selection, Task
+from atento.tasks.base import LossOutput, Selection, Task, teacher_forced_loss
 from atento.tasks.translation_data import DataConfig
 from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu, corpus_scores
@@ -38,6 +37,7 @@ from atento.training.metrics import corpus_bleu, corpus_scores
 class TranslationTask(Task):
     name = "translation"
     predictor = TranslationPredictor
+    architectures = ("rnn", "transformer")
     data_config = DataConfig
     selection = Selection("bleu", higher_is_better=True)
 
@@ -111,16 +111,11 @@ class TranslationTask(Task):
         from atento.inference import Translator
 
         pairs, refs = self._valid_within(length_limit(model))
-        total, tokens = 0.0, 0
         sampler = TokenBatchSampler(
             pair_lengths(pairs), batch_tokens=self.cfg.train.batch_tokens, shuffle=False, seed=0
         )
-        for idx in sampler:
-            batch = collate([pairs[i] for i in idx]).to(placement.device)
-            logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in)
-            total += float(sequence_loss(logits, batch.tgt_out))
-            tokens += batch.n_tgt_tokens
-        loss = total / max(tokens, 1)
+        batches = (collate([pairs[i] for i in idx]) for idx in sampler)
+        metrics = teacher_forced_loss(model, batches, placement.device)
         search = placement.with_precision(self.cfg.search.precision, key="search.precision")
         translator = Translator(
             model, self.tokenizers["src"], self.tokenizers["tgt"], self.cfg.search, search
@@ -128,7 +123,7 @@ class TranslationTask(Task):
         hyps = translator.with_search(beam=1, nbest=1).translate_ids([s for s, _ in pairs])
         outputs = [self.tokenizers["tgt"].decode(h[0].tokens) for h in hyps]
         bleu = corpus_bleu(outputs, refs)
-        return {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50)), 3), "bleu": bleu}
+        return {**metrics, "bleu": bleu}
 
     def _valid_within(self, limit: int | None) -> tuple[list, list[str]]:
         """The validation pairs (and references) a model with a length `limit` can take;
