@@ -61,6 +61,11 @@ class Batch(Movable):
         """What the model encodes: (src_ids, src_mask)."""
         return self.src_ids, self.src_mask
 
+    @property
+    def size(self) -> int:
+        """B, the number of sentence pairs."""
+        return self.src_ids.size(0)
+
 
 def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     """Right-pad id lists with PAD_ID -> ids (N, L) long and mask (N, L) bool."""
