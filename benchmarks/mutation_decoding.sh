@@ -14,7 +14,7 @@ $PY -m pip install -q mutmut==3.8.1
 WORK=$(mktemp -d)
 git worktree add -q --detach "$WORK/tree" HEAD
 trap 'git worktree remove --force "$WORK/tree"; rm -rf "$WORK"' EXIT
-cp -r src/atento/resources "$WORK/tree/src/atento/" 2>/dev/null || true
+ln -s "$(realpath ../shared)" "$WORK/tree/shared"  # the tests' data, seen from mutants/ too
 $PY - "$WORK/tree/pyproject.toml" <<'PY'
 import re, sys
 path = sys.argv[1]
