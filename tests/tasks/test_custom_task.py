@@ -218,3 +218,19 @@ def test_the_builtins_come_from_components_and_a_programs_own_name_wins(monkeypa
     rnn = registry.architecture("rnn")
     assert (rnn.config_cls, rnn.cpu_bf16) == (components.ARCHITECTURES["rnn"][0], False)
     assert registry.task_class("lm") is components.TASKS["lm"]
+
+
+def test_each_predictor_reads_the_evaluate_options_its_task_adds() -> None:
+    """`Predictor.reads` is what makes another task's option an error: it must cover every
+    option the task's own `add_evaluate_arguments` registers, or that option would be refused
+    on the task's own runs."""
+    import argparse
+
+    from atento.registry import tasks
+
+    for name, task_cls in tasks().items():
+        parser = argparse.ArgumentParser()
+        before = {a.dest for a in parser._actions}
+        task_cls.add_evaluate_arguments(parser)
+        added = {a.dest for a in parser._actions} - before
+        assert added <= task_cls.predictor.reads, (name, added - task_cls.predictor.reads)
