@@ -8,7 +8,8 @@
 # Results: benchmarks/results/ab_revisions.jsonl and .txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=$(realpath "${DATA:-../shared/data/multi30k}")
+DATA_NAME=${DATA:-../shared/data/multi30k}
+DATA=$(realpath "$DATA_NAME")
 BASE_REV=${BASE_REV:-87465d3}
 ROUNDS=${ROUNDS:-1}
 PY=$PWD/.venv/bin/python
@@ -60,6 +61,7 @@ for round in $(seq "$ROUNDS"); do
   for s in base new new base; do decode $s R; decode $s T; done
   for s in base new new base; do sample $s; done
 done
+sed -i "s|$DATA|${DATA_NAME}|g" "$JSONL"  # the data folder as given, not this machine's path
 $PY - "$JSONL" <<'PY' | tee -a "$OUT"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
