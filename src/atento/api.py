@@ -125,16 +125,7 @@ class Model:
                 xlabel="attended to (key)", ylabel="position (query)",
             )  # fmt: skip
         if isinstance(sentence, str) and p.offers("image_attention"):
-            from atento.analysis.overlay import plot_caption_attention
-            from atento.captioning.images import read_image
-
-            (cap,), errors = p.caption([sentence], SearchOptions(beam=beam), attention=True)
-            if errors:
-                raise AtentoError(errors[0])
-            rows = p.attention_rows(cap)
-            return plot_caption_attention(read_image(sentence), rows,
-                                          cap.nbest[0].attention[: len(rows)], path,
-                                          title=cap.text)  # fmt: skip
+            return p.plot_attention(sentence, path, SearchOptions(beam=beam))[0]
         p.require("cross_attention", command="plot_attention")
         if isinstance(sentence, Translation):
             translation = sentence

@@ -6,10 +6,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from atento.cli.common import task_options
 from atento.data.lines import DEFAULT_POLICY, LinePolicy
 from atento.data.parallel import read_parallel
 from atento.errors import AtentoError, warn
-from atento.predictors.base import task_option_names
 from atento.rundir import LoadedRun
 
 
@@ -63,12 +63,12 @@ def reference_corpus(loaded: LoadedRun, args, *, command: str) -> tuple[Any, Cor
     read from --src/--ref, or from an image set (--split, --captions/--images) for a run that
     captions; an option of another task is an error rather than silently ignored."""
     predictor = loaded.predictor.require("corpus", command=command)
-    predictor.check_reads({k: v for k, v in vars(args).items() if k in task_option_names()})
+    task_options(args, loaded)  # another task's option would be silently ignored
     if predictor.offers("caption"):  # images with several references each
         images = predictor.image_set(args)
         return predictor, Corpus(images.names, images.features, images.references)
     if not (args.src and args.ref):
         raise AtentoError(f"{command} needs --src FILE and --ref FILE")
     sources, refs = read_pairs(args.src, args.ref, LinePolicy.of(args), drop_empty=True)
-    encoded = [predictor.encode_one(s) for s in sources]
+    encoded = predictor.encode_many(sources)
     return predictor, Corpus(sources, encoded, [[r] for r in refs])

@@ -10,6 +10,7 @@ mean length-normalised score and sentences/s for each: the lecture's diminishing
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from atento.cli.analysis_io import reference_corpus, show_progress
 from atento.cli.common import add_line_args, open_run, print_json
@@ -49,9 +50,8 @@ def run(args: argparse.Namespace) -> int:
         check_beam(1, alpha=alpha)
     predictor, corpus = reference_corpus(loaded, args, command="beam-sweep")
     translator = predictor.base_translator()
-    if args.batch_size is not None:
-        translator = translator.with_search(batch_size=args.batch_size)
-        SearchOptions(batch_size=args.batch_size).resolve(translator.search)
+    search = SearchOptions(batch_size=args.batch_size).resolve(translator.search)  # checked
+    translator = replace(translator, search=search)
     sources, encoded = corpus.sources, corpus.encoded
     if all(len(r) == 1 for r in corpus.references):
         refs, scorer = [r[0] for r in corpus.references], None

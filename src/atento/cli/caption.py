@@ -51,21 +51,11 @@ def run(args: argparse.Namespace) -> int:
 def draw_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
     """`atento attention RUN IMAGE --out FILE.png` for a captioning run: the image once per
     output word with that word's attention over the regions laid over it."""
-    from atento.analysis.overlay import plot_caption_attention
-    from atento.captioning.images import read_image
-
     if args.src or args.layer is not None or args.head is not None or args.grid:
         raise AtentoError("--src, --layer, --head and --grid apply to text runs; a captioning "
                           "run takes one IMAGE and --out FILE.png")  # fmt: skip
     output_path(args.out, option="--out")
-    predictor = loaded.predictor
-    (caption,), errors = predictor.caption([args.sentence], search_options(args), attention=True)
-    if errors:
-        raise AtentoError(errors[0])
-    words = predictor.attention_rows(caption)
-    path = plot_caption_attention(read_image(args.sentence), words,
-                                  caption.nbest[0].attention[: len(words)], args.out,
-                                  title=caption.text)  # fmt: skip
+    path, caption = loaded.predictor.plot_attention(args.sentence, args.out, search_options(args))
     print(f"{path}\t{args.sentence}\t{caption.text}")
     return 0
 

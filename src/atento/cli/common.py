@@ -17,7 +17,6 @@ from atento.data.lines import (
     read_text_lines,
 )
 from atento.errors import AtentoError, warn
-from atento.inference import Translator
 from atento.options import NO_VIEW, SearchOptions
 from atento.options import PRECISION_CHOICES as PRECISIONS_CHOICES
 from atento.predictors.base import task_option_names
@@ -70,13 +69,6 @@ def search_options(args: argparse.Namespace) -> SearchOptions:
         warn(f"{old} is deprecated; use --precision {new} (read as that)")
         precision = precision or new
     return replace(SearchOptions.of(args), precision=precision)
-
-
-def configured(translator: Translator, args: argparse.Namespace) -> Translator:
-    """A translator with the command's search options applied and checked."""
-    options = search_options(args)
-    t = replace(translator, search=options.resolve(translator.search))
-    return t.with_precision(options.precision) if options.precision else t
 
 
 def decoder(run: LoadedRun, args: argparse.Namespace, *, command: str, view=NO_VIEW):

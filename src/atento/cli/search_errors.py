@@ -11,9 +11,10 @@ who is at fault for each wrong output, the search or the model, and what to do a
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from atento.cli.analysis_io import reference_corpus, show_progress
-from atento.cli.common import add_line_args, add_search_args, configured, open_run, print_json
+from atento.cli.common import add_line_args, add_search_args, open_run, print_json, search_options
 from atento.errors import AtentoError
 from atento.outputs import output_path, write_text
 
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = open_run(args.run_dir)
     predictor, corpus = reference_corpus(loaded, args, command="search-errors")
     # scores are compared to 1e-4 with teacher-forced ones: fp32 unless --precision says so
-    translator = configured(predictor.base_translator().with_precision("fp32"), args)
-    translator = translator.with_search(nbest=1)
+    options = search_options(args)
+    options = replace(options, precision=options.precision or "fp32")
+    translator = predictor.translator(options).with_search(nbest=1)
     sources, encoded = corpus.sources, corpus.encoded
     single = all(len(r) == 1 for r in corpus.references)
     refs = [r[0] for r in corpus.references] if single else None

@@ -62,11 +62,6 @@ class LinePolicy:
 DEFAULT_POLICY = LinePolicy()
 
 
-def write_lines(path: str | Path, lines: list[str]) -> None:
-    """Lines into a UTF-8 text file, each ending in a line break."""
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
 def readable_path(path: str | Path) -> Path:
     """`path` as a Path when it names something to read: a file, or a pipe, FIFO or device
     (`<(head -2 file)`'s /dev/fd/63, /dev/stdin); one-line errors for a missing path and a

@@ -71,7 +71,7 @@ class Predictor:
         = not given)."""
         for key, value in given.items():
             if value not in (None, False) and key not in self.reads:
-                tasks = [t for t, cls in _reading(key)]
+                tasks = [t for t, cls in _PREDICTORS.items() if key in cls.reads]
                 raise AtentoError(
                     f"{spell(key)} is for {' or '.join(tasks)} runs; {self.run.path} is a "
                     f"{self.task} run"
@@ -96,10 +96,6 @@ class Predictor:
             if hasattr(cfg.data, key):
                 info[key] = getattr(cfg.data, key)
         return info
-
-
-def _reading(key: str) -> list[tuple[str, type[Predictor]]]:
-    return [(name, cls) for name, cls in _PREDICTORS.items() if key in cls.reads]
 
 
 def task_option_names() -> set[str]:

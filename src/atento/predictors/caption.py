@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atento.data.vocab import EOS_PIECE
 from atento.errors import AtentoError
 from atento.inference import Translator
 from atento.options import NO_SEARCH, SearchOptions, ViewOptions
@@ -82,9 +81,22 @@ class CaptionPredictor(DecoderPredictor):
             out[i] = Caption(str(paths[i]), wrap_outputs(self, hyps[i], columns=None))
         return out, errors
 
-    def attention_rows(self, caption: Caption) -> list[str]:
+    def plot_attention(
+        self, image: str | Path, path: str | Path, search: SearchOptions = NO_SEARCH
+    ) -> tuple[Path, Caption]:
+        """Caption `image` and draw it once per output word (EOS included when finished) with
+        that word's attention over the regions laid over it, into the PNG `path`."""
+        from atento.analysis.overlay import plot_caption_attention
+        from atento.captioning.images import read_image
+
+        (caption,), errors = self.caption([image], search, attention=True)
+        if errors:
+            raise AtentoError(errors[0])
         best = caption.nbest[0]
-        return [*best.pieces, EOS_PIECE] if best.finished else list(best.pieces)
+        words = best.attention_rows  # the pieces, and EOS when finished
+        drawn = plot_caption_attention(read_image(image), words, best.attention[: len(words)],
+                                       path, title=caption.text)  # fmt: skip
+        return drawn, caption
 
     def image_set(self, options: Any) -> ImageSet:
         """The images and references that --split or --captions/--images name (unreadable

@@ -43,6 +43,10 @@ class DecoderPredictor(Predictor):
         """A source line's ids (no EOS: the collate adds what the model needs)."""
         raise NotImplementedError
 
+    def encode_many(self, texts: list[str], *, keep_last: bool = False) -> list[list[int]]:
+        """`encode_one` of each text (a tokenizer with a batch encoder overrides this)."""
+        return [self.encode_one(t, keep_last=keep_last) for t in texts]
+
     def decode(self, tokens: list[int]) -> str:
         """An output's text (a final EOS is not part of it)."""
         raise NotImplementedError
@@ -78,10 +82,7 @@ class DecoderPredictor(Predictor):
                 t = t.with_options(**{key: value})
             except ValueError as exc:
                 raise OptionError(key, text=str(exc)) from None
-        try:
-            return t.with_attention(view.attention) if view.attention else t
-        except ValueError as exc:
-            raise OptionError("attention", text=str(exc)) from None
+        return t.with_attention(view.attention) if view.attention else t
 
     def encode(
         self, lines: list[str], policy: LinePolicy | None = None, *, name: str = "input",
@@ -90,7 +91,7 @@ class DecoderPredictor(Predictor):
         """The non-empty `lines` encoded and fitted to the model's length limit under `policy`,
         keyed by their index (an empty line has no entry)."""
         keep = [i for i, line in enumerate(lines) if line]
-        ids = [self.encode_one(lines[i], keep_last=keep_last) for i in keep]
+        ids = self.encode_many([lines[i] for i in keep], keep_last=keep_last)
         ids = fit_lengths(ids, length_limit(self.run.model), policy or LinePolicy(), name=name,
                           numbers=[i + 1 for i in keep])  # fmt: skip
         return dict(zip(keep, ids, strict=True))
@@ -119,7 +120,7 @@ class DecoderPredictor(Predictor):
             raise AtentoError("prompts must be a string or a non-empty list of strings")
         t = self.translator(SearchOptions(precision=precision))
         t = t.with_options(use_cache=options.use_cache)
-        ids = [self.encode_one(p, keep_last=options.keep_last) for p in prompts]
+        ids = self.encode_many(prompts, keep_last=options.keep_last)
         if not all(ids):
             raise OptionError("prompt", text="the prompt encodes to no tokens")
         ids = fit_lengths(ids, length_limit(self.run.model), LinePolicy(), name="prompt")
@@ -150,6 +151,11 @@ class TranslationPredictor(DecoderPredictor):
             raise OptionError("prompt", text="a translation run samples translations of a "
                               "source: give it as {prompt}")  # fmt: skip
         return ids
+
+    def encode_many(self, texts: list[str], *, keep_last: bool = False) -> list[list[int]]:
+        if not all(texts):
+            return super().encode_many(texts)  # an empty source: encode_one says why
+        return self.run.tokenizers["src"].encode_batch(texts)
 
     def decode(self, tokens: list[int]) -> str:
         tok = self.run.tokenizers["tgt"]

@@ -38,13 +38,13 @@ from torch import Tensor, nn
 from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
 from atento.data.batching import Movable, TokenBatchSampler, _pad, collate_features
-from atento.data.lines import write_lines
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from atento.errors import AtentoError, warn
 from atento.inference import Translator
 from atento.models.base import DecodeOptions
 from atento.options import SearchOptions
+from atento.outputs import write_text
 from atento.predictors.caption import CaptionPredictor
 from atento.runtime import Placement
 from atento.search.step import SearchStats
@@ -342,8 +342,8 @@ class CaptionTask(Task):
         meteor = not getattr(args, "no_meteor", False)
         report.update(coco_caption_scores(outputs, refs, meteor=meteor).report())
         if getattr(args, "hyp_out", None):
-            write_lines(args.hyp_out, [f"{images.images[i].name}\t{o}"
-                                      for i, o in zip(kept, outputs, strict=True)])  # fmt: skip
+            lines = [f"{images.images[i].name}\t{o}\n" for i, o in zip(kept, outputs, strict=True)]
+            write_text(args.hyp_out, "".join(lines), option="--hyp-out")
         return report
 
     def print_report(self, report: dict[str, Any]) -> None:

@@ -19,13 +19,14 @@ from torch import nn
 
 from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
 from atento.data.corpus import load_split
-from atento.data.lines import LinePolicy, write_lines
+from atento.data.lines import LinePolicy
 from atento.data.parallel import encode_pairs, read_parallel
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
 from atento.options import SearchOptions
+from atento.outputs import write_text
 from atento.predictors.decoding import TranslationPredictor
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task, teacher_forced_loss
@@ -202,7 +203,7 @@ class TranslationTask(Task):
             name = f"{run.path.name} (beam {translator.search.beam})"
             report["by_length_plot"] = str(plot_bleu_by_length({name: buckets}, args.by_length))
         if args.hyp_out:
-            write_lines(args.hyp_out, outputs)
+            write_text(args.hyp_out, "".join(o + "\n" for o in outputs), option="--hyp-out")
         return report
 
     def print_report(self, report: dict[str, Any]) -> None:
