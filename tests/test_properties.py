@@ -15,7 +15,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atento.cli.commands import COMMAND_MODULES
 from atento.cli.main import build_parser, main
 from atento.config_io import config_from_dict, load_config
 from atento.data.lines import LinePolicy, decode_lines
@@ -196,7 +195,7 @@ def test_overrides_of_any_shape_are_applied_or_refused_in_one_line(items) -> Non
 
 
 # ---------------------------------------------------------------- command-line arguments
-COMMANDS = [m.rsplit(".", 1)[1].replace("_", "-") for m in COMMAND_MODULES]
+COMMANDS = sorted(next(a for a in build_parser()._actions if a.dest == "command").choices)
 SLOW = {"demo", "serve", "train"}  # these would start real work with valid arguments
 words = st.sampled_from(
     ["--beam", "0", "-1", "3", "--alpha", "-0.5", "nan", "--batch-size", "--nbest", "x",

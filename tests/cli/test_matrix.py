@@ -32,7 +32,11 @@ SUCCEEDS = {
     "classify": {"classify"},
     "train": set(),  # a run directory is not a config file
 }
-NOT_IN_MATRIX = {"demo": "takes no run", "serve": "tested below without a blocking server"}
+NOT_IN_MATRIX = {
+    "demo": "takes no run",
+    "serve": "tested below without a blocking server",
+    "import": "reads a Hugging Face model directory, not a run (tests/hf)",
+}
 
 
 @pytest.fixture(scope="module")

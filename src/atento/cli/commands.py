@@ -16,4 +16,5 @@ COMMAND_MODULES = (
     "atento.cli.sample",
     "atento.cli.caption",
     "atento.cli.classify",
+    "atento.cli.import_hf",
 )

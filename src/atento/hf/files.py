@@ -1,0 +1,120 @@
+"""Reading a Hugging Face model directory and writing the run directory it becomes.
+
+Weights are read without executing pickle code: `model.safetensors` (preferred), else
+`pytorch_model.bin` with `torch.load(weights_only=True)`; a checkpoint that needs code to load
+is refused with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from atento.checkpoints import BEST, Checkpoint, find_checkpoint, save_checkpoint
+from atento.data.tokenizers import Tokenizer
+from atento.errors import AtentoError
+
+SAFETENSORS, TORCH_BIN, CONFIG = "model.safetensors", "pytorch_model.bin", "config.json"
+
+
+@dataclass
+class Imported:
+    """What a family's `convert` returns: an atento config (as `config_io` reads it), the
+    tokenizers by role (`text`, or `src` and `tgt`), the weights by atento's parameter names,
+    and notes to print (what was dropped or mapped, one line each)."""
+
+    config: dict[str, Any]
+    tokenizers: dict[str, Tokenizer]
+    weights: dict[str, Tensor]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """`model_dir/config.json` as a dict; AtentoError naming the file otherwise."""
+    if not model_dir.is_dir():
+        raise AtentoError(f"model directory not found: {model_dir}")
+    path = model_dir / CONFIG
+    if not path.is_file():
+        raise AtentoError(f"{path}: not found (a Hugging Face model directory has config.json)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AtentoError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise AtentoError(f"{path}: not a JSON object")
+    return config
+
+
+def load_weights(model_dir: Path) -> dict[str, Tensor]:
+    """The state dict of `model_dir` (safetensors, else pytorch_model.bin read weights-only)."""
+    st = model_dir / SAFETENSORS
+    if st.is_file():
+        import safetensors.torch
+
+        try:
+            return safetensors.torch.load_file(str(st))
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            raise AtentoError(f"{st}: not a readable safetensors file ({exc})") from None
+    binary = model_dir / TORCH_BIN
+    if not binary.is_file():
+        raise AtentoError(f"{model_dir}: holds neither {SAFETENSORS} nor {TORCH_BIN}")
+    try:
+        state = torch.load(binary, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AtentoError(
+            f"{binary}: needs code to load, refused (weights_only): {first}; save it as "
+            "model.safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise AtentoError(f"{binary}: not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise AtentoError(f"{binary}: not a state dict of tensors")
+    return state
+
+
+def take(weights: dict[str, Tensor], name: str, model_dir: Path) -> Tensor:
+    """Remove and return `weights[name]`; AtentoError naming the tensor when it is missing."""
+    if name not in weights:
+        raise AtentoError(f"{model_dir}: the weights lack {name} (weights for another config?)")
+    return weights.pop(name)
+
+
+def unsupported(model_dir: Path, option: str, value: object, want: str) -> AtentoError:
+    """The one-line error for a config option atento does not implement."""
+    return AtentoError(
+        f"{model_dir / CONFIG}: {option}={value!r} is not supported by atento's import ({want})"
+    )
+
+
+def write_run(imported: Imported, out: Path) -> Path:
+    """Write `imported` as the run directory `out` (its `checkpoint_best/` and config), after
+    checking that the weights load into the model its config builds."""
+    from atento.config import config_to_dict
+    from atento.config_io import config_from_dict, dump_config
+    from atento.registry import build_model, task_class
+
+    if (out / BEST).exists() or any(out.glob("checkpoint_*")):
+        raise AtentoError(f"{out}: already holds a run (choose another --out)")
+    cfg = config_from_dict(imported.config)
+    task = task_class(cfg.task)(cfg)
+    task.tokenizers = dict(imported.tokenizers)
+    model = build_model(cfg, **task.model_sizes())
+    missing, unexpected = model.load_state_dict(imported.weights, strict=False)
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise AtentoError(f"the converted weights do not fit the atento model ({what})")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    for role, tok in imported.tokenizers.items():
+        tok.save(out, role)
+    ckpt = Checkpoint(config=config_to_dict(cfg), tokenizers=imported.tokenizers,
+                      model=model.state_dict(), step=0)  # fmt: skip
+    save_checkpoint(ckpt, out / BEST)
+    return find_checkpoint(out, "best")
