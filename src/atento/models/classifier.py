@@ -80,7 +80,7 @@ class SentenceClassifier(nn.Module):
         """ids (B, T), pad_mask (B, T) True = real token -> class logits (B, C) and, with
         `lm` (causal bodies), next-token logits at the positions whose next token is real."""
         h = self.body.hidden(ids, pad_mask=pad_mask)[0]  # (B, T, D), final LayerNorm applied
-        logits = self.head(self.dropout(self.pool(h, pad_mask)))
+        logits = self.head(self.dropout(self.body.pool(self.pool(h, pad_mask))))
         lm_logits = None
         if lm:
             has_next = pad_mask[:, 1:]  # (B, T-1): position t predicts ids[:, t + 1]
