@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 
 SAFETENSORS, TORCH_BIN, CONFIG = "model.safetensors", "pytorch_model.bin", "config.json"
+# data.train of an imported run: it was trained elsewhere, so commands that would read its
+# data (evaluate without --text) say so in their "file not found" line
+NO_DATA = "none (an imported model has no data of its own: give the text to score)"
 
 
 @dataclass
@@ -79,6 +83,12 @@ def load_weights(model_dir: Path) -> dict[str, Tensor]:
     return state
 
 
+def config_value(config: dict[str, Any], defaults: dict[str, Any]) -> Callable[[str], Any]:
+    """A getter of config.json's values that falls back to the family's defaults (a config
+    written by `save_pretrained` leaves out the values equal to them)."""
+    return lambda key: config.get(key, defaults.get(key))
+
+
 def take(weights: dict[str, Tensor], name: str, model_dir: Path) -> Tensor:
     """Remove and return `weights[name]`; AtentoError naming the tensor when it is missing."""
     if name not in weights:
@@ -106,7 +116,11 @@ def write_run(imported: Imported, out: Path) -> Path:
     task = task_class(cfg.task)(cfg)
     task.tokenizers = dict(imported.tokenizers)
     model = build_model(cfg, **task.model_sizes())
-    missing, unexpected = model.load_state_dict(imported.weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(imported.weights, strict=False)
+    except RuntimeError as exc:  # a shape that differs: weights of another config
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise AtentoError(f"the weights do not fit config.json ({first})") from None
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise AtentoError(f"the converted weights do not fit the atento model ({what})")

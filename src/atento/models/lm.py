@@ -77,8 +77,13 @@ class TextTransformer(nn.Module):
         self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             Block(
-                d_model=d_model, heads=heads, ff_size=ff_size, dropout=dropout,
-                attention_dropout=attention_dropout, pre_norm=pre_norm, activation=activation,
+                d_model=d_model,
+                heads=heads,
+                ff_size=ff_size,
+                dropout=dropout,
+                attention_dropout=attention_dropout,
+                pre_norm=pre_norm,
+                activation=activation,
                 norm_eps=norm_eps,
             )  # fmt: skip
             for _ in range(layers)

@@ -49,4 +49,3 @@ class PositionwiseFeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, D) -> (B, T, D)."""
         return self.w2(self.dropout(self.act(self.w1(x))))
-

@@ -174,7 +174,7 @@ class ClassifyTask(Task):
     def model_sizes(self) -> dict[str, Any]:
         text = self.tokenizers["text"].vocab_size
         sizes: dict[str, Any] = {
-            "vocab_size": text if self.causal else text + 1,  # bert: + [MASK]
+            "vocab_size": text if self.causal else self.tokenizers["text"].embedding_rows,
             "num_classes": self.tokenizers["labels"].vocab_size,
         }
         if getattr(self, "pretrained", None) is not None:

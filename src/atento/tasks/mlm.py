@@ -178,7 +178,7 @@ class MaskedLMTask(Task):
         return self.tokenizers["text"].vocab_size
 
     def model_sizes(self) -> dict[str, Any]:
-        sizes: dict[str, Any] = {"vocab_size": self.text_vocab + 1}  # + [MASK]
+        sizes: dict[str, Any] = {"vocab_size": self.tokenizers["text"].embedding_rows}
         if getattr(self, "pretrained", None) is not None:
             sizes["pretrained"] = self.pretrained
         return sizes
