@@ -1,11 +1,13 @@
 """Starting a run from another run's weights: `model.init_from=RUN`.
 
-A classifier (or a continued pretraining) takes the text Transformer of a pretrained run:
-an encoder pretrained with `task: mlm` for `model.arch: bert`, a language model (`task: lm`)
-for `model.arch: gpt`, or the body of an earlier classification run of the same architecture.
-The new run uses the pretrained run's tokenizer (ids must mean the same tokens) and must
-declare the same architecture sizes; anything that does not fit is a one-line error naming
-the key and both values, before training starts.
+A classifier, a continued pretraining (`task: mlm`) or a language model trained further on
+new text (`task: lm`) takes the text Transformer of a pretrained run: an encoder pretrained
+with `task: mlm` for `model.arch: bert`, a language model (`task: lm`) for `model.arch: gpt`,
+the body of an earlier classification run of the same architecture, or a model imported with
+`atento import hf`. The new run uses the pretrained run's tokenizer (ids must mean the same
+tokens) and must declare the same architecture sizes and variants (`pre_norm`, `activation`,
+...: the imported run's config.yaml has them); anything that does not fit is a one-line error
+naming the keys and their values there, before training starts.
 
     pretrained = load_pretrained(cfg)            # in Task.prepare (a new run only)
     body = TextTransformer(...); copy_body(body, pretrained)   # in the builder

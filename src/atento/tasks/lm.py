@@ -39,6 +39,7 @@ from atento.data.lines import text_file_bytes
 from atento.data.text import encode_text, prompt_ids, visible
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.errors import AtentoError
+from atento.models.pretrained import text_tokenizer
 from atento.predictors.decoding import LanguageModelPredictor
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task, loss_metrics
@@ -130,8 +131,12 @@ class LanguageModelTask(Task):
         else:
             cut = int(len(text) * (1 - data.valid_fraction))
             train_text, valid_text = text[:cut], text[cut:]
-        if tokenizers is None:
-            tokenizers = {"text": self._build_tokenizer(train_text, valid_text, run_dir)}
+        self.pretrained = None
+        if tokenizers is None:  # a new run: its own tokenizer, or model.init_from's
+            text, self.pretrained = text_tokenizer(
+                self.cfg, run_dir, lambda: self._build_tokenizer(train_text, valid_text, run_dir)
+            )
+            tokenizers = {"text": text}
         self.tokenizers = tokenizers
         tok = tokenizers["text"]
         self.train_ids = torch.tensor(encode_text(tok, train_text), dtype=torch.long)
@@ -164,8 +169,11 @@ class LanguageModelTask(Task):
         return build_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size,
                                run_dir=run_dir, name="text")  # fmt: skip
 
-    def model_sizes(self) -> dict[str, int]:
-        return {"vocab_size": self.tokenizers["text"].vocab_size}
+    def model_sizes(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {"vocab_size": self.tokenizers["text"].vocab_size}
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
 
     def describe(self) -> str:
         return (
