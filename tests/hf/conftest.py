@@ -36,23 +36,25 @@ PROBES = [
     "a\nb",
 ]
 EOT = "<|endoftext|>"
-BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# as in BERT's vocabulary, the specials are not atento's PAD 0 / UNK 1 / BOS 2 / EOS 3
+BERT_SPECIALS = ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def byte_level_bpe() -> tokenizers.Tokenizer:
-    """GPT-2's kind of tokenizer trained on TEXTS (<|endoftext|> is id 0)."""
+    """GPT-2's kind of tokenizer trained on TEXTS (<|endoftext|> is the last id, as GPT-2's)."""
     tok = tokenizers.Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=[EOT], show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=320, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
     tok.train_from_iterator(TEXTS, trainer)
+    tok.add_special_tokens([EOT])
     return tok
 
 
 def wordpiece(lowercase: bool = True) -> tokenizers.Tokenizer:
-    """BERT's kind of tokenizer trained on TEXTS ([PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4)."""
+    """BERT's kind of tokenizer trained on TEXTS ([PAD] 0, [UNK] 3, [CLS] 4, [SEP] 5, [MASK] 6)."""
     tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -62,7 +64,7 @@ def wordpiece(lowercase: bool = True) -> tokenizers.Tokenizer:
     tok.train_from_iterator(TEXTS, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+        special_tokens=[("[CLS]", 4), ("[SEP]", 5)],
     )  # fmt: skip
     return tok
 
@@ -86,9 +88,10 @@ def import_hf(model_dir: Path, out: Path) -> Path:
 
 
 def gpt2_config(vocab_size: int, **kw):
+    """<|endoftext|> is the last id."""
     return transformers.GPT2Config(
         n_layer=2, n_embd=64, n_head=4, n_positions=64, vocab_size=vocab_size,
-        bos_token_id=0, eos_token_id=0, **kw,
+        bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1, **kw,
     )  # fmt: skip
 
 
@@ -113,8 +116,9 @@ def gpt2_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("hf") / "gpt2"
     tok = byte_level_bpe()
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(gpt2_config(tok.get_vocab_size())).eval()
-    eos_biased(model, 0, 2.0)
+    V = tok.get_vocab_size()
+    model = transformers.GPT2LMHeadModel(gpt2_config(V)).eval()
+    eos_biased(model, V - 1, 2.0)
     model.save_pretrained(d)
     fast(tok, "gpt2").save_pretrained(d)
     return d

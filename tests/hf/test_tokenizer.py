@@ -51,7 +51,7 @@ def test_bert_ids_and_decoding_equal_the_librarys(bert_dirs, bert_runs):
         ids("[CLS]"), ids("[SEP]"), ids("[PAD]"), ids("[UNK]"), ids("[MASK]"),
     )  # fmt: skip
     assert ours.embedding_rows == ours.vocab_size  # [MASK] is inside the vocabulary
-    assert ours.regular_ids.start == 5 and ours.encode("[MASK]") == [ours.mask_id]
+    assert ours.regular_ids.start == 7 and ours.encode("[MASK]") == [ours.mask_id]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert"])
@@ -73,6 +73,10 @@ def _older_files(tok, family, model_dir, config_vocab, settings=None):
     """A model directory with only the older tokenizer files of `tok`."""
     model_dir.mkdir()
     tok.model.save(str(model_dir))  # vocab.txt, or vocab.json + merges.txt
+    if family == "gpt2":  # GPT-2's vocab.json lists <|endoftext|> too (its last id)
+        vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
+        vocab[EOT] = tok.token_to_id(EOT)
+        (model_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     if settings is not None:
         (model_dir / "tokenizer_config.json").write_text(json.dumps(settings))
     return read_tokenizer(model_dir, family, {"vocab_size": config_vocab})
@@ -97,7 +101,7 @@ def test_vocab_txt_reads_as_berts_wordpiece_with_do_lower_case(lower, tmp_path):
     for text in PROBES:
         assert older.encode(text) == tok.encode(text, add_special_tokens=False).ids
     assert older.encode("[MASK] Héllo") == [older.mask_id, *tok.encode("Héllo").ids[1:-1]]
-    assert (older.bos_id, older.eos_id, older.pad_id, older.mask_id) == (2, 3, 0, 4)
+    assert (older.bos_id, older.eos_id, older.pad_id, older.mask_id) == (4, 5, 0, 6)
 
 
 def test_a_tokenizer_config_naming_tokens_is_honoured(tmp_path):
@@ -109,7 +113,7 @@ def test_a_tokenizer_config_naming_tokens_is_honoured(tmp_path):
     settings["pad_token"] = "<pad>"
     (d / "tokenizer_config.json").write_text(json.dumps(settings))
     ours = read_tokenizer(d, "gpt2", {"vocab_size": tok.get_vocab_size()})
-    assert ours.pad_id == tok.token_to_id("<pad>") and ours.eos_id == 0
+    assert ours.pad_id == tok.token_to_id("<pad>") and ours.eos_id == tok.token_to_id(EOT)
     assert "hello" in TEXTS[4] and ours.decode(ours.encode("hello")) == "hello"
 
 
