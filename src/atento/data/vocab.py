@@ -91,13 +91,6 @@ class Tokenizer(ABC):
         return self.vocab_size if mask is None else max(self.vocab_size, mask + 1)
 
     @property
-    def embedding_rows(self) -> int:
-        """The embedding rows a model over this tokenizer needs with [MASK]: one past the
-        highest id, [MASK] included (`vocab_size + 1` where [MASK] is the extra row)."""
-        mask = self.mask_id
-        return self.vocab_size if mask is None else max(self.vocab_size, mask + 1)
-
-    @property
     @abstractmethod
     def vocab_size(self) -> int:
         """Number of ids, specials included (V)."""
