@@ -90,7 +90,7 @@ def import_hf(model_dir: Path, out: Path) -> Path:
 def gpt2_config(vocab_size: int, **kw):
     """<|endoftext|> is the last id."""
     return transformers.GPT2Config(
-        n_layer=2, n_embd=64, n_head=4, n_positions=64, vocab_size=vocab_size,
+        n_layer=2, n_embd=64, n_head=4, n_positions=128, vocab_size=vocab_size,
         bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1, **kw,
     )  # fmt: skip
 

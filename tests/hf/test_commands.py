@@ -45,7 +45,8 @@ def test_gpt2_greedy_search_equals_generate(gpt2_dir, gpt2_run):
         if tok.eos_id in ref:
             ref = ref[: ref.index(tok.eos_id) + 1]
             finished += 1
-        assert out.nbest[0].tokens == ref, prompt
+        best = out.nbest[0]  # its tokens leave the EOS out; `finished` says it was drawn
+        assert best.tokens + [tok.eos_id] * best.finished == ref, prompt
     assert 0 < finished < len(PROMPTS)  # the finishing rule ran, and so did the length limit
 
 
@@ -179,3 +180,21 @@ def test_fine_tuning_gpt2_on_plain_text(gpt2_run, tmp_path):
     assert tuned.tokenizers["text"].state() == load_run(gpt2_run).tokenizers["text"].state()
     assert main(["sample", str(tmp_path / "run"), "--prompt", "hello", "--max-new", "5"],
                 guard=False) == 0  # fmt: skip
+
+
+def test_gpt2_evaluate_equals_transformers_loss(gpt2_dir, gpt2_run, tmp_path, capsys):
+    """`evaluate --text` on a text of one window: the library's own LM loss (labels=ids)."""
+    text = tmp_path / "text.txt"
+    text.write_text(PROBES[0] + "\n" + PROBES[2], encoding="utf-8")
+    assert main(["evaluate", str(gpt2_run), "--text", str(text), "--json"], guard=False) == 0
+    report = json.loads(capsys.readouterr().out)
+    tok = load_run(gpt2_run).tokenizers["text"]
+    ids = torch.tensor([tok.encode(text.read_text(encoding="utf-8"))])
+    with torch.no_grad():
+        ref = _gpt2(gpt2_dir).eval()(ids, labels=ids).loss
+    capsys.readouterr()  # the library's loading messages
+    assert report["tokens"] == ids.size(1) - 1 and abs(report["loss"] - float(ref)) < 1e-4
+    # without --text, the imported run has no validation data of its own: one line says so
+    assert main(["evaluate", str(gpt2_run)], guard=False) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "imported model" in err[0]
