@@ -30,6 +30,7 @@ def test_gpt2_ids_and_decoding_equal_the_librarys(gpt2_dir, gpt2_run):
     # GPT-2's one boundary token is BOS and EOS, it has no PAD and no [MASK]
     eot = theirs.convert_tokens_to_ids(EOT)
     assert (ours.bos_id, ours.eos_id, ours.pad_id, ours.mask_id) == (eot, eot, None, None)
+    assert ours.unk_id is None  # named <|endoftext|> too, but byte-level BPE has no unknowns
     assert ours.encode(f"a{EOT}b")[1] == eot  # a special token is never split
     assert ours.decode([eot, *ours.encode("hi  there"), eot]) == "hi  there"
     assert ours.whole_text and ours.embedding_rows == ours.vocab_size == len(theirs)

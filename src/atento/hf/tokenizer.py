@@ -10,9 +10,10 @@ still have, which are rebuilt here with the library's own components (no hand-wr
 The special ids come from the model's tokenizer files (`tokenizer_config.json`,
 `special_tokens_map.json`: `bos_token`, `cls_token`, ...), else the family's defaults; which of
 them plays atento's BOS / EOS / PAD / UNK / [MASK] is the family's choice (`ROLES`): GPT-2's
-`<|endoftext|>` is both BOS and EOS and it has no PAD (`pad_id` None: the searchers fill with
-EOS, masks tell padding); BERT's [CLS] is BOS, [SEP] EOS, and [PAD], [UNK], [MASK] are ids of
-its vocabulary (so `embedding_rows` = `vocab_size`, no extra row).
+`<|endoftext|>` is both BOS and EOS, and it has no PAD (`pad_id` None: the searchers fill with
+EOS, masks tell padding) and no UNK (byte-level BPE has no unknown pieces); BERT's [CLS] is
+BOS, [SEP] EOS, and [PAD], [UNK], [MASK] are ids of its vocabulary (so `embedding_rows` =
+`vocab_size`, no extra row).
 
 On disk and in checkpoints the tokenizer is one JSON file, `{name}.json`: its kind, the
 special ids, the model's vocabulary size and the library's `tokenizer.json` text.
@@ -157,6 +158,10 @@ def read_tokenizer(model_dir: Path, family: str, config: dict[str, Any]) -> HFTo
             "merges.txt)"
         )
     specials = _special_ids(backend, tokens, path)
+    if specials.get("unk") is not None and specials["unk"] == specials.get("eos"):
+        # GPT-2 names its one boundary token for every role; byte-level BPE never needs an
+        # unknown piece, and banning UNK (search.ban_unk) must not ban the EOS
+        specials["unk"] = None
     size = int(config.get("vocab_size", 0))
     own = backend.get_vocab_size(with_added_tokens=True)
     if own != size:
