@@ -12,7 +12,17 @@ from atento.data.tokenizers import load_tokenizer, tokenizer_from_state
 from atento.hf.tokenizer import HFTokenizer, read_tokenizer
 from atento.rundir import load_run
 
-from .conftest import EOT, PROBES, TEXTS, byte_level_bpe, fast, import_hf, transformers, wordpiece
+from .conftest import (
+    EOT,
+    PROBES,
+    TEXTS,
+    byte_level_bpe,
+    fast,
+    import_hf,
+    tokenizers,
+    transformers,
+    wordpiece,
+)
 
 
 def library(model_dir):
@@ -130,3 +140,26 @@ def test_imported_tokenizer_survives_a_second_import_directory(gpt2_dir, tmp_pat
         load_run(run).tokenizers["text"].decode(load_run(run).tokenizers["text"].encode(PROBES[0]))
         == PROBES[0]
     )
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_a_directory_with_only_the_older_files_imports_the_same_run(family, gpt2_dir, gpt2_run,
+                                                                    bert_dirs, bert_runs,
+                                                                    tmp_path):  # fmt: skip
+    """tokenizer.json removed, vocab.txt or vocab.json + merges.txt written (as published
+    directories of these models have them): the same ids through `atento import hf`."""
+    import shutil
+
+    src, run = (gpt2_dir, gpt2_run) if family == "gpt2" else (bert_dirs["mlm"], bert_runs["mlm"])
+    d = tmp_path / "older"
+    shutil.copytree(src, d)
+    tok = tokenizers.Tokenizer.from_file(str(d / "tokenizer.json"))  # the directory's own
+    (d / "tokenizer.json").unlink()
+    tok.model.save(str(d))
+    if family == "gpt2":
+        vocab = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
+        (d / "vocab.json").write_text(json.dumps({**vocab, EOT: tok.token_to_id(EOT)}))
+    older = load_run(import_hf(d, tmp_path / "run")).tokenizers["text"]
+    ours = load_run(run).tokenizers["text"]
+    assert [older.encode(t) for t in PROBES] == [ours.encode(t) for t in PROBES]
+    assert older.specials == ours.specials
