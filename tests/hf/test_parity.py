@@ -99,3 +99,64 @@ def test_block_step_equals_attend_for_every_norm_and_activation(pre_norm, activa
         _, _, kv = block.attend(x[:, :4], causal[:, :4, :4])
         last, _ = block.step(x[:, 4], kv)
     assert torch.allclose(last, full[:, 4], atol=1e-5)
+
+
+def test_older_checkpoint_layouts_import_to_the_same_model(gpt2_dir, gpt2_run, bert_dirs,
+                                                           bert_runs, tmp_path):  # fmt: skip
+    """GPT-2 as OpenAI's conversion saved it (no `transformer.` prefix, the causal-mask buffers,
+    pytorch_model.bin) and BERT with TensorFlow-era LayerNorm names (gamma / beta) and the
+    position-id buffer: the same weights as the current layout."""
+    import shutil
+
+    import safetensors.torch
+
+    from .conftest import import_hf
+
+    cases = [(gpt2_dir, gpt2_run), (bert_dirs["mlm"], bert_runs["mlm"])]
+    for i, (src, run) in enumerate(cases):
+        d = tmp_path / f"old{i}"
+        shutil.copytree(src, d)
+        state = safetensors.torch.load_file(str(d / "model.safetensors"))
+        (d / "model.safetensors").unlink()
+        if i == 0:
+            state = {k.removeprefix("transformer."): v for k, v in state.items()}
+            state["h.0.attn.bias"] = torch.ones(1, 1, 128, 128).tril()
+            state["h.0.attn.masked_bias"] = torch.tensor(-1e4)
+            state["lm_head.weight"] = state["wte.weight"].clone()
+        else:
+            state = {
+                k.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+                    "LayerNorm.bias", "LayerNorm.beta"
+                ): v
+                for k, v in state.items()
+            }
+            state["bert.embeddings.position_ids"] = torch.arange(64)[None]
+        torch.save(state, d / "pytorch_model.bin")
+        old = load_run(import_hf(d, tmp_path / f"run{i}")).model.state_dict()
+        new = load_run(run).model.state_dict()
+        assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in new)
+
+
+def test_bert_for_pretraining_keeps_its_pooler_and_drops_the_next_sentence_head(
+    bert_dirs, tmp_path, capsys
+):
+    import shutil
+
+    from .conftest import bert_config, import_hf
+
+    d = tmp_path / "pretraining"
+    shutil.copytree(bert_dirs["mlm"], d)
+    config = transformers.BertConfig.from_pretrained(d)
+    torch.manual_seed(2)
+    theirs = transformers.BertForPreTraining(bert_config(config.vocab_size)).eval()
+    theirs.save_pretrained(d)
+    run = load_run(import_hf(d, tmp_path / "run"))
+    assert "next-sentence head" in capsys.readouterr().out
+    tok = run.tokenizers["text"]
+    ids, mask = _batch(tok, PROBES, specials=True)
+    with torch.no_grad():
+        ref = theirs(input_ids=ids, attention_mask=mask.long()).prediction_logits
+        ours = run.model(ids, pad_mask=mask)
+    assert torch.allclose(ours[mask], ref[mask], atol=TOL, rtol=0)
+    pooler = theirs.bert.pooler.dense.weight
+    assert run.cfg.model.pooler and torch.equal(run.model.pooler.weight, pooler)
