@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 from fastapi.testclient import TestClient
@@ -17,6 +18,8 @@ from atento.options import SampleOptions
 from atento.rundir import load_run
 from atento.serve.app import create_app
 from atento.training.loop import Trainer
+
+pytest.importorskip("transformers")
 
 from .conftest import PROBES, TEXTS, transformers
 

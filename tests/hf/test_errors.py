@@ -9,6 +9,8 @@ import torch
 
 from atento.cli.main import main
 
+pytest.importorskip("transformers")
+
 from .conftest import copy_dir
 
 

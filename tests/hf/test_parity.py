@@ -9,6 +9,8 @@ import torch
 from atento.nn.transformer_layers import Block
 from atento.rundir import load_run
 
+pytest.importorskip("transformers")
+
 from .conftest import PROBES, transformers
 
 TOL = 1e-4

@@ -12,6 +12,8 @@ from atento.data.tokenizers import load_tokenizer, tokenizer_from_state
 from atento.hf.tokenizer import HFTokenizer, read_tokenizer
 from atento.rundir import load_run
 
+pytest.importorskip("transformers")
+
 from .conftest import (
     EOT,
     PROBES,
