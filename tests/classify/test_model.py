@@ -138,7 +138,8 @@ COMMON = {"d_model": 128, "heads": 4, "layers": 4, "ff_size": 512, "attention_dr
           "positions": "learned", "init_from": "",
           # the variants of imported models (atento.hf), atento's own stack by default
           "pre_norm": True, "activation": "relu", "norm_eps": 1e-5, "embed_norm": False,
-          "type_vocab": 0, "head_transform": False, "output_bias": False, "pooler": False}  # fmt: skip
+          "type_vocab": 0, "head_transform": False, "output_bias": False,
+          "pooler": False}  # fmt: skip
 
 
 @pytest.mark.parametrize("task, arch, own", [
