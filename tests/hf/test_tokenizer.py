@@ -165,3 +165,13 @@ def test_a_directory_with_only_the_older_files_imports_the_same_run(family, gpt2
     ours = load_run(run).tokenizers["text"]
     assert [older.encode(t) for t in PROBES] == [ours.encode(t) for t in PROBES]
     assert older.specials == ours.specials
+
+
+def test_a_damaged_tokenizer_file_is_one_line_naming_it(gpt2_run, tmp_path):
+    from atento.errors import AtentoError
+
+    state = json.loads((gpt2_run / "text.json").read_text(encoding="utf-8"))
+    state["tokenizer"] = "{not json"
+    (tmp_path / "text.json").write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(AtentoError, match="text.json: not a readable hf tokenizer"):
+        load_tokenizer(tmp_path, "text")

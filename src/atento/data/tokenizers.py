@@ -303,7 +303,10 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
     if kind == LabelSet.kind and isinstance(meta.get("labels"), list):
         return LabelSet(str(label) for label in meta["labels"])
     if kind == "hf":
-        return tokenizer_from_state(meta)
+        try:
+            return tokenizer_from_state(meta)
+        except AtentoError as exc:
+            raise AtentoError(f"{path}: {exc}") from None
     if kind == SentencePieceTokenizer.kind:
         model_path = Path(directory) / meta.get("model", f"{name}.model")
         if not model_path.is_file():
