@@ -3,10 +3,14 @@ Radford et al. 2018/2019) and `model.arch: bert` (an encoder-only stack, Devlin 
 
 Both are `models.lm.TextTransformer`, causal for GPT and bidirectional for BERT, with the same
 model keys (`TextTransformerConfig`); BERT changes two defaults and adds `pooling`. For BERT the
-task's vocabulary size counts one embedding row more than the tokenizer's vocabulary: the last
-id is [MASK] (`mask_id = vocab_size - 1`), used by masked-language-model pretraining
-(`task: mlm`). With `num_classes` (`task: classify`) the builder wraps the Transformer in a
-`models.classifier.SentenceClassifier`.
+task's vocabulary size is the tokenizer's `embedding_rows`: one row more than its vocabulary
+when [MASK] is the extra id after it (atento's own tokenizers), the vocabulary itself when
+[MASK] is one of its ids (an imported BERT). With `num_classes` (`task: classify`) the builder
+wraps the Transformer in a `models.classifier.SentenceClassifier`.
+
+The variant keys (`pre_norm`, `activation`, `norm_eps`, `embed_norm`, `type_vocab`,
+`head_transform`, `output_bias`, `pooler`) default to atento's own stack; `atento import hf`
+sets them to GPT-2's and BERT's (docs/design.md).
 """
 
 from __future__ import annotations
