@@ -112,3 +112,25 @@ def test_a_pickle_that_needs_code_is_refused_unexecuted(gpt2_dir, tmp_path, caps
 
 def test_an_existing_run_is_not_overwritten(gpt2_dir, gpt2_run, capsys):
     _fails(["import", "hf", str(gpt2_dir), "--out", str(gpt2_run)], capsys, "already holds")
+
+
+def test_sharded_weights_import_to_the_same_model_and_a_missing_shard_is_named(
+    gpt2_dir, gpt2_run, tmp_path, capsys
+):
+    from atento.rundir import load_run
+
+    from .conftest import transformers
+
+    d = copy_dir(gpt2_dir, tmp_path / "sharded")
+    (d / "model.safetensors").unlink()
+    model = transformers.GPT2LMHeadModel.from_pretrained(gpt2_dir)
+    model.save_pretrained(d, max_shard_size="100KB")
+    shards = sorted(d.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (d / "model.safetensors.index.json").is_file()
+    run = tmp_path / "run"
+    assert main(["import", "hf", str(d), "--out", str(run)], guard=False) == 0
+    ours, ref = load_run(run).model.state_dict(), load_run(gpt2_run).model.state_dict()
+    assert all(torch.equal(ours[k], ref[k]) for k in ref)
+    shards[-1].unlink()
+    capsys.readouterr()  # the library's progress bars
+    _fails(["import", "hf", str(d), "--out", str(tmp_path / "r2")], capsys, shards[-1].name)
