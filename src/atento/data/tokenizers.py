@@ -278,6 +278,10 @@ def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
         return WordTokenizer(state["words"])
     if kind == LabelSet.kind:
         return LabelSet(state["labels"])
+    if kind == "marian":  # an imported Marian model's (atento.hf); imported on use
+        from atento.hf.marian_tokenizer import MarianTokenizer
+
+        return MarianTokenizer.from_state(state)
     raise AtentoError(f"unknown tokenizer kind {kind!r}")
 
 
@@ -305,6 +309,10 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
             return SentencePieceTokenizer(model_path.read_bytes())
         except RuntimeError:
             raise AtentoError(f"not a sentencepiece model: {model_path}") from None
+    if kind == "marian":
+        from atento.hf import marian_tokenizer
+
+        return marian_tokenizer.load(Path(directory), name, meta)
     raise AtentoError(f"unknown tokenizer kind {kind!r} in {path}")
 
 

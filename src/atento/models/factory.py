@@ -83,10 +83,20 @@ class TransformerConfig:
     max_positions: int = 256  # learned positions / precomputed sinusoids
     share_embeddings: bool = True  # one embedding matrix for source, target and output
     tie_embeddings: bool = False  # output layer = target embeddings (implied by sharing)
+    # options of imported models (Marian / opus-mt); the defaults are atento's own Transformer
+    activation: str = "relu"  # the feed-forward's: relu | gelu | gelu_tanh | swish
+    scale_embeddings: bool = True  # embeddings times sqrt(d_model) (Marian: scale_embedding)
+    sinusoids: str = "interleaved"  # sin/cos alternating, or in `halves` (Marian)
+    output_bias: bool = False  # a fixed (untrained) bias on the logits (final_logits_bias)
 
     def validate(self, cfg: Config) -> None:
+        from atento.nn.feedforward import ACTIVATIONS
+
         validate_stack(self, cfg)
         check(self.max_positions >= 1, cfg, "model.max_positions", "at least 1")
+        check(self.activation in ACTIVATIONS, cfg, "model.activation", ", ".join(ACTIVATIONS))
+        check(self.sinusoids in ("interleaved", "halves"), cfg, "model.sinusoids",
+              "interleaved, halves")  # fmt: skip
         max_len = getattr(cfg.data, "max_len", None)
         if (
             self.positions == "learned"
@@ -125,7 +135,8 @@ def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Modu
         ff_size=m.ff_size, layers=m.layers, dropout=m.dropout,
         attention_dropout=m.attention_dropout, pre_norm=m.pre_norm, positions=m.positions,
         max_positions=m.max_positions, share_embeddings=m.share_embeddings,
-        tie_embeddings=m.tie_embeddings,
+        tie_embeddings=m.tie_embeddings, activation=m.activation,
+        scale_embeddings=m.scale_embeddings, sinusoids=m.sinusoids, output_bias=m.output_bias,
     )  # fmt: skip
 
 
