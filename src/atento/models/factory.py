@@ -17,6 +17,7 @@ from atento.errors import AtentoError
 
 if TYPE_CHECKING:
     from atento.config import Config
+    from atento.models.pretrained_seq2seq import PretrainedSeq2Seq
 
 ATTENTION_CHOICES = ("none", "cosine", "additive", "location", "general", "dot", "scaled_dot")
 
@@ -88,6 +89,7 @@ class TransformerConfig:
     scale_embeddings: bool = True  # embeddings times sqrt(d_model) (Marian: scale_embedding)
     sinusoids: str = "interleaved"  # sin/cos alternating, or in `halves` (Marian)
     output_bias: bool = False  # a fixed (untrained) bias on the logits (final_logits_bias)
+    init_from: str = ""  # a translation run whose weights start this one (pretrained_seq2seq)
 
     def validate(self, cfg: Config) -> None:
         from atento.nn.feedforward import ACTIVATIONS
@@ -126,11 +128,15 @@ def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
     )  # fmt: skip
 
 
-def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
+def build_transformer(
+    cfg: Config, *, src_vocab: int, tgt_vocab: int, pretrained: PretrainedSeq2Seq | None = None
+) -> nn.Module:
+    """The encoder-decoder of `cfg.model`, with `model.init_from`'s weights when given."""
+    from atento.models.pretrained_seq2seq import copy_weights
     from atento.models.transformer import TransformerSeq2Seq
 
     m: TransformerConfig = cfg.model
-    return TransformerSeq2Seq(
+    model = TransformerSeq2Seq(
         src_vocab=src_vocab, tgt_vocab=tgt_vocab, d_model=m.d_model, heads=m.heads,
         ff_size=m.ff_size, layers=m.layers, dropout=m.dropout,
         attention_dropout=m.attention_dropout, pre_norm=m.pre_norm, positions=m.positions,
@@ -138,6 +144,9 @@ def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Modu
         tie_embeddings=m.tie_embeddings, activation=m.activation,
         scale_embeddings=m.scale_embeddings, sinusoids=m.sinusoids, output_bias=m.output_bias,
     )  # fmt: skip
+    if pretrained is not None:
+        copy_weights(model, pretrained)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
