@@ -104,8 +104,7 @@ class TranslationTask(Task):
         if getattr(self, "pretrained", None) is not None:
             start = f"; from {self.pretrained.run} (step {self.pretrained.step})"
         return (
-            f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation"
-            f"{start}"
+            f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation{start}"
         )
 
     def collate(self, indices: list[int]) -> Batch:
