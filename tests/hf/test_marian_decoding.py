@@ -42,8 +42,8 @@ def pair(request, tmp_path_factory):
 def hf_generate(model, tok, sources, **kwargs):
     """(token lists without the start token, EOS and padding; finished flags; scores)."""
     batch = tok(sources, return_tensors="pt", padding=True)
-    settings = dict(do_sample=False, bad_words_ids=[[tok.pad_token_id]], return_dict_in_generate=True,
-                    output_scores=True)  # fmt: skip
+    settings = dict(do_sample=False, bad_words_ids=[[tok.pad_token_id]],
+                    return_dict_in_generate=True, output_scores=True)  # fmt: skip
     with torch.no_grad():
         out = model.generate(**batch, **{**settings, **kwargs})
     tokens, finished = [], []
