@@ -106,7 +106,8 @@ def report(name: str, seconds: float, outputs: list[list[int]]) -> dict:
     return {"system": name, "seconds": round(seconds, 3),
             "sentences_per_second": round(len(outputs) / seconds, 2),
             "output_pieces_per_second": round(pieces / seconds, 1),
-            "mean_output_length": round(pieces / max(len(outputs), 1), 2)}  # fmt: skip
+            "mean_output_length": round(pieces / max(len(outputs), 1), 2),
+            "outputs": outputs}  # fmt: skip
 
 
 def time_atento(run_dir: Path, sources: list[str], args) -> dict:
@@ -148,8 +149,13 @@ def time_transformers(model_dir: Path, sources: list[str], args) -> dict:
 
     decode(batches[0])  # warm-up
     start = time.perf_counter()
-    outputs = [o for rows in batches for o in decode(rows)]
-    return report("transformers", time.perf_counter() - start, outputs)
+    decoded = [decode(rows) for rows in batches]
+    seconds = time.perf_counter() - start
+    outputs: list[list[int]] = [[] for _ in sources]
+    for rows, outs in zip(batches, decoded, strict=True):
+        for i, o in zip(rows, outs, strict=True):
+            outputs[i] = o
+    return report("transformers", seconds, outputs)
 
 
 CT2_SCRIPT = r"""
@@ -226,6 +232,9 @@ def main() -> None:
     results = [time_atento(run_dir, sources, args), time_transformers(model_dir, sources, args)]
     if args.ct2_python:
         results += time_ct2(args.ct2_python, model_dir, work, sources, args)
+    mine = results[0].pop("outputs")
+    theirs = results[1].pop("outputs")  # the same search at equal lengths: the same outputs
+    results[1]["same_outputs_as_atento"] = sum(a == b for a, b in zip(mine, theirs, strict=True))
     speed = {r["system"]: r["output_pieces_per_second"] for r in results}
     ratios = {f"atento_vs_{name}": round(speed["atento"] / s, 3)
               for name, s in speed.items() if name != "atento"}  # fmt: skip
