@@ -14,6 +14,11 @@ a sentence share one copy, their K queries attend to it in one call, and `reorde
 target side. With `use_cache=False` each step re-runs the decoder over the whole prefix (the
 baseline of benchmarks/kv_cache.py); both give the same log-probs.
 
+Options for imported models (Marian / opus-mt, `atento.hf.marian`), off by default: the
+feed-forward `activation`, `scale_embeddings=False` (no sqrt(D)), `sinusoids="halves"`
+(Marian's layout of the positions), `output_bias` (a fixed bias on the logits, Marian's
+final_logits_bias), and the tokenizer's `pad_id` for the embeddings' padding row.
+
 The attention returned to search, heatmaps and analysis (when `DecodeOptions.attention`) is the
 cross-attention of `options.layer` and `options.head` (default: last layer, mean over heads);
 `attention_heads` gives every head of one layer. Options are arguments, never model attributes.
