@@ -1,11 +1,12 @@
-"""Tiny random Marian (opus-mt-shaped) model directories, built with transformers itself.
+"""Tiny Marian (opus-mt-shaped) model directories, built with transformers itself.
 
 Two SentencePiece models trained here on a few hundred toy sentences ("German" with umlauts
-and ß, "English"), a vocab.json numbering the pieces of both as Marian's does (`</s>` 0,
-`<unk>` 1, ..., `<pad>` last), transformers' `MarianTokenizer` over them, and a 2 + 2 layer,
-64-wide `MarianMTModel` with opus-mt's settings (swish, scale_embedding, static sinusoids,
-pad = decoder start), saved with `save_pretrained`. Random weights almost never emit EOS, so
-`eos_bias` goes into `final_logits_bias[EOS]` and the finishing rules get exercised.
+and ß, "English", word for word), a vocab.json numbering the pieces of both as Marian's does
+(`</s>` 0, `<unk>` 1, ..., `<pad>` last), transformers' `MarianTokenizer` over them, and a
+2 + 2 layer, 64-wide `MarianMTModel` with opus-mt's settings (swish, scale_embedding, static
+sinusoids, pad = decoder start), trained for a few seconds (random weights only repeat one
+token) and saved with `save_pretrained`. `eos_bias` sets EOS's entry of `final_logits_bias`
+(the rest are random), so outputs end early or late and the finishing rules get exercised.
 """
 
 from __future__ import annotations
