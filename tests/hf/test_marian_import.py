@@ -149,6 +149,7 @@ def _broken(marian, tmp_path, **changes):
         ({"architectures": ["MarianForCausalLM"]}, "architectures"),
         ({"vocab_size": 500, "decoder_vocab_size": 500}, "vocab_size is 500"),
         ({"encoder_layers": 1, "decoder_layers": 1}, "unexpected weights"),
+        ({"d_model": 32}, "the embedding is"),
         ({"encoder_layers": 3, "decoder_layers": 3}, "lack model.encoder.layers.2"),
     ],
 )
