@@ -202,3 +202,21 @@ def test_pytorch_model_bin_with_every_tied_copy_imports(marian, run, tmp_path):
     # an lm_head that is not the embedding is another model: refused
     torch.save({**weights, "lm_head.weight": shared + 1}, bad / "pytorch_model.bin")
     assert main(["import", "hf", str(bad), "--out", str(tmp_path / "run2")]) == 2
+
+
+def test_search_settings_come_from_the_generation_config(marian, tmp_path, capsys):
+    """generation_config.json's num_beams and length_penalty become `search.beam` / `alpha`
+    (older directories keep them in config.json); early_stopping=false is noted, since atento
+    stops a sentence at K finished hypotheses."""
+    newer = _broken(marian, tmp_path / "a")
+    gen = json.loads((newer / "generation_config.json").read_text())
+    gen.update(num_beams=4, length_penalty=0.8, early_stopping=False)
+    (newer / "generation_config.json").write_text(json.dumps(gen))
+    out = import_run(newer, tmp_path / "run_a")
+    assert "early_stopping=False" in capsys.readouterr().out
+    search = load_run(out).cfg.search
+    assert (search.beam, search.alpha) == (4, 0.8)
+    older = _broken(marian, tmp_path / "b", num_beams=6, length_penalty=0.5)
+    (older / "generation_config.json").unlink()
+    search = load_run(import_run(older, tmp_path / "run_b")).cfg.search
+    assert (search.beam, search.alpha) == (6, 0.5)

@@ -125,15 +125,18 @@ def special_ids(model_dir: Path, config: dict[str, Any]) -> dict[str, int]:
     return ids
 
 
-def search_section(model_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The `search` settings of generation_config.json (beam, length penalty), and notes."""
+def search_section(model_dir: Path, config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The `search` settings of generation_config.json (beam, length penalty), and notes;
+    older directories have none and keep these keys in config.json."""
     path = model_dir / "generation_config.json"
-    if not path.is_file():
-        return {}, []
-    try:
-        gen = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AtentoError(f"{path}: not valid JSON ({exc})") from None
+    gen = config
+    if path.is_file():
+        try:
+            gen = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AtentoError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(gen, dict):
+            raise AtentoError(f"{path}: not a JSON object")
     search: dict[str, Any] = {}
     if isinstance(gen.get("num_beams"), int) and gen["num_beams"] >= 1:
         search["beam"] = gen["num_beams"]
@@ -197,7 +200,7 @@ def convert(model_dir: Path, config: dict[str, Any]) -> Imported:
     """A Hugging Face MarianMTModel directory -> atento's translation run (module doc)."""
     model, notes = model_section(model_dir, config)
     ids = special_ids(model_dir, config)
-    search, search_notes = search_section(model_dir)
+    search, search_notes = search_section(model_dir, config)
     tokenizers = {
         role: MarianTokenizer.from_files(model_dir / spm, model_dir / "vocab.json",
                                          specials={**ids, "unk": None})
