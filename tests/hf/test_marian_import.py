@@ -220,3 +220,25 @@ def test_search_settings_come_from_the_generation_config(marian, tmp_path, capsy
     (older / "generation_config.json").unlink()
     search = load_run(import_run(older, tmp_path / "run_b")).cfg.search
     assert (search.beam, search.alpha) == (6, 0.5)
+
+
+def test_cross_attention_weights_equal_transformers(marian, run, tmp_path):
+    """What `atento attention` draws (any layer, any head) is transformers' cross-attention."""
+    from transformers import MarianMTModel
+
+    model = MarianMTModel.from_pretrained(marian, attn_implementation="eager").eval()
+    hf = hf_tokenizer(marian)
+    batch = hf(SOURCES[:3], text_target=TARGETS[:3], return_tensors="pt", padding=True)
+    start = torch.full((3, 1), model.config.decoder_start_token_id)
+    tgt_in = torch.cat([start, batch["labels"][:, :-1]], dim=1)
+    loaded = load_run(run, device="cpu")
+    with torch.no_grad():
+        ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    decoder_input_ids=tgt_in, output_attentions=True).cross_attentions  # fmt: skip
+        for layer in (0, 1):
+            mine = loaded.model.attention_heads(batch["input_ids"], batch["attention_mask"].bool(),
+                                                tgt_in, layer=layer)  # fmt: skip
+            torch.testing.assert_close(mine, ref[layer], atol=1e-5, rtol=0)
+    out = tmp_path / "attention.png"
+    argv = ["attention", str(run), SOURCES[0], "--out", str(out), "--layer", "0", "--head", "2"]
+    assert main(argv) == 0 and out.is_file()
