@@ -188,8 +188,11 @@ def time_ct2(python: str, model_dir: Path, work: Path, sources: list[str], args)
 
     ct2_dir = work / "ct2"
     if not ct2_dir.exists():
-        subprocess.run([python, "-m", "ctranslate2.converters.transformers", "--model",
-                        str(model_dir), "--output_dir", str(ct2_dir)], check=True)  # fmt: skip
+        convert = (
+            "import sys, ctranslate2; ctranslate2.converters.TransformersConverter("
+            "sys.argv[1]).convert(sys.argv[2])"
+        )  # what ct2-transformers-converter does
+        subprocess.run([python, "-c", convert, str(model_dir), str(ct2_dir)], check=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tok = MarianTokenizer.from_pretrained(model_dir)
