@@ -24,6 +24,7 @@ from atento.data.parallel import encode_pairs, read_parallel
 from atento.data.tokenizers import Tokenizer, build_tokenizer
 from atento.errors import AtentoError
 from atento.models.base import length_limit
+from atento.models.pretrained_seq2seq import load_pretrained_seq2seq
 from atento.options import SearchOptions
 from atento.outputs import write_text
 from atento.predictors.decoding import TranslationPredictor
@@ -44,6 +45,13 @@ class TranslationTask(Task):
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
         train_raw = load_split(data, "train")
+        self.pretrained = None
+        if tokenizers is None and getattr(self.cfg.model, "init_from", ""):
+            self.pretrained = load_pretrained_seq2seq(self.cfg)  # its tokenizers, its weights
+            tokenizers = self.pretrained.tokenizers
+            for role, tok in tokenizers.items():
+                if run_dir is not None:
+                    tok.save(run_dir, role)
         if tokenizers is None:
             tokenizers = self._build_tokenizers([s for s, _ in train_raw],
                                                 [t for _, t in train_raw], run_dir)  # fmt: skip
@@ -81,12 +89,15 @@ class TranslationTask(Task):
         return {"src": build_tokenizer(data.tokenizer, src, name="src", **kw),
                 "tgt": build_tokenizer(data.tokenizer, tgt, name="tgt", **kw)}  # fmt: skip
 
-    def model_sizes(self) -> dict[str, int]:
-        return {
+    def model_sizes(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {
             "src_vocab": self.tokenizers["src"].vocab_size,
             "tgt_vocab": self.tokenizers["tgt"].vocab_size,
             "pad_id": self.tokenizers["tgt"].search_ids()["pad_id"],
         }
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
 
     @property
     def special_ids(self) -> dict[str, int]:
@@ -96,7 +107,12 @@ class TranslationTask(Task):
         return {"src_eos": src_eos, "bos_id": ids["bos_id"], "eos_id": ids["eos_id"]}
 
     def describe(self) -> str:
-        return f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation"
+        start = ""
+        if getattr(self, "pretrained", None) is not None:
+            start = f"; from {self.pretrained.run} (step {self.pretrained.step})"
+        return (
+            f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation{start}"
+        )
 
     def collate(self, indices: list[int]) -> Batch:
         return collate([self.train_pairs[i] for i in indices], **self.special_ids)
