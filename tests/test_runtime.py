@@ -27,8 +27,9 @@ def test_native_bf16_is_a_bool():
 
 def _unset_kernel_cache(monkeypatch):
     """Unset for this test and restored after it (setenv first, so that undo knows it)."""
-    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    for name in runtime.KERNEL_CACHES:
+        monkeypatch.setenv(name, "1")
+        monkeypatch.delenv(name)
 
 
 def test_onednn_kernel_cache_is_capped_unless_set(monkeypatch):
@@ -37,9 +38,20 @@ def test_onednn_kernel_cache_is_capped_unless_set(monkeypatch):
     assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in runtime.os.environ
     assert runtime.cap_kernel_cache() is True
     assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert runtime.os.environ["LRU_CACHE_CAPACITY"] == "16"  # ideep's cache too
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "512")
     assert runtime.cap_kernel_cache() is False
     assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "256"
+    assert runtime.os.environ["LRU_CACHE_CAPACITY"] == "512"
+
+
+def test_one_preset_cache_keeps_its_value_the_other_is_capped(monkeypatch):
+    _unset_kernel_cache(monkeypatch)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    assert runtime.cap_kernel_cache(0) is True  # 0 would crash ideep: at least 1
+    assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    assert runtime.os.environ["LRU_CACHE_CAPACITY"] == "1"
 
 
 def test_training_caps_the_kernel_cache_decoding_does_not(monkeypatch):
@@ -52,7 +64,8 @@ def test_training_caps_the_kernel_cache_decoding_does_not(monkeypatch):
     assert not any("oneDNN" in line for line in lines)
     lines = runtime.apply_process_settings(RuntimeConfig(kernel_cache=8), cpu, training=True)
     assert runtime.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
-    assert any("oneDNN kernel cache capped at 8" in line for line in lines)
+    assert runtime.os.environ["LRU_CACHE_CAPACITY"] == "8"
+    assert any("oneDNN and ideep kernel caches capped at 8" in line for line in lines)
 
 
 def test_auto_precision_is_bf16_only_where_native(monkeypatch):
@@ -120,9 +133,10 @@ def test_importing_atento_changes_no_process_state():
         "import os, torch; n = torch.get_num_threads(); "
         "import atento.cli.main, atento.training.loop, atento.rundir, atento.inference; "
         "assert torch.get_num_threads() == n; "
-        "assert 'ONEDNN_PRIMITIVE_CACHE_CAPACITY' not in os.environ; print('ok')"
+        "assert 'ONEDNN_PRIMITIVE_CACHE_CAPACITY' not in os.environ; "
+        "assert 'LRU_CACHE_CAPACITY' not in os.environ; print('ok')"
     )
-    env = {k: v for k, v in runtime.os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    env = {k: v for k, v in runtime.os.environ.items() if k not in runtime.KERNEL_CACHES}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "ok", out.stderr
 

@@ -46,6 +46,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between "last" checkpoints; 0 = at each validation
     seed: int = 1
     ema_decay: float = 0.0  # > 0: validate, keep and translate an exponential moving average
+    # output layer + loss in fixed row chunks, logits never whole (training.fused_output):
+    # null (auto) = on under bf16/fp16 autocast only (fp32 keeps the plain path); true; false
+    fused_output: bool | None = None
 
 
 @dataclass
@@ -70,7 +73,7 @@ class RuntimeConfig:
     precision: str = "auto"  # auto (bf16 where native, else fp32) | fp32 | bf16 | fp16 (CUDA)
     threads: int = 0  # torch threads on CPU; 0 = PyTorch's default
     malloc_tuning: bool = True  # CPU: keep large freed blocks in glibc's heap
-    kernel_cache: int = 16  # CPU training: oneDNN kernel-cache cap; 0 = oneDNN's default
+    kernel_cache: int = 16  # CPU training: oneDNN + ideep kernel-cache caps; 0 = their defaults
     collective_timeout: float = 1800.0  # seconds a rank waits for the others (torchrun) before
     # it fails: longer than a validation takes, since the others wait while rank 0 validates
 

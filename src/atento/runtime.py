@@ -19,7 +19,10 @@ switched off in the config's `runtime` section:
 - oneDNN caches a compiled bf16 kernel per shape, 1,024 by default; with a new batch shape at
   every training step a bf16 run grew to 13 GB, and a cap of 16 kept it at 3 GB at the same
   speed (`runtime.kernel_cache`, training only: decoding's shapes recur and it decoded ~12 %
-  slower with the cap). An explicit ONEDNN_PRIMITIVE_CACHE_CAPACITY in the environment wins.
+  slower with the cap). PyTorch's ideep layer keeps a second per-shape cache (1,024 entries,
+  LRU_CACHE_CAPACITY): with only oneDNN's capped a bf16 run still grew by ~0.4 GB a minute;
+  the same cap on both keeps it flat (issue 24, benchmarks/README.md). An explicit
+  ONEDNN_PRIMITIVE_CACHE_CAPACITY or LRU_CACHE_CAPACITY in the environment wins.
 """
 
 from __future__ import annotations
@@ -64,13 +67,20 @@ def tune_allocator() -> bool:
     return _done
 
 
+# the two caches of compiled kernels that PyTorch's oneDNN (mkldnn) path keeps, one entry per
+# shape: oneDNN's own primitive cache and ideep's (PyTorch's oneDNN wrapper) LRU cache; both
+# must be capped (issue 24: with one cap alone a bf16 run still grew)
+KERNEL_CACHES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
 def cap_kernel_cache(capacity: int = 16) -> bool:
-    """Cap oneDNN's cache of compiled kernels (before the first matrix product); False when the
-    environment already sets it."""
-    if "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ:
-        return False
-    os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(capacity)
-    return True
+    """Cap oneDNN's and ideep's caches of compiled kernels (before the first matrix product) at
+    `capacity` >= 1 (LRU_CACHE_CAPACITY=0 crashes PyTorch); a cache whose variable the
+    environment already sets keeps it. False when it sets both."""
+    missing = [name for name in KERNEL_CACHES if name not in os.environ]
+    for name in missing:
+        os.environ[name] = str(max(1, capacity))
+    return bool(missing)
 
 
 def native_bf16() -> bool:
@@ -229,7 +239,8 @@ def apply_process_settings(
         applied.append("glibc malloc keeps large blocks in the heap (runtime.malloc_tuning)")
     if training and runtime.kernel_cache > 0 and cap_kernel_cache(runtime.kernel_cache):
         applied.append(
-            f"oneDNN kernel cache capped at {runtime.kernel_cache} (runtime.kernel_cache)"
+            f"oneDNN and ideep kernel caches capped at {runtime.kernel_cache} "
+            "(runtime.kernel_cache)"
         )
     return applied
 

@@ -261,7 +261,7 @@ class TransformerSeq2Seq(nn.Module):
 
     def forward(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None,
-        options: DecodeOptions | None = None,
+        options: DecodeOptions | None = None, hidden: bool = False,
     ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """Teacher forcing: logits (B, T, V) and, with `options.attention`, the cross-attention
         weights (B, T, S) of `options.layer` / `options.head` (else None: every layer then
@@ -269,12 +269,20 @@ class TransformerSeq2Seq(nn.Module):
 
         `select` (B, T) bool: logits only at those positions, (N, V) in row-major order (the
         trainer passes the real target tokens, so the output layer and loss skip padding).
+        `hidden`: the output layer's inputs instead of the logits (the fused output layer and
+        loss of `atento.training.fused_output` apply `output_layer()` to them).
         """
         options = DEFAULT_OPTIONS if options is None else options
         layer = self._weights_layer(options)
         enc = self.encode(src_ids, src_mask)
         h, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
-        return self.logits(h if select is None else h[select]), self._view(weights, options.head)
+        h = h if select is None else h[select]
+        return h if hidden else self.logits(h), self._view(weights, options.head)
+
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """`logits(h)` = h W^T (+ b): the weight W (V, D) (the shared embedding when tied) and
+        the fixed bias (V,) or None."""
+        return self.output.weight, self.output_bias
 
     def attention_heads(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, layer: int = -1

@@ -31,6 +31,7 @@ from atento.predictors.decoding import TranslationPredictor
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task, teacher_forced_loss
 from atento.tasks.translation_data import DataConfig
+from atento.training.fused_output import OutputRows, fused_dtype
 from atento.training.loss import sequence_loss
 from atento.training.metrics import corpus_bleu, corpus_scores
 
@@ -120,15 +121,23 @@ class TranslationTask(Task):
     def count(self, batch: Batch) -> int:
         return batch.n_tgt_tokens
 
-    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor | OutputRows:
         # the output layer and the loss skip padding
-        logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in, select=batch.tgt_mask)
+        args = (batch.src_ids, batch.src_mask, batch.tgt_in)
+        dtype = fused_dtype(self.cfg.train.fused_output, model, batch.src_ids.device.type)
+        if dtype is not None:  # train.fused_output: the loss applies the output layer by chunks
+            h, _ = model(*args, select=batch.tgt_mask, hidden=True)
+            weight, bias = getattr(model, "module", model).output_layer()
+            return OutputRows(h, weight, bias, dtype)
+        logits, _ = model(*args, select=batch.tgt_mask)
         return logits  # (N, V): the real target positions in row-major order
 
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> LossOutput:
+    def loss(self, outputs: torch.Tensor | OutputRows, batch: Batch) -> LossOutput:
         targets = batch.tgt_out[batch.tgt_mask]
-        loss = sequence_loss(outputs, targets, label_smoothing=self.cfg.train.label_smoothing)
-        return LossOutput(loss)
+        smoothing = self.cfg.train.label_smoothing
+        if isinstance(outputs, OutputRows):
+            return LossOutput(outputs.loss(targets, smoothing))
+        return LossOutput(sequence_loss(outputs, targets, label_smoothing=smoothing))
 
     def validate(self, model: nn.Module, placement: Placement) -> dict[str, float]:
         """Teacher-forced loss / perplexity (fp32) and greedy BLEU on the validation set."""

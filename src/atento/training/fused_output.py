@@ -1,0 +1,148 @@
+"""The output layer and the label-smoothed cross-entropy in one chunked pass (issue 24).
+
+    loss = fused_output_loss(h, weight, targets, label_smoothing=0.1, bias=None,
+                             dtype=torch.bfloat16)     # h (N, D), weight (V, D): the summed loss
+
+The plain path materialises the (N, V) logits of the N real target tokens (in bf16, then in
+fp32 for the loss, then the fp32 and bf16 gradients): four blocks of 50-100 MB each whose size
+changes with N at every step. Under bf16 each new size left memory behind in glibc's heap, and
+a 5-minute bf16 run grew from 1.6 to 3.6 GB (benchmarks/README.md, issue 24). Here the rows go
+through the output layer in chunks of `CHUNK` rows, every chunk's logits are written into the
+same two fixed (CHUNK, V) buffers, and the gradient is computed in the same pass (as Liger
+Kernel's fused linear cross-entropy): per row, with smoothing eps over V classes,
+
+    loss = logsumexp(z) - (1 - eps) z_y - eps / V * sum_v z_v
+    d loss / d z = softmax(z) - (1 - eps) one_hot(y) - eps / V
+
+so d loss / d h = g W and d loss / d W = g^T h, accumulated chunk by chunk in fp32. The large
+allocations of a step are then the same every step, whatever N is. `dtype` is the matrix
+products' dtype (bf16 under CPU autocast); softmax and the loss are always fp32, as in
+`atento.training.loss`. The weight may be a tied embedding: its gradient accumulates as usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+CHUNK = 1024  # rows per chunk: 32 MB of fp32 logits at V = 8,000
+
+
+def _chunk_loss(z: Tensor, target: Tensor, eps: float, grad: bool) -> tuple[Tensor, Tensor | None]:
+    """z (r, V) fp32 logits, overwritten -> per-row losses (r,) and, with `grad`, z itself
+    turned into d loss / d z."""
+    V = z.size(1)
+    loss = -(1.0 - eps) * z.gather(1, target.unsqueeze(1)).squeeze(1)
+    if eps:
+        loss = loss - (eps / V) * z.sum(1)
+    m = z.amax(1, keepdim=True)
+    z.sub_(m).exp_()  # in place: no second (r, V) block
+    s = z.sum(1, keepdim=True)
+    loss = loss + (m + s.log()).squeeze(1)
+    if not grad:
+        return loss, None
+    z.div_(s)  # softmax
+    if eps:
+        z.sub_(eps / V)
+    z.scatter_add_(1, target.unsqueeze(1), z.new_full((z.size(0), 1), eps - 1.0))
+    return loss, z
+
+
+def _fused(
+    h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
+    dtype: torch.dtype, grad: bool, chunk: int,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:  # fmt: skip
+    """The summed loss and, with `grad`, d loss / d h (N, D) in h's dtype and d loss / d weight
+    (V, D) in fp32."""
+    N, V = h.size(0), weight.size(0)
+    w = weight.detach().to(dtype)
+    x = h.detach().to(dtype)
+    rows = min(chunk, N)
+    z32 = torch.empty(rows, V, dtype=torch.float32, device=h.device)
+    zlow = None if dtype == torch.float32 else torch.empty(rows, V, dtype=dtype, device=h.device)
+    grad_h = torch.empty(N, h.size(1), dtype=h.dtype, device=h.device) if grad else None
+    grad_w = torch.zeros(V, weight.size(1), dtype=torch.float32, device=h.device) if grad else None
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    for start in range(0, N, chunk):
+        xc = x[start : start + chunk]
+        r = xc.size(0)
+        z = z32[:r]
+        if zlow is None:
+            torch.mm(xc, w.t(), out=z)
+        else:
+            z.copy_(torch.mm(xc, w.t(), out=zlow[:r]))
+        if bias is not None:
+            z.add_(bias.float())
+        loss, g = _chunk_loss(z, target[start : start + chunk], eps, grad)
+        total += loss.sum()
+        if g is None:
+            continue
+        if zlow is not None:
+            g = zlow[:r].copy_(g)
+        grad_h[start : start + r] = g @ w
+        grad_w += (g.t() @ xc).float()
+    return total, grad_h, grad_w
+
+
+class _FusedOutputLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, bias, target, eps, dtype, chunk):  # noqa: D102
+        need = ctx.needs_input_grad
+        with torch.autocast(h.device.type, enabled=False):
+            total, grad_h, grad_w = _fused(h, weight, bias, target, eps, dtype,
+                                           need[0] or need[1], chunk)  # fmt: skip
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        grad_h, grad_w = ctx.saved_tensors
+        gh = grad_h.mul_(grad.to(grad_h.dtype)) if ctx.needs_input_grad[0] else None
+        gw = grad_w.mul_(grad).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
+        return gh, gw, None, None, None, None, None
+
+
+def fused_output_loss(
+    h: Tensor, weight: Tensor, targets: Tensor, *, label_smoothing: float = 0.0,
+    bias: Tensor | None = None, dtype: torch.dtype | None = None, chunk: int = CHUNK,
+) -> Tensor:  # fmt: skip
+    """Summed label-smoothed cross-entropy of the logits `h @ weight.T (+ bias)` without the
+    (N, V) logits: h (N, D), weight (V, D), targets (N,), bias (V,) (a fixed buffer: no
+    gradient). `dtype`: the matrix products' dtype (None: h's). Gradients flow to h and weight."""
+    dtype = h.dtype if dtype is None else dtype
+    if h.dim() != 2 or targets.shape != h.shape[:1]:
+        raise ValueError(f"h must be (N, D) and targets (N,), got {tuple(h.shape)} and "
+                         f"{tuple(targets.shape)}")  # fmt: skip
+    return _FusedOutputLoss.apply(h, weight, bias, targets, float(label_smoothing), dtype, chunk)
+
+
+@dataclass
+class OutputRows:
+    """What a task's `forward` returns on the fused path: the output layer's inputs (N, D), its
+    weight and fixed bias, and the dtype of its matrix products (the forward's autocast)."""
+
+    hidden: Tensor
+    weight: Tensor
+    bias: Tensor | None
+    dtype: torch.dtype
+
+    def loss(self, targets: Tensor, label_smoothing: float) -> Tensor:
+        """The summed label-smoothed cross-entropy against targets (N,)."""
+        return fused_output_loss(self.hidden, self.weight, targets, bias=self.bias,
+                                 label_smoothing=label_smoothing, dtype=self.dtype)  # fmt: skip
+
+
+def fused_dtype(setting: bool | None, model: nn.Module, device_type: str) -> torch.dtype | None:
+    """The matrix products' dtype when `train.fused_output` (`setting`) applies to `model` (one
+    with `output_layer()`, or a DDP wrapper of one) inside the current autocast, else None.
+    None (auto): on under bf16 / fp16 autocast only (fp32 runs stay on the plain path)."""
+    inner = getattr(model, "module", model)
+    if setting is False or not hasattr(inner, "output_layer"):
+        return None
+    low = torch.is_autocast_enabled(device_type)
+    if setting is None and not low:
+        return None
+    return torch.get_autocast_dtype(device_type) if low else torch.float32

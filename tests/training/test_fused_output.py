@@ -1,0 +1,119 @@
+"""The chunked output layer + loss (train.fused_output) equals the plain path: logits, then
+`sequence_loss`, in value and in the gradients of the hidden states and of the weight."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atento.errors import AtentoError
+from atento.training.fused_output import fused_dtype, fused_output_loss
+from atento.training.loss import sequence_loss
+
+
+def _plain(h, weight, targets, eps, bias=None):
+    logits = h @ weight.t() + (0 if bias is None else bias)
+    return sequence_loss(logits, targets, label_smoothing=eps)
+
+
+def _grads(fn, h, weight):
+    h, weight = h.clone().requires_grad_(), weight.clone().requires_grad_()
+    loss = fn(h, weight)
+    (0.5 * loss).backward()  # a scaled loss, as the trainer's division by the token count
+    return loss.detach(), h.grad, weight.grad
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("chunk", [4, 16, 64])  # several chunks with a remainder; one; one > N
+def test_fp32_value_and_gradients_equal_the_plain_path(eps, with_bias, chunk):
+    torch.manual_seed(0)
+    h, weight = torch.randn(37, 12), 2 * torch.randn(29, 12)
+    targets = torch.randint(0, 29, (37,))
+    bias = torch.randn(29) if with_bias else None
+    ref = _grads(lambda x, w: _plain(x, w, targets, eps, bias), h, weight)
+    ours = _grads(
+        lambda x, w: fused_output_loss(x, w, targets, label_smoothing=eps, bias=bias, chunk=chunk),
+        h, weight,
+    )  # fmt: skip
+    # only the summation order differs (per chunk, then over chunks)
+    assert ours[0].item() == pytest.approx(ref[0].item(), rel=1e-6)
+    for a, b in zip(ours[1:], ref[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_products_match_the_autocast_path():
+    torch.manual_seed(1)
+    h, weight = torch.randn(50, 16), torch.randn(40, 16)
+    targets = torch.randint(0, 40, (50,))
+
+    def plain(x, w):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = F.linear(x, w)  # bf16 logits, made fp32 by the loss
+        return sequence_loss(logits, targets, label_smoothing=0.1)
+
+    ref = _grads(plain, h, weight)
+
+    def fused(x, w):
+        return fused_output_loss(x, w, targets, label_smoothing=0.1, dtype=torch.bfloat16, chunk=16)
+
+    ours = _grads(fused, h, weight)
+    assert ours[0].item() == pytest.approx(ref[0].item(), rel=1e-3)
+    assert ours[1].dtype == ours[2].dtype == torch.float32
+    for a, b in zip(ours[1:], ref[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=0.03, atol=0.01)
+
+
+def test_without_gradients_it_is_cross_entropy():
+    torch.manual_seed(2)
+    h, weight = torch.randn(9, 5), torch.randn(7, 5)
+    targets = torch.randint(0, 7, (9,))
+    with torch.no_grad():
+        ours = fused_output_loss(h, weight, targets, label_smoothing=0.2, chunk=4)
+    ref = F.cross_entropy(h @ weight.t(), targets, label_smoothing=0.2, reduction="sum")
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_bad_shapes_are_a_value_error():
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        fused_output_loss(torch.zeros(2, 3, 4), torch.zeros(5, 4), torch.zeros(2, dtype=torch.long))
+
+
+def test_auto_is_on_under_bf16_autocast_only():
+    model = torch.nn.Module()
+    model.output_layer = lambda: None
+    assert fused_dtype(None, model, "cpu") is None
+    assert fused_dtype(True, model, "cpu") == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused_dtype(None, model, "cpu") == torch.bfloat16
+        assert fused_dtype(False, model, "cpu") is None
+        assert fused_dtype(True, torch.nn.Linear(2, 2), "cpu") is None  # no output_layer()
+
+
+def _trainer_losses(tmp_path, setting, steps=3):
+    from atento.config_io import load_config
+    from atento.data.batching import collate
+    from atento.training.loop import Trainer
+    from conftest import CONFIGS
+
+    over = ["data.n_train=64", "runtime.precision=fp32", f"train.fused_output={setting}"]
+    trainer = Trainer(load_config(CONFIGS / "toy_transformer.yaml", over), tmp_path / setting,
+                      progress=False)  # fmt: skip
+    pairs = trainer.task.train_pairs
+    losses = [trainer.train_step(collate(pairs[16 * i : 16 * i + 16]))[0] for i in range(steps)]
+    return losses, trainer.model.tgt_embed.weight.detach()
+
+
+def test_tied_transformer_trains_the_same_with_the_fused_output(tmp_path):
+    plain, w_plain = _trainer_losses(tmp_path, "false")
+    fused, w_fused = _trainer_losses(tmp_path, "true")
+    assert fused == pytest.approx(plain, rel=1e-5)
+    # the output weight is the shared embedding: it is trained through both uses
+    torch.testing.assert_close(w_fused, w_plain, rtol=1e-4, atol=1e-5)
+
+
+def test_config_rejects_an_unknown_setting():
+    from atento.config_io import load_config
+    from conftest import CONFIGS
+
+    with pytest.raises(AtentoError, match="train.fused_output"):
+        load_config(CONFIGS / "toy_transformer.yaml", ["train.fused_output=chunked"])
