@@ -56,7 +56,7 @@ def main() -> int:
                 final = json.loads(line)
                 break
     print(json.dumps({"samples": samples, "peak_sampled_mib": max(v for _, v in samples),
-                      "peak_memory_mb": final.get("peak_memory_mb"), "steps": final.get("step"),
+                      "peak_memory_mb": final.get("peak_memory_mb"), "steps": final.get("steps"),
                       "returncode": child.returncode}))  # fmt: skip
     return child.returncode
 
