@@ -12,6 +12,7 @@ from atento.data.batching import (
     BatchPlan,
     TokenBatchSampler,
     collate,
+    collate_arrays,
     collate_sources,
     pair_lengths,
 )
@@ -156,3 +157,15 @@ def test_plan_of_a_million_examples_is_quick_and_small() -> None:
     assert sum(len(plan[k]) for k in range(0, len(plan), 997)) > 0
     assert plan.order.nbytes + plan.starts.nbytes * 2 < 20 * 1_000_000
     assert int((plan.ends - plan.starts).sum()) == 1_000_000
+
+
+def test_collate_arrays_equals_collate_of_lists() -> None:
+    rng = np.random.default_rng(5)
+    pairs = [(rng.integers(4, 60000, rng.integers(1, 9)).tolist(),
+              rng.integers(4, 60000, rng.integers(1, 9)).tolist()) for _ in range(13)]  # fmt: skip
+    rows = [(np.asarray(s, np.uint16), np.asarray(t, np.uint16)) for s, t in pairs]
+    a, b = collate(pairs), collate_arrays([s for s, _ in rows], [t for _, t in rows])
+    for name in ("src_ids", "src_mask", "tgt_in", "tgt_out", "tgt_mask"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and torch.equal(x, y), name
+    assert a.n_tgt_tokens == b.n_tgt_tokens

@@ -99,6 +99,34 @@ def collate(pairs: Sequence[IdPair]) -> Batch:
     return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
 
 
+def _pad_rows(rows: Sequence[np.ndarray], *, first: int | None, last: int | None):
+    """Rows of ids (numpy, any integer type) -> ids (N, L) long with `first` before and `last`
+    after each row (None: nothing), PAD on the right, and mask (N, L) bool."""
+    extra = (first is not None) + (last is not None)
+    lengths = np.fromiter((len(r) + extra for r in rows), np.int64, count=len(rows))
+    width = int(lengths.max(initial=0))
+    ids = np.full((len(rows), width), PAD_ID, dtype=np.int64)
+    start = int(first is not None)
+    for k, r in enumerate(rows):
+        ids[k, start : start + len(r)] = r
+    rows_at = np.arange(len(rows))
+    if first is not None:
+        ids[:, 0] = first
+    if last is not None:
+        ids[rows_at, lengths - 1] = last
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def collate_arrays(src_rows: Sequence[np.ndarray], tgt_rows: Sequence[np.ndarray]) -> Batch:
+    """`collate` of pairs given as numpy rows (a corpus store's memory-mapped ids): the same
+    `Batch`, built without Python lists."""
+    src_ids, src_mask = _pad_rows(src_rows, first=None, last=EOS_ID)
+    tgt_in, _ = _pad_rows(tgt_rows, first=BOS_ID, last=None)
+    tgt_out, tgt_mask = _pad_rows(tgt_rows, first=None, last=EOS_ID)
+    return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
+
+
 def pair_lengths(pairs: Sequence[IdPair]) -> list[tuple[int, int]]:
     """(source length, target length) of each pair, without the EOS / BOS that batching adds."""
     return [(len(s), len(t)) for s, t in pairs]

@@ -9,7 +9,15 @@ folder, manifest last, rename; waiting ranks; clean), `sample` (the tokenizer's 
 sample), `encode` (the worker pool), `parallel` (translation) and `stream` (language models).
 """
 
-from atento.data.store.build import Store, clean_stores, folder_size, open_store, read_store
+from atento.data.store.build import (
+    Store,
+    clean_stores,
+    folder_size,
+    open_store,
+    read_store,
+    record_store,
+    recorded_key,
+)
 from atento.data.store.encode import default_workers
 from atento.data.store.keys import FORMAT, cache_root, stores_root
 from atento.data.store.parallel import (
@@ -40,5 +48,7 @@ __all__ = [
     "prepare_parallel",
     "prepare_stream",
     "read_store",
+    "record_store",
+    "recorded_key",
     "stores_root",
 ]

@@ -239,3 +239,28 @@ def clean_stores() -> tuple[int, int]:
         count += not path.name.startswith(".tmp-")
         freed += size
     return count, freed
+
+
+RECORD = "store.json"
+
+
+def record_store(run_dir: Path | None, store: Store) -> None:
+    """Note in a run directory which store its training data came from (`--resume` maps the
+    same one again)."""
+    if run_dir is None:
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"key": store.key, "path": str(store.path)}, indent=1) + "\n"
+    (Path(run_dir) / RECORD).write_text(text, encoding="utf-8")
+
+
+def recorded_key(run_dir: Path | None) -> str | None:
+    """The store key a run directory recorded, if any."""
+    path = Path(run_dir) / RECORD if run_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        key = json.loads(path.read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) and "/" not in key and not key.startswith(".") else None
