@@ -104,8 +104,10 @@ def _reference_chunks(lengths, batch_tokens, max_sentences, indices) -> list[lis
         s, t = lengths[i][0] + 1, lengths[i][1] + 1
         new_src, new_tgt = max(max_src, s), max(max_tgt, t)
         n = len(current) + 1
-        too_big = n * new_tgt > batch_tokens or n * new_src > batch_tokens or (
-            max_sentences > 0 and n > max_sentences
+        too_big = (
+            n * new_tgt > batch_tokens
+            or n * new_src > batch_tokens
+            or (max_sentences > 0 and n > max_sentences)
         )
         if current and too_big:
             batches.append(current)
@@ -115,8 +117,10 @@ def _reference_chunks(lengths, batch_tokens, max_sentences, indices) -> list[lis
     return batches + ([current] if current else [])
 
 
-@pytest.mark.parametrize(("budget", "cap", "shuffle"),
-                         [(400, 0, True), (37, 0, True), (10**5, 16, False), (60, 3, True)])  # fmt: skip
+CASES = [(400, 0, True), (37, 0, True), (10**5, 16, False), (60, 3, True)]
+
+
+@pytest.mark.parametrize(("budget", "cap", "shuffle"), CASES)
 def test_vectorised_plan_equals_the_per_example_loop(budget, cap, shuffle) -> None:
     lengths = _lengths(3000, seed=budget)
     sampler = TokenBatchSampler(lengths, batch_tokens=budget, shuffle=shuffle, seed=7,

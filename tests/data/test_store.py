@@ -75,16 +75,21 @@ def test_parallel_store_equals_the_in_memory_path(corpus, kind, joint) -> None:
     assert data.src.tokens.dtype == np.uint16 and isinstance(data.src.tokens, np.memmap)
 
 
+def _contents(folder: Path) -> dict[str, bytes]:
+    """The arrays and tokenizer files of a store (not its manifest, which dates itself)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}
+
+
 def test_workers_change_nothing_and_the_store_is_found_again(corpus, cache) -> None:
     one = prepare_parallel(file_pairs(*corpus), SP, tokenizers=None, workers=1, **QUIET)
-    files = {p.name: p.read_bytes() for p in one.store.path.iterdir() if p.suffix != ".json"}
+    files = _contents(one.store.path)
     created = one.store.manifest["created"]
     for path in one.store.path.iterdir():  # built again with 2 processes: the same bytes
         path.unlink()
     one.store.path.rmdir()
     two = prepare_parallel(file_pairs(*corpus), SP, tokenizers=None, workers=2, **QUIET)
     assert two.store.key == one.store.key
-    assert {p.name: p.read_bytes() for p in two.store.path.iterdir() if p.suffix != ".json"} == files
+    assert _contents(two.store.path) == files
     again = prepare_parallel(file_pairs(*corpus), SP, tokenizers=None, workers=2, **QUIET)
     assert again.store.manifest["created"] == two.store.manifest["created"]
     assert _stores() == [one.store.key] and created
@@ -180,8 +185,10 @@ def test_a_full_disk_leaves_no_half_store(corpus, monkeypatch) -> None:
 
 
 def test_a_killed_prepare_leaves_nothing_finished(corpus, cache) -> None:
-    code = ("import sys; from atento.data.store import file_pairs, prepare_parallel; "
-            f"prepare_parallel(file_pairs(*sys.argv[1:]), {SP!r}, tokenizers=None, workers=1)")  # fmt: skip
+    code = (
+        "import sys; from atento.data.store import file_pairs, prepare_parallel; "
+        f"prepare_parallel(file_pairs(*sys.argv[1:]), {SP!r}, tokenizers=None, workers=1)"
+    )
     env = {**os.environ, "ATENTO_FAULT": "store-build", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run([sys.executable, "-c", code, *map(str, corpus)], env=env,
                           capture_output=True)  # fmt: skip
@@ -258,8 +265,10 @@ def test_text_stream_equals_encode_text(tmp_path, kind, valid) -> None:
     texts = [train_text, valid_text] if kind == "char" else train_text.split("\n")
     tok = build_tokenizer(kind, texts, vocab_size=70, run_dir=None, name="text")
     settings = {"tokenizer": kind, "vocab_size": 70, "tokenizer_sample": 10**6, "seed": 1}
-    sources = [file_text(path, valid=valid_path if valid else "", valid_fraction=0.1),
-               memory_text(text, valid_text if valid else None, valid_fraction=0.1, name="m")]
+    sources = [
+        file_text(path, valid=valid_path if valid else "", valid_fraction=0.1),
+        memory_text(text, valid_text if valid else None, valid_fraction=0.1, name="m"),
+    ]
     for source in sources:
         data = prepare_stream(source, settings, tokenizers=None, workers=2, **QUIET)
         assert data.tokenizers["text"].state() == tok.state()
