@@ -109,7 +109,7 @@ def sp_rate(model: Path, files: list[Path], threads: int) -> float:
     return total / seconds
 
 
-def one_size(data: Path, factor: int, workers: int, work: Path) -> dict:
+def one_size(data: Path, factor: int, workers: int, work: Path, steps: int = 50) -> dict:
     src, tgt, pairs = build(data, factor, work / f"x{factor}")
     cache = work / f"cache{factor}"
     env = {**os.environ, "ATENTO_CACHE": str(cache), "PYTHONPATH": str(ROOT / "src")}
@@ -123,8 +123,9 @@ def one_size(data: Path, factor: int, workers: int, work: Path) -> dict:
     sizes = sum(p.stat().st_size for p in store.iterdir())
     encode_s = manifest["seconds"]["encode"]
     ceiling = sp_rate(store / "joint.model", [src, tgt], workers)
-    train = _child(["train", str(CONFIG), *over, "runtime.precision=fp32", "train.max_steps=50",
-                    "train.max_minutes=0", "train.valid_every=0", "train.valid_sentences=50",
+    train = _child(["train", str(CONFIG), *over, "runtime.precision=fp32",
+                    f"train.max_steps={steps}", "train.max_minutes=0", "train.valid_every=0",
+                    "train.valid_sentences=50",
                     "--out", str(work / f"run{factor}")], env)  # fmt: skip
     return {
         "factor": factor, "pairs": pairs, "workers": workers,
@@ -133,7 +134,8 @@ def one_size(data: Path, factor: int, workers: int, work: Path) -> dict:
         "sentencepiece_sentences_per_s": round(ceiling),
         "encode_vs_sentencepiece": round(2 * pairs / encode_s / ceiling, 3),
         "prepare_peak_rss_mb": prep["peak_rss_mb"], "store_mb": round(sizes / 1e6, 1),
-        "train_first_update_s": train["first_update_s"], "train_50_steps_s": train["seconds"],
+        "train_first_update_s": train["first_update_s"], "train_steps": steps,
+        "train_s": train["seconds"],
         "train_peak_rss_mb": train["peak_rss_mb"],
     }  # fmt: skip
 
@@ -146,12 +148,15 @@ def main() -> None:
     p.add_argument("mode", choices=["run"])
     p.add_argument("--sizes", default="1,10,100")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--steps", type=int, default=50, help="training steps (the issue: 50)")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "multi30k"))
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="corpus-scale-") as work:
         for factor in (int(s) for s in args.sizes.split(",")):
-            rows.append(one_size(Path(args.data).resolve(), factor, args.workers, Path(work)))
+            rows.append(
+                one_size(Path(args.data).resolve(), factor, args.workers, Path(work), args.steps)
+            )
             print(json.dumps(rows[-1]), flush=True)
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
