@@ -65,9 +65,23 @@ class Translator:
     search: SearchConfig
     placement: Placement = field(default_factory=Placement.cpu_fp32)  # device + precision
     options: DecodeOptions = DecodeOptions()
-    collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources
+    # None: token ids through `collate_sources`, ending with the source tokenizer's EOS
+    collate: Callable[[Sequence], tuple[Tensor, Tensor]] | None = None
     # a decoder-only model: (model, sources, options) -> (state, start_ids (B,)); None = encode
     start: Callable[[nn.Module, Sequence, DecodeOptions], tuple[Any, Tensor]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.collate is None:
+            eos = EOS_ID if self.src_tok is None else self.src_tok.eos_id
+            object.__setattr__(self, "collate", partial(collate_sources, eos_id=eos))
+
+    @property
+    def search_ids(self) -> dict[str, int]:
+        """bos_id, eos_id and pad_id of the target tokenizer (`Tokenizer.search_ids`); a
+        translator of ids alone (no tokenizers: tests, benchmarks) uses atento's numbering."""
+        if self.tgt_tok is None:
+            return {"bos_id": BOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID}
+        return self.tgt_tok.search_ids()
 
     @property
     def source_limit(self) -> int | None:
@@ -183,7 +197,9 @@ class Translator:
         if limit is not None:  # learned positions: EOS at the last one
             max_len = max_len.clamp(max=limit + 1)
         step = partial(self.model.step, options=self.options)
-        unk = {"unk_id": UNK_ID if cfg.ban_unk else None, "stats": stats}
+        unk_id = UNK_ID if self.tgt_tok is None else self.tgt_tok.unk_id
+        unk = {"unk_id": unk_id if cfg.ban_unk else None, "stats": stats,
+               **self.search_ids}  # fmt: skip
         if cfg.beam == 1 and trace is None:
             hyps = greedy_search(
                 step, state, batch_size=len(sources), max_len=max_len, length_penalty=penalty,
@@ -221,8 +237,11 @@ class Translator:
             state, start_ids = self.begin(sources, device)
             eos_id, banned = None, ()
             if start_ids is None:
-                start_ids = torch.full((len(sources),), BOS_ID, dtype=torch.long, device=device)
-                eos_id, banned = EOS_ID, (PAD_ID, BOS_ID)
+                ids = self.search_ids
+                start_ids = torch.full((len(sources),), ids["bos_id"], dtype=torch.long,
+                                       device=device)  # fmt: skip
+                eos_id = ids["eos_id"]
+                banned = tuple(i for i in (ids["pad_id"], ids["bos_id"]) if i != eos_id)
             return sample_search(
                 partial(self.model.step, options=self.options), state, start_ids=start_ids,
                 max_len=max_new, temperature=temperature, top_k=top_k, top_p=top_p,

@@ -75,11 +75,11 @@ def test_loss_without_grad_equals_loss_with_grad_under_smoothing() -> None:
 
     torch.manual_seed(0)
     logits = torch.randn(6, 4, requires_grad=True)  # N != V: gradient shapes are checked
-    targets = torch.tensor([1, 0, 3, 2, 0, 1])  # PAD (0) rows are left out
-    with_grad = sequence_loss(logits, targets, label_smoothing=0.2)
+    targets = torch.tensor([1, 0, 3, 2, 0, 1])
+    real = torch.tensor([True, False, True, True, False, True])  # the masked rows are left out
+    with_grad = sequence_loss(logits, targets, label_smoothing=0.2, mask=real)
     with torch.no_grad():
-        without = sequence_loss(logits, targets, label_smoothing=0.2)
-    real = targets != 0
+        without = sequence_loss(logits, targets, label_smoothing=0.2, mask=real)
     reference = F.cross_entropy(logits[real], targets[real], label_smoothing=0.2, reduction="sum")
     torch.testing.assert_close(with_grad, reference)
     torch.testing.assert_close(without, reference)

@@ -168,8 +168,10 @@ def test_collate_arrays_equals_collate_of_lists() -> None:
     pairs = [(rng.integers(4, 60000, rng.integers(1, 9)).tolist(),
               rng.integers(4, 60000, rng.integers(1, 9)).tolist()) for _ in range(13)]  # fmt: skip
     rows = [(np.asarray(s, np.uint16), np.asarray(t, np.uint16)) for s, t in pairs]
-    a, b = collate(pairs), collate_arrays([s for s, _ in rows], [t for _, t in rows])
-    for name in ("src_ids", "src_mask", "tgt_in", "tgt_out", "tgt_mask"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype and torch.equal(x, y), name
-    assert a.n_tgt_tokens == b.n_tgt_tokens
+    for ids in ({}, {"src_eos": 7, "bos_id": 9, "eos_id": 8}):  # the tokenizer's own ids
+        a = collate(pairs, **ids)
+        b = collate_arrays([s for s, _ in rows], [t for _, t in rows], **ids)
+        for name in ("src_ids", "src_mask", "tgt_in", "tgt_out", "tgt_mask"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype and torch.equal(x, y), name
+        assert a.n_tgt_tokens == b.n_tgt_tokens

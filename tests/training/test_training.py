@@ -14,8 +14,9 @@ from atento.training.schedule import warmup_inverse_sqrt
 
 def test_sequence_loss_ignores_padding_and_matches_hand_value():
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]]))
-    tgt = torch.tensor([[1, 0]])  # second position is PAD (id 0)
-    assert sequence_loss(logits, tgt).item() == pytest.approx(-math.log(0.25))
+    tgt = torch.tensor([[1, 0]])  # second position is padding (masked)
+    mask = torch.tensor([[True, False]])
+    assert sequence_loss(logits, tgt, mask=mask).item() == pytest.approx(-math.log(0.25))
 
 
 def test_label_smoothing_spreads_mass():

@@ -58,6 +58,12 @@ class SequenceScore:
         return cls(lps, total, float(penalty(total, len(lps))), finished)
 
 
+def target_ids(ids: dict[str, int]) -> dict[str, int]:
+    """What teacher forcing feeds first and scores last, from a target side's `search_ids`:
+    the `bos_id` and `eos_id` keyword arguments of `score_sequences`."""
+    return {"bos_id": ids["bos_id"], "eos_id": ids["eos_id"]}
+
+
 def _pad_right(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     """Right-pad id lists with PAD (0) -> ids (N, L) long and mask (N, L) bool, True = real."""
     width = max((len(s) for s in seqs), default=0)
@@ -82,19 +88,21 @@ def score_batch(
     length_penalty: LengthPenalty,
     finished: Sequence[bool] | None = None,
     collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
 ) -> list[SequenceScore]:
     """Teacher-forced scores of B (source ids, target ids) pairs, ids without BOS / EOS
     (`collate` batches the sources: token ids by default, image features for captioning).
 
-    The decoder reads `[BOS] + y` and is scored on `y + [EOS]` (on `y` alone where
+    The decoder reads `[bos_id] + y` and is scored on `y + [eos_id]` (on `y` alone where
     `finished[b]` is False: an output cut at the maximum length has no EOS step).
     logits (B, T, V) -> log_softmax -> gather the targets (B, T) -> mask padding -> sum.
     """
     finished = [True] * len(src) if finished is None else list(finished)
     device = _model_device(model)
     src_ids, src_mask = collate(src)
-    targets = [[*y, EOS_ID] if fin else list(y) for y, fin in zip(tgt, finished, strict=True)]
-    tgt_in, _ = _pad_right([[BOS_ID, *y][: len(t)] for y, t in zip(tgt, targets, strict=True)])
+    targets = [[*y, eos_id] if fin else list(y) for y, fin in zip(tgt, finished, strict=True)]
+    tgt_in, _ = _pad_right([[bos_id, *y][: len(t)] for y, t in zip(tgt, targets, strict=True)])
     tgt_out, tgt_mask = _pad_right(targets)  # (B, T)
     if tgt_out.size(1) == 0:  # only empty unfinished outputs: nothing to score
         return [SequenceScore([], 0.0, float(length_penalty(0.0, 0)), False) for _ in src]
@@ -120,6 +128,8 @@ def score_sequences(
     batch_size: int = 64,
     progress: bool = False,
     collate: Callable[[Sequence], tuple[Tensor, Tensor]] = collate_sources,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
 ) -> list[SequenceScore]:
     """`score_batch` over any number of pairs, batched by target length; input order kept."""
     if len(src) != len(tgt):
@@ -136,7 +146,7 @@ def score_sequences(
             scores = score_batch(
                 model, [src[i] for i in idx], [tgt[i] for i in idx],
                 length_penalty=length_penalty, finished=[finished[i] for i in idx],
-                collate=collate,
+                collate=collate, bos_id=bos_id, eos_id=eos_id,
             )  # fmt: skip
             for i, s in zip(idx, scores, strict=True):
                 results[i] = s

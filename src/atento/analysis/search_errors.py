@@ -29,8 +29,7 @@ import torch
 from tqdm import tqdm
 
 from atento.analysis.exact import exact_search
-from atento.analysis.scoring import SequenceScore, score_sequences
-from atento.data.vocab import UNK_ID
+from atento.analysis.scoring import SequenceScore, score_sequences, target_ids
 from atento.inference import Translator
 from atento.models.base import require_eval
 from atento.search import Hypothesis, LengthPenalty
@@ -234,7 +233,7 @@ def score_fn(translator: Translator, *, progress: bool = False) -> ScoreFn:
         return score_sequences(
             translator.model, src, tgt, length_penalty=penalty, finished=fin,
             batch_size=translator.search.batch_size, progress=progress,
-            collate=translator.collate,
+            collate=translator.collate, **target_ids(translator.search_ids),
         )  # fmt: skip
 
     return score
@@ -313,7 +312,8 @@ def check_exact(
                 step, model.init_state(enc, options),
                 max_len=max_output_len(translator, len(v.source_ids)), length_penalty=penalty,
                 lower_bound=bound, time_limit=seconds, device=device,
-                unk_id=UNK_ID if translator.search.ban_unk else None,  # as the beam searched
+                unk_id=translator.tgt_tok.unk_id if translator.search.ban_unk else None,
+                **translator.search_ids,  # as the beam searched
             )  # fmt: skip
         found = result.tokens is not None and result.tokens != v.output_ids
         v.exact_better = found and result.score > v.output_score + 1e-5

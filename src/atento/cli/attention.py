@@ -93,11 +93,11 @@ def _draw_heads(
     """Overwrite heatmap.path with one panel per head: teacher-forced weights (H, T, S)."""
     from atento.analysis.heatmap import plot_heads
     from atento.data.batching import collate_sources
-    from atento.data.vocab import BOS_ID
 
     device = next(loaded.model.parameters()).device
-    src_ids, src_mask = collate_sources([loaded.src_tok.encode(sentence)])  # (1, S)
-    tgt_in = torch.tensor([[BOS_ID, *hyp.tokens]])  # (1, T)
+    src_tok, bos = loaded.src_tok, loaded.tgt_tok.search_ids()["bos_id"]
+    src_ids, src_mask = collate_sources([src_tok.encode(sentence)], eos_id=src_tok.eos_id)
+    tgt_in = torch.tensor([[bos, *hyp.tokens]])  # (1, T)
     heads = loaded.model.attention_heads(
         src_ids.to(device), src_mask.to(device), tgt_in.to(device), layer
     )[0].cpu()  # (H, T, S)

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atento.analysis.scoring import score_sequences
+    from atento.analysis.scoring import score_sequences, target_ids
     from atento.models.base import length_limit
     from atento.search import LengthPenalty
 
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     scores = score_sequences(
         loaded.model, [src[i] for i in keys], [ref[i] for i in keys],
         length_penalty=LengthPenalty(alpha), batch_size=args.batch_size,
-        progress=show_progress(args),
+        progress=show_progress(args), **target_ids(loaded.tgt_tok.search_ids()),
+        collate=loaded.translator().collate,
     )  # fmt: skip
     lines = [""] * len(sources)
     for i, s in zip(keys, scores, strict=True):

@@ -67,10 +67,10 @@ class Batch(Movable):
         return self.src_ids.size(0)
 
 
-def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists with PAD_ID -> ids (N, L) long and mask (N, L) bool."""
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists with `pad_id` -> ids (N, L) long and mask (N, L) bool."""
     width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for row, s in enumerate(seqs):
         if s:
             ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
@@ -79,9 +79,12 @@ def _pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def collate_sources(src_list: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """Sources for decoding: (src_ids (B, S) long with EOS appended, src_mask (B, S) bool)."""
-    return _pad([[*s, EOS_ID] for s in src_list])
+def collate_sources(
+    src_list: Sequence[Sequence[int]], *, eos_id: int = EOS_ID
+) -> tuple[Tensor, Tensor]:
+    """Sources for decoding: (src_ids (B, S) long with `eos_id` appended, src_mask (B, S)
+    bool)."""
+    return _pad([[*s, eos_id] for s in src_list])
 
 
 def collate_features(sources: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -91,11 +94,15 @@ def collate_features(sources: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return features, torch.ones(features.shape[:2], dtype=torch.bool)
 
 
-def collate(pairs: Sequence[IdPair]) -> Batch:
-    """Pad (source ids, target ids) pairs, given without BOS / EOS, into a `Batch`."""
-    src_ids, src_mask = collate_sources([s for s, _ in pairs])
-    tgt_in, _ = _pad([[BOS_ID, *t] for _, t in pairs])
-    tgt_out, tgt_mask = _pad([[*t, EOS_ID] for _, t in pairs])
+def collate(
+    pairs: Sequence[IdPair], *, src_eos: int = EOS_ID, bos_id: int = BOS_ID, eos_id: int = EOS_ID
+) -> Batch:
+    """Pad (source ids, target ids) pairs, given without BOS / EOS, into a `Batch`: sources end
+    with `src_eos`, the decoder reads `bos_id` + y and predicts y + `eos_id` (the tokenizers'
+    own ids; atento's tokenizers use the defaults)."""
+    src_ids, src_mask = collate_sources([s for s, _ in pairs], eos_id=src_eos)
+    tgt_in, _ = _pad([[bos_id, *t] for _, t in pairs])
+    tgt_out, tgt_mask = _pad([[*t, eos_id] for _, t in pairs])
     return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
 
 
@@ -118,12 +125,15 @@ def _pad_rows(rows: Sequence[np.ndarray], *, first: int | None, last: int | None
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def collate_arrays(src_rows: Sequence[np.ndarray], tgt_rows: Sequence[np.ndarray]) -> Batch:
+def collate_arrays(
+    src_rows: Sequence[np.ndarray], tgt_rows: Sequence[np.ndarray], *, src_eos: int = EOS_ID,
+    bos_id: int = BOS_ID, eos_id: int = EOS_ID,
+) -> Batch:  # fmt: skip
     """`collate` of pairs given as numpy rows (a corpus store's memory-mapped ids): the same
-    `Batch`, built without Python lists."""
-    src_ids, src_mask = _pad_rows(src_rows, first=None, last=EOS_ID)
-    tgt_in, _ = _pad_rows(tgt_rows, first=BOS_ID, last=None)
-    tgt_out, tgt_mask = _pad_rows(tgt_rows, first=None, last=EOS_ID)
+    `Batch` with the same special ids, built without Python lists."""
+    src_ids, src_mask = _pad_rows(src_rows, first=None, last=src_eos)
+    tgt_in, _ = _pad_rows(tgt_rows, first=bos_id, last=None)
+    tgt_out, tgt_mask = _pad_rows(tgt_rows, first=None, last=eos_id)
     return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
 
 

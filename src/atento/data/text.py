@@ -1,24 +1,25 @@
 """Text as a language model reads and writes it: whole texts, prompts, plot labels.
 
-Characters are one id each; SentencePiece encodes line by line and `</s>` (EOS) stands for the
-line break, so a multi-line text round-trips through `encode_text` / `decode_text`.
+A tokenizer that reads line breaks itself (`Tokenizer.whole_text`: characters, byte-level BPE)
+encodes a text in one piece; SentencePiece encodes line by line and its EOS (`</s>`) stands for
+the line break, so a multi-line text round-trips through `encode_text` / `decode_text`.
 """
 
 from __future__ import annotations
 
-from atento.data.tokenizers import CharTokenizer, Tokenizer
-from atento.data.vocab import EOS_ID
+from atento.data.vocab import Tokenizer
 from atento.errors import AtentoError
 from atento.options import OptionError
 
 
 def encode_text(tok: Tokenizer, text: str) -> list[int]:
-    """Ids of a whole text: characters as they are; SentencePiece line by line + `</s>`."""
-    if isinstance(tok, CharTokenizer):
+    """Ids of a whole text: in one piece where the tokenizer reads line breaks, else line by
+    line + EOS."""
+    if tok.whole_text:
         return tok.encode(text)
     ids: list[int] = []
     for line in text.split("\n"):
-        ids += tok.encode(line) + [EOS_ID]
+        ids += tok.encode(line) + [tok.eos_id]
     return ids
 
 
@@ -26,7 +27,7 @@ def prompt_ids(tok: Tokenizer, text: str, limit: int | None, *, keep_last: bool 
     """A prompt's ids: no line end appended where the text has none (SentencePiece); longer
     than the model's context `limit`: an error, or its last `limit` ids with `keep_last`."""
     ids = encode_text(tok, text)
-    if ids and ids[-1] == EOS_ID and not text.endswith("\n"):
+    if not tok.whole_text and ids and ids[-1] == tok.eos_id and not text.endswith("\n"):
         ids = ids[:-1]
     if not ids:
         raise AtentoError("the prompt encodes to no tokens")
@@ -47,12 +48,12 @@ def visible(piece: str) -> str:
 
 
 def decode_text(tok: Tokenizer, ids: list[int]) -> str:
-    """The text of ids (`</s>` = a line break for SentencePiece)."""
-    if isinstance(tok, CharTokenizer):
+    """The text of ids (EOS = a line break where the tokenizer encodes line by line)."""
+    if tok.whole_text:
         return tok.decode(ids)
     lines, line = [], []
     for i in ids:
-        if i == EOS_ID:
+        if i == tok.eos_id:
             lines.append(tok.decode(line))
             line = []
         else:

@@ -49,6 +49,7 @@ class CharTokenizer(Tokenizer):
     """One id per character: specials, then the sorted characters seen when building."""
 
     kind = "char"
+    whole_text = True
 
     def __init__(self, chars: Iterable[str]) -> None:
         self.chars: list[str] = sorted(set(chars))

@@ -39,6 +39,7 @@ class Tokenizer(ABC):
     language model); a tokenizer that numbers them differently overrides them."""
 
     kind: str = ""
+    whole_text: bool = False  # encodes line breaks itself (else a text is encoded line by line)
 
     @property
     def pad_id(self) -> int | None:
@@ -65,6 +66,29 @@ class Tokenizer(ABC):
         """[MASK] of masked-language-model pretraining: `vocab_size`, the row after the
         tokenizer's ids (such a model has vocab_size + 1 embedding rows)."""
         return self.vocab_size
+
+    def search_ids(self) -> dict[str, int]:
+        """The ids a searcher takes from the target side: `bos_id` (the first input; the EOS id
+        when the tokenizer has no BOS, as GPT-2's one boundary token), `eos_id`, and `pad_id`
+        (what fills a finished row; EOS when there is no PAD)."""
+        eos = self.eos_id
+        if eos is None:
+            raise ValueError(f"a {self.kind} tokenizer has no EOS id to decode with")
+        bos = eos if self.bos_id is None else self.bos_id
+        return {"bos_id": bos, "eos_id": eos, "pad_id": eos if self.pad_id is None else self.pad_id}
+
+    @property
+    def regular_ids(self) -> range:
+        """The ids of ordinary pieces (what masked-LM pretraining draws its random
+        replacements from): after the four special ids, up to the vocabulary's end."""
+        return range(N_SPECIAL, self.vocab_size)
+
+    @property
+    def embedding_rows(self) -> int:
+        """The embedding rows a model over this tokenizer needs with [MASK]: one past the
+        highest id, [MASK] included (`vocab_size + 1` where [MASK] is the extra row)."""
+        mask = self.mask_id
+        return self.vocab_size if mask is None else max(self.vocab_size, mask + 1)
 
     @property
     @abstractmethod

@@ -104,7 +104,7 @@ class TransformerConfig:
             )
 
 
-def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
+def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> nn.Module:
     from atento.models.rnn import RNNSeq2Seq
 
     m: RNNConfig = cfg.model
@@ -113,10 +113,11 @@ def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
         hidden_size=m.hidden_size, enc_layers=m.enc_layers, dec_layers=m.dec_layers,
         cell=m.cell, dropout=m.dropout, attention=m.attention, input_feeding=m.input_feeding,
         max_src_len=m.max_src_len or cfg.data.max_len + 2, tie_embeddings=m.tie_embeddings,
+        pad_id=pad_id,
     )  # fmt: skip
 
 
-def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
+def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> nn.Module:
     from atento.models.transformer import TransformerSeq2Seq
 
     m: TransformerConfig = cfg.model
@@ -125,7 +126,7 @@ def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int) -> nn.Modu
         ff_size=m.ff_size, layers=m.layers, dropout=m.dropout,
         attention_dropout=m.attention_dropout, pre_norm=m.pre_norm, positions=m.positions,
         max_positions=m.max_positions, share_embeddings=m.share_embeddings,
-        tie_embeddings=m.tie_embeddings,
+        tie_embeddings=m.tie_embeddings, pad_id=pad_id,
     )  # fmt: skip
 
 

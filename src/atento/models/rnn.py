@@ -85,12 +85,13 @@ class RNNDecoderState:
         return self.select(rows)
 
 
-def _embedding(vocab_size: int, emb_size: int) -> nn.Embedding:
-    """Embeddings ~ N(0, 1/emb_size): unit-norm rows, so tied output logits start near uniform."""
-    embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+def _embedding(vocab_size: int, emb_size: int, pad_id: int = PAD_ID) -> nn.Embedding:
+    """Embeddings ~ N(0, 1/emb_size): unit-norm rows, so tied output logits start near uniform;
+    the `pad_id` row stays zero."""
+    embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
     nn.init.normal_(embed.weight, std=emb_size**-0.5)
     with torch.no_grad():
-        embed.weight[PAD_ID].zero_()
+        embed.weight[pad_id].zero_()
     return embed
 
 
@@ -109,12 +110,12 @@ def _rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout: flo
 class RNNEncoder(nn.Module):
     def __init__(
         self, *, vocab_size: int, emb_size: int, hidden_size: int, layers: int, cell: str,
-        dropout: float,
+        dropout: float, pad_id: int = PAD_ID,
     ) -> None:  # fmt: skip
         super().__init__()
         if hidden_size % 2:
             raise ValueError("model.hidden_size must be even (it is split over two directions)")
-        self.embed = _embedding(vocab_size, emb_size)
+        self.embed = _embedding(vocab_size, emb_size, pad_id)
         self.dropout = Dropout(dropout)
         self.rnn = _rnn(cell, emb_size, hidden_size // 2, layers, dropout, bidirectional=True)
 
@@ -139,12 +140,13 @@ class RNNDecoder(nn.Module):
     def __init__(
         self, *, vocab_size: int, emb_size: int, hidden_size: int, layers: int, cell: str,
         dropout: float, attention: str, input_feeding: bool, max_src_len: int,
+        pad_id: int = PAD_ID,
     ) -> None:  # fmt: skip
         super().__init__()
         self.layers = layers
         self.cell = cell
         self.input_feeding = input_feeding and attention != "none"
-        self.embed = _embedding(vocab_size, emb_size)
+        self.embed = _embedding(vocab_size, emb_size, pad_id)
         self.dropout = Dropout(dropout)
         in_size = emb_size + (hidden_size if self.input_feeding else 0)
         self.rnn = _rnn(cell, in_size, hidden_size, layers, dropout)
@@ -216,17 +218,17 @@ class RNNSeq2Seq(nn.Module):
     def __init__(
         self, *, src_vocab: int, tgt_vocab: int, emb_size: int, hidden_size: int,
         enc_layers: int, dec_layers: int, cell: str, dropout: float, attention: str,
-        input_feeding: bool, max_src_len: int, tie_embeddings: bool = False,
+        input_feeding: bool, max_src_len: int, tie_embeddings: bool = False, pad_id: int = PAD_ID,
     ) -> None:  # fmt: skip
         super().__init__()
         self.encoder = RNNEncoder(
             vocab_size=src_vocab, emb_size=emb_size, hidden_size=hidden_size,
-            layers=enc_layers, cell=cell, dropout=dropout,
+            layers=enc_layers, cell=cell, dropout=dropout, pad_id=pad_id,
         )  # fmt: skip
         self.decoder = RNNDecoder(
             vocab_size=tgt_vocab, emb_size=emb_size, hidden_size=hidden_size, layers=dec_layers,
             cell=cell, dropout=dropout, attention=attention, input_feeding=input_feeding,
-            max_src_len=max_src_len,
+            max_src_len=max_src_len, pad_id=pad_id,
         )  # fmt: skip
         if tie_embeddings:
             if emb_size != hidden_size:

@@ -125,6 +125,7 @@ class TransformerSeq2Seq(nn.Module):
         ff_size: int = 1024, layers: int = 3, dropout: float = 0.1,
         attention_dropout: float = 0.0, pre_norm: bool = False, positions: str = "sinusoidal",
         max_positions: int = 256, share_embeddings: bool = True, tie_embeddings: bool = True,
+        pad_id: int = PAD_ID,
     ) -> None:  # fmt: skip
         super().__init__()
         if share_embeddings and src_vocab != tgt_vocab:
@@ -134,10 +135,10 @@ class TransformerSeq2Seq(nn.Module):
                 f"or model.share_embeddings: false)"
             )
         self.d_model, self.heads, self.n_layers = d_model, heads, layers
-        self.tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=PAD_ID)
+        self.tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
         self.src_embed = (
             self.tgt_embed if share_embeddings
-            else nn.Embedding(src_vocab, d_model, padding_idx=PAD_ID)
+            else nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
         )  # fmt: skip
         self.positions = make_positions(positions, d_model=d_model, max_positions=max_positions)
         self.dropout = Dropout(dropout)
@@ -159,8 +160,8 @@ class TransformerSeq2Seq(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         with torch.no_grad():
-            self.tgt_embed.weight[PAD_ID].zero_()
-            self.src_embed.weight[PAD_ID].zero_()
+            self.tgt_embed.weight[self.tgt_embed.padding_idx].zero_()
+            self.src_embed.weight[self.src_embed.padding_idx].zero_()
 
     def length_limit(self) -> int | None:
         """The most pieces (EOS / BOS not counted) a source or a target may have: learned

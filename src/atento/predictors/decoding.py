@@ -16,7 +16,6 @@ from torch import Tensor
 
 from atento.data.lines import LinePolicy, fit_lengths
 from atento.data.text import decode_text, prompt_ids, visible
-from atento.data.vocab import EOS_ID, EOS_PIECE
 from atento.errors import AtentoError
 from atento.inference import Translator
 from atento.models.base import DecodeOptions, length_limit
@@ -159,7 +158,7 @@ class TranslationPredictor(DecoderPredictor):
 
     def decode(self, tokens: list[int]) -> str:
         tok = self.run.tokenizers["tgt"]
-        if tokens and tokens[-1] == EOS_ID:
+        if tokens and tokens[-1] == tok.eos_id:
             tokens = tokens[:-1]
         return tok.decode(tokens)
 
@@ -167,7 +166,8 @@ class TranslationPredictor(DecoderPredictor):
         return [self.run.tokenizers["tgt"].id_to_piece(i) for i in tokens]
 
     def source_pieces(self, text: str) -> list[str]:
-        return [*self.run.tokenizers["src"].pieces(text), EOS_PIECE]
+        tok = self.run.tokenizers["src"]
+        return [*tok.pieces(text), tok.id_to_piece(tok.eos_id)]
 
 
 def _lm_start(model: Any, sources: list[list[int]], options: DecodeOptions) -> tuple[Any, Tensor]:

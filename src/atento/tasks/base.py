@@ -181,6 +181,6 @@ def teacher_forced_loss(model: nn.Module, batches: Iterable[Any], device: Any) -
     for batch in batches:
         batch = batch.to(device)
         logits, _ = model(*batch.sources, batch.tgt_in)
-        total += float(sequence_loss(logits, batch.tgt_out))
+        total += float(sequence_loss(logits, batch.tgt_out, mask=batch.tgt_mask))
         tokens += batch.n_tgt_tokens
     return loss_metrics(total, tokens)

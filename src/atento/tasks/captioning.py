@@ -39,7 +39,7 @@ from atento.captioning.data import CaptionSet, read_flickr8k, read_tsv
 from atento.config import check
 from atento.data.batching import Movable, TokenBatchSampler, _pad, collate_features
 from atento.data.tokenizers import Tokenizer, build_tokenizer
-from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError, warn
 from atento.inference import Translator
 from atento.models.base import DecodeOptions
@@ -228,7 +228,7 @@ class CaptionTask(Task):
         return batch.n_tgt_tokens
 
     def forward(self, model: nn.Module, batch: CaptionBatch) -> tuple[Tensor, Tensor | None]:
-        real = batch.tgt_out != PAD_ID  # the output layer and the loss skip padding
+        real = batch.tgt_mask  # the output layer and the loss skip padding
         options = DecodeOptions(attention=self.cfg.data.attention_penalty > 0)
         return model(batch.features, batch.feature_mask, batch.tgt_in, select=real,
                      options=options)  # fmt: skip
@@ -239,7 +239,7 @@ class CaptionTask(Task):
         from atento.models.captioning import doubly_stochastic_penalty
 
         logits, weights = outputs
-        targets = batch.tgt_out[batch.tgt_out != PAD_ID]
+        targets = batch.tgt_out[batch.tgt_mask]
         loss = sequence_loss(logits, targets, label_smoothing=self.cfg.train.label_smoothing)
         extras = {}
         lam = self.cfg.data.attention_penalty

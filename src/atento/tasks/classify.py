@@ -41,7 +41,6 @@ from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
 from atento.data.lines import LinePolicy, fit_lengths
 from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
-from atento.data.vocab import BOS_ID, EOS_ID
 from atento.errors import AtentoError
 from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import ClassifierPredictor, predict
@@ -109,13 +108,14 @@ class ClassifyTask(Task):
         tok = self.tokenizers["text"]
         if isinstance(tok, CharTokenizer) and "\n" in tok.chars:
             return tok.encode("\n")[0]
-        return EOS_ID
+        return tok.eos_id
 
     def sequence(self, pieces: list[int]) -> list[int]:
         """A sentence's piece ids -> the model's input (module doc)."""
         if self.causal:
             return [*pieces, self._end_id()]
-        return [BOS_ID, *pieces, EOS_ID]
+        tok = self.tokenizers["text"]
+        return [tok.bos_id, *pieces, tok.eos_id]
 
     def encode(
         self, data: Labelled, policy: LinePolicy | None = None
@@ -174,7 +174,7 @@ class ClassifyTask(Task):
     def model_sizes(self) -> dict[str, Any]:
         text = self.tokenizers["text"].vocab_size
         sizes: dict[str, Any] = {
-            "vocab_size": text if self.causal else text + 1,  # bert: + [MASK]
+            "vocab_size": text if self.causal else self.tokenizers["text"].embedding_rows,
             "num_classes": self.tokenizers["labels"].vocab_size,
         }
         if getattr(self, "pretrained", None) is not None:
@@ -270,7 +270,9 @@ class ClassifyTask(Task):
                               f"takes ({limit})")  # fmt: skip
         ids = self.sequence(pieces)
         heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
-        names = {BOS_ID: "[CLS]", EOS_ID: "[SEP]"} if not self.causal else {EOS_ID: "</s>"}
+        names = {tok.bos_id: "[CLS]", tok.eos_id: "[SEP]"}
+        if self.causal:
+            names = {tok.eos_id: "</s>"}
         return heads, *[piece_labels(tok, ids, names)] * 2
 
     def print_report(self, report: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ from atento.data.batching import Movable, TokenBatchSampler, _pad
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.text import piece_labels
 from atento.data.tokenizers import Tokenizer, build_tokenizer
-from atento.data.vocab import BOS_ID, EOS_ID, N_SPECIAL
+from atento.data.vocab import N_SPECIAL
 from atento.errors import AtentoError
 from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import MaskedLMPredictor
@@ -74,11 +74,11 @@ class MLMDataConfig:
 
 def mask_tokens(
     ids: Tensor, candidates: Tensor, *, vocab_size: int, mask_id: int, mask_prob: float = 0.15,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, low: int = N_SPECIAL,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """BERT's masking (module doc). ids (B, T), candidates (B, T) bool True = may be chosen ->
     (inputs (B, T) with the chosen tokens replaced, chosen (B, T) bool). Random replacements
-    are drawn from ids N_SPECIAL .. vocab_size - 1 (the tokenizer's, without [MASK])."""
+    are drawn from ids low .. vocab_size - 1 (the tokenizer's `regular_ids`)."""
     g = {"generator": generator}
     chosen = (torch.rand(ids.shape, **g) < mask_prob) & candidates
     empty = ~chosen.any(1) & candidates.any(1)  # rows with nothing chosen: choose one
@@ -90,7 +90,7 @@ def mask_tokens(
     r = torch.rand(ids.shape, **g)
     to_mask = chosen & (r < MASK_KEEP[0])
     to_random = chosen & (r >= MASK_KEEP[0]) & (r < MASK_KEEP[0] + MASK_KEEP[1])
-    random_ids = torch.randint(N_SPECIAL, vocab_size, ids.shape, **g)
+    random_ids = torch.randint(low, vocab_size, ids.shape, **g)
     inputs = ids.masked_fill(to_mask, mask_id)
     inputs = torch.where(to_random, random_ids, inputs)
     return inputs, chosen
@@ -113,7 +113,7 @@ def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[li
     for ids in tok.encode_batch(sentences):
         if len(ids) + 2 > context:
             ids, cut = ids[: context - 2], cut + 1
-        out.append([BOS_ID, *ids, EOS_ID])
+        out.append([tok.bos_id, *ids, tok.eos_id])
     return out, cut
 
 
@@ -178,7 +178,7 @@ class MaskedLMTask(Task):
         return self.tokenizers["text"].vocab_size
 
     def model_sizes(self) -> dict[str, Any]:
-        sizes: dict[str, Any] = {"vocab_size": self.text_vocab + 1}  # + [MASK]
+        sizes: dict[str, Any] = {"vocab_size": self.tokenizers["text"].embedding_rows}
         if getattr(self, "pretrained", None) is not None:
             sizes["pretrained"] = self.pretrained
         return sizes
@@ -191,9 +191,11 @@ class MaskedLMTask(Task):
 
     def _masked(self, seqs: list[list[int]], generator=None) -> MaskedBatch:
         ids, pad_mask = _pad(seqs)
-        candidates = pad_mask & (ids != BOS_ID) & (ids != EOS_ID)
+        tok = self.tokenizers["text"]
+        candidates = pad_mask & (ids != tok.bos_id) & (ids != tok.eos_id)
+        replace = tok.regular_ids
         inputs, chosen = mask_tokens(
-            ids, candidates, vocab_size=self.text_vocab, mask_id=self.text_vocab,
+            ids, candidates, vocab_size=replace.stop, low=replace.start, mask_id=tok.mask_id,
             mask_prob=self.cfg.data.mask_prob, generator=generator,
         )  # fmt: skip
         return MaskedBatch(inputs, pad_mask, chosen, ids[chosen])
@@ -244,7 +246,7 @@ class MaskedLMTask(Task):
             raise AtentoError(f"the sentence is longer than the model takes ({context - 2} "
                               "pieces)")  # fmt: skip
         heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
-        return heads, *[piece_labels(tok, ids, {BOS_ID: "[CLS]", EOS_ID: "[SEP]"})] * 2
+        return heads, *[piece_labels(tok, ids, {tok.bos_id: "[CLS]", tok.eos_id: "[SEP]"})] * 2
 
     def evaluate(self, run: Any, args: Any) -> dict[str, Any]:
         """MLM loss, perplexity and accuracy over `--text` (plain lines, the option of the lm

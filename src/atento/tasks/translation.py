@@ -29,7 +29,6 @@ from atento.data.store import (
     recorded_key,
 )
 from atento.data.tokenizers import Tokenizer
-from atento.data.vocab import PAD_ID
 from atento.errors import AtentoError
 from atento.models.base import length_limit
 from atento.options import SearchOptions
@@ -93,25 +92,34 @@ class TranslationTask(Task):
         return {
             "src_vocab": self.tokenizers["src"].vocab_size,
             "tgt_vocab": self.tokenizers["tgt"].vocab_size,
+            "pad_id": self.tokenizers["tgt"].search_ids()["pad_id"],
         }
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        """What `batching.collate` adds: the source's EOS, the target's BOS and EOS."""
+        ids = self.tokenizers["tgt"].search_ids()
+        src_eos = self.tokenizers["src"].eos_id
+        return {"src_eos": src_eos, "bos_id": ids["bos_id"], "eos_id": ids["eos_id"]}
 
     def describe(self) -> str:
         return f"{len(self.train):,} training pairs, {len(self.valid_pairs):,} validation"
 
     def collate(self, indices: list[int]) -> Batch:
         src, tgt = self.train.src, self.train.tgt
-        return collate_arrays([src.row(i) for i in indices], [tgt.row(i) for i in indices])
+        return collate_arrays([src.row(i) for i in indices], [tgt.row(i) for i in indices],
+                              **self.special_ids)  # fmt: skip
 
     def count(self, batch: Batch) -> int:
         return batch.n_tgt_tokens
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        real = batch.tgt_out != PAD_ID  # the output layer and the loss skip padding
-        logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in, select=real)
+        # the output layer and the loss skip padding
+        logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in, select=batch.tgt_mask)
         return logits  # (N, V): the real target positions in row-major order
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> LossOutput:
-        targets = batch.tgt_out[batch.tgt_out != PAD_ID]
+        targets = batch.tgt_out[batch.tgt_mask]
         loss = sequence_loss(outputs, targets, label_smoothing=self.cfg.train.label_smoothing)
         return LossOutput(loss)
 
@@ -123,7 +131,7 @@ class TranslationTask(Task):
         sampler = TokenBatchSampler(
             pair_lengths(pairs), batch_tokens=self.cfg.train.batch_tokens, shuffle=False, seed=0
         )
-        batches = (collate([pairs[i] for i in idx]) for idx in sampler)
+        batches = (collate([pairs[i] for i in idx], **self.special_ids) for idx in sampler)
         metrics = teacher_forced_loss(model, batches, placement.device)
         search = placement.with_precision(self.cfg.search.precision, key="search.precision")
         translator = Translator(

@@ -17,8 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atento.data.vocab import PAD_ID
-
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
@@ -42,19 +40,24 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         return g.mul_(grad), None, None
 
 
-def sequence_loss(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
-    """Summed (label-smoothed) cross-entropy over the positions whose target is not PAD.
+def sequence_loss(
+    logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0, mask: Tensor | None = None
+) -> Tensor:
+    """Summed (label-smoothed) cross-entropy over the positions where `mask` is True (every
+    position without a mask: the rows the model already selected).
 
-    logits (..., V), targets (...) with the same leading shape: (B, T, V) with (B, T), or the
-    rows the model already selected, (N, V) with (N,). bf16/fp16 logits are computed in fp32.
+    logits (..., V), targets (...) and mask (...) with the same leading shape: (B, T, V) with
+    (B, T), or (N, V) with (N,). bf16/fp16 logits are computed in fp32. Padding is told by the
+    mask, never by an id: a tokenizer's PAD id may be a real token of another (Marian's EOS is 0).
     """
     logits = logits.reshape(-1, logits.size(-1))
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()
     targets = targets.reshape(-1)
-    real = targets != PAD_ID
-    if not bool(real.all()):
-        logits, targets = logits[real], targets[real]
+    if mask is not None:
+        real = mask.reshape(-1)
+        if not bool(real.all()):
+            logits, targets = logits[real], targets[real]
     if not torch.is_grad_enabled() or not logits.requires_grad:
         return F.cross_entropy(logits, targets, label_smoothing=label_smoothing, reduction="sum")
     return _SmoothedCrossEntropy.apply(logits, targets, label_smoothing)

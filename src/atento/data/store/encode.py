@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from atento.data.tokenizers import Tokenizer, tokenizer_from_state
-from atento.data.vocab import EOS_ID
 
 _TOKENIZERS: dict[str, Tokenizer] = {}
 
@@ -95,7 +94,8 @@ def encode_text_batch(tokenizers: dict[str, Tokenizer], batch: tuple) -> tuple:
     """A batch of (part, texts, eos, dtype) -> (part, ids of every text, one after the other,
     each followed by EOS when `eos`)."""
     part, texts, eos, dtype = batch
-    ids = tokenizers["text"].encode_batch(texts)
+    tok = tokenizers["text"]
+    ids = tok.encode_batch(texts)
     if eos:
-        ids = [[*row, EOS_ID] for row in ids]
+        ids = [[*row, tok.eos_id] for row in ids]
     return part, flatten(ids, dtype)[0]

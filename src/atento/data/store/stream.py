@@ -7,7 +7,7 @@
 The text is read as it is (line ends included; only its UTF-8 is checked, line by line).
 Without a validation file the last `valid_fraction` of the characters is validation, as
 nanoGPT splits (a first pass counts them). Characters are one id each; SentencePiece encodes
-each line of a part and follows it with `</s>` (the line break), exactly as
+each line of a part and follows it with its EOS `</s>` (the line break), exactly as
 `data.text.encode_text` encodes the part's whole text.
 """
 
@@ -198,8 +198,8 @@ def _build(folder, source, settings, tokenizers, workers, log) -> dict[str, Any]
     dtype = token_dtype(tokenizers["text"].vocab_size)
     writers = {p: ArrayWriter(folder, p, dtype, rows=False) for p in ("train", "valid")}
     chars = {"train": 0, "valid": 0}
-    for part, ids in encode_batches(_batches(source, cut, kind, dtype, chars), encode_text_batch,
-                                    tokenizers, workers=workers):  # fmt: skip
+    batches = _batches(source, cut, tokenizers["text"].whole_text, dtype, chars)
+    for part, ids in encode_batches(batches, encode_text_batch, tokenizers, workers=workers):
         writers[part].append(ids)
         faults.point("store-build")
     if writers["train"].n_tokens == 0:
@@ -220,12 +220,13 @@ def _counted(items: Iterator[tuple[str, str]], chars: dict[str, int]):
         yield part, chunk
 
 
-def _batches(source: TextSource, cut: int | None, kind: str, dtype, chars: dict[str, int]):
-    """Batches of (part, texts, eos, dtype): characters as they come, SentencePiece lines
-    (counting each part's characters into `chars`)."""
+def _batches(source: TextSource, cut: int | None, whole: bool, dtype, chars: dict[str, int]):
+    """Batches of (part, texts, eos, dtype): chunks as they come for a tokenizer that reads
+    line breaks itself (`whole`: characters), else lines, each + EOS (SentencePiece); each
+    part's characters are counted into `chars`."""
     parts = _counted(_parts(source, cut), chars)
-    items = parts if kind == "char" else _segments(parts)
-    eos = kind != "char"
+    items = parts if whole else _segments(parts)
+    eos = not whole
     current, texts = None, []
     for part, text in items:
         if part != current or len(texts) == BATCH_LINES:
