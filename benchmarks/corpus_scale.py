@@ -62,10 +62,10 @@ def _child(argv: list[str], env: dict[str, str]) -> dict:
 def measure(argv: list[str]) -> None:
     """`measure -- CMD...`: run an atento command in this process; print its wall time, the
     time its first training update ended (train) and this process's peak RSS."""
+    start = time.perf_counter()  # before atento and torch are imported, as a command starts
     from atento.cli.main import main
     from atento.training.loop import Trainer
 
-    start = time.perf_counter()
     first: list[float] = []
     step = Trainer.train_step
 
