@@ -92,6 +92,9 @@ class Task(ABC):
         self.cfg = cfg
         self.log = log
         self.tokenizers: dict[str, Tokenizer] = {}
+        # the run directory on EVERY rank (the loop sets it; `prepare` gets it on rank 0 only,
+        # as the place to write): ranks > 0 read from it, e.g. which corpus store it recorded
+        self.run_dir: Path | None = None
 
     # ---------------------------------------------------------------- training
     @abstractmethod

@@ -166,9 +166,10 @@ class LanguageModelTask(Task):
                                  valid_fraction=data.valid_fraction, name=data.train)  # fmt: skip
         settings = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
                     "tokenizer_sample": data.tokenizer_sample, "seed": data.seed}  # fmt: skip
+        reuse = recorded_key(run_dir or self.run_dir)
         return prepare_stream(source, settings, tokenizers=tokenizers,
                               workers=workers or data.workers or default_workers(),
-                              log=self.log, reuse=recorded_key(run_dir), verify=verify)  # fmt: skip
+                              log=self.log, reuse=reuse, verify=verify)  # fmt: skip
 
     def _load(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         """Map the store (found by the key `run_dir` recorded, when it still fits)."""

@@ -59,8 +59,9 @@ class TranslationTask(Task):
                     "joint_vocab": data.joint_vocab, "tokenizer_sample": data.tokenizer_sample,
                     "seed": data.seed, "max_len": data.max_len}  # fmt: skip
         workers = workers or data.workers or default_workers()
+        reuse = recorded_key(run_dir or self.run_dir)  # the run's store, on every rank
         return prepare_parallel(train_source(data), settings, tokenizers=tokenizers,
-                                workers=workers, log=self.log, reuse=recorded_key(run_dir),
+                                workers=workers, log=self.log, reuse=reuse,
                                 verify=verify)  # fmt: skip
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:

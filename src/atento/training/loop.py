@@ -101,6 +101,7 @@ class Trainer:
         or, for a task with a corpus store, from the same store (no collective: a long prepare
         must not run into runtime.collective_timeout)."""
         world = self.world
+        self.task.run_dir = self.run_dir
         if self.task.prepares_on_every_rank:
             self.task.prepare(self.run_dir if world.main else None, tokenizers)
             return
