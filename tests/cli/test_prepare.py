@@ -39,3 +39,11 @@ def test_prepare_errors_are_one_line(argv, message, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_prepare_a_language_model_text(tmp_path, capsys) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat.\n" * 50, encoding="utf-8")  # 1,200 characters
+    assert main(["prepare", str(CONFIGS / "shakespeare_char.yaml"), f"data.train={text}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{stores_root()}/stream-" in out and "train 1,080 tokens, valid 120 tokens" in out
