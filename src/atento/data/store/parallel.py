@@ -86,7 +86,7 @@ class ParallelData:
         return len(self.src)
 
     def lengths(self) -> np.ndarray:
-        """(N, 2) int64: each pair's (source, target) length, no EOS / BOS."""
+        """(N, 2) int32: each pair's (source, target) length, no EOS / BOS."""
         return np.stack([np.asarray(self.src.lengths), np.asarray(self.tgt.lengths)], axis=1)
 
 
