@@ -279,6 +279,10 @@ def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
         return WordTokenizer(state["words"])
     if kind == LabelSet.kind:
         return LabelSet(state["labels"])
+    if kind == "hf":  # an imported model's (atento.hf; imported on use: it needs `tokenizers`)
+        from atento.hf.tokenizer import HFTokenizer
+
+        return HFTokenizer.from_state(state)
     raise AtentoError(f"unknown tokenizer kind {kind!r}")
 
 
@@ -298,6 +302,11 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
         return WordTokenizer(meta.get("words", []))
     if kind == LabelSet.kind and isinstance(meta.get("labels"), list):
         return LabelSet(str(label) for label in meta["labels"])
+    if kind == "hf":
+        try:
+            return tokenizer_from_state(meta)
+        except AtentoError as exc:
+            raise AtentoError(f"{path}: {exc}") from None
     if kind == SentencePieceTokenizer.kind:
         model_path = Path(directory) / meta.get("model", f"{name}.model")
         if not model_path.is_file():

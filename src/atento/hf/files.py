@@ -1,14 +1,16 @@
 """Reading a Hugging Face model directory and writing the run directory it becomes.
 
 Weights are read without executing pickle code: `model.safetensors` (preferred), else
-`pytorch_model.bin` with `torch.load(weights_only=True)`; a checkpoint that needs code to load
-is refused with one line naming the file.
+`pytorch_model.bin` with `torch.load(weights_only=True)`, either also split into shards that
+an `.index.json` lists; a checkpoint that needs code to load is refused with one line naming
+the file.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 
 SAFETENSORS, TORCH_BIN, CONFIG = "model.safetensors", "pytorch_model.bin", "config.json"
+# data.train of an imported run: it was trained elsewhere, so commands that would read its
+# data (evaluate without --text) say so in their "file not found" line
+NO_DATA = "none (an imported model has no data of its own: give the text to score)"
 
 
 @dataclass
@@ -52,31 +57,62 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def load_weights(model_dir: Path) -> dict[str, Tensor]:
-    """The state dict of `model_dir` (safetensors, else pytorch_model.bin read weights-only)."""
-    st = model_dir / SAFETENSORS
-    if st.is_file():
-        import safetensors.torch
+    """The state dict of `model_dir`: `model.safetensors`, else `pytorch_model.bin` read
+    weights-only, each also as shards listed by its `.index.json` (larger models)."""
+    for name, read in ((SAFETENSORS, _read_safetensors), (TORCH_BIN, _read_torch_bin)):
+        if (model_dir / name).is_file():
+            return read(model_dir / name)
+        index = model_dir / f"{name}.index.json"
+        if index.is_file():
+            state: dict[str, Tensor] = {}
+            for shard in _shards(index):
+                state.update(read(model_dir / shard))
+            return state
+    raise AtentoError(f"{model_dir}: holds neither {SAFETENSORS} nor {TORCH_BIN}")
 
-        try:
-            return safetensors.torch.load_file(str(st))
-        except Exception as exc:  # safetensors raises its own error types for bad headers
-            raise AtentoError(f"{st}: not a readable safetensors file ({exc})") from None
-    binary = model_dir / TORCH_BIN
-    if not binary.is_file():
-        raise AtentoError(f"{model_dir}: holds neither {SAFETENSORS} nor {TORCH_BIN}")
+
+def _shards(index: Path) -> list[str]:
+    """The shard files an `.index.json` lists (its weight_map's values), in order."""
     try:
-        state = torch.load(binary, map_location="cpu", weights_only=True)
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return sorted({str(f) for f in weight_map.values()})
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        raise AtentoError(f"{index}: not a shard index (a JSON weight_map)") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    import safetensors.torch
+
+    if not path.is_file():
+        raise AtentoError(f"{path}: not found (a shard the index lists)")
+    try:
+        return safetensors.torch.load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise AtentoError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _read_torch_bin(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise AtentoError(f"{path}: not found (a shard the index lists)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AtentoError(
-            f"{binary}: needs code to load, refused (weights_only): {first}; save it as "
+            f"{path}: needs code to load, refused (weights_only): {first}; save it as "
             "model.safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise AtentoError(f"{binary}: not a readable PyTorch checkpoint ({exc})") from None
+        raise AtentoError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise AtentoError(f"{binary}: not a state dict of tensors")
+        raise AtentoError(f"{path}: not a state dict of tensors")
     return state
+
+
+def config_value(config: dict[str, Any], defaults: dict[str, Any]) -> Callable[[str], Any]:
+    """A getter of config.json's values that falls back to the family's defaults (a config
+    written by `save_pretrained` leaves out the values equal to them)."""
+    return lambda key: config.get(key, defaults.get(key))
 
 
 def take(weights: dict[str, Tensor], name: str, model_dir: Path) -> Tensor:
@@ -106,7 +142,11 @@ def write_run(imported: Imported, out: Path) -> Path:
     task = task_class(cfg.task)(cfg)
     task.tokenizers = dict(imported.tokenizers)
     model = build_model(cfg, **task.model_sizes())
-    missing, unexpected = model.load_state_dict(imported.weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(imported.weights, strict=False)
+    except RuntimeError as exc:  # a shape that differs: weights of another config
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise AtentoError(f"the weights do not fit config.json ({first})") from None
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise AtentoError(f"the converted weights do not fit the atento model ({what})")

@@ -1,7 +1,8 @@
 """The sentence classifier on a text Transformer (`task: classify`, `models.text`).
 
-An input sentence is `[CLS] x_1 .. x_n [SEP]` with the shared special ids: BOS (2) stands for
-[CLS] and EOS (3) for [SEP]; padding (0) is on the right and masked out of attention.
+An input sentence is `[CLS] x_1 .. x_n [SEP]` with the tokenizer's special ids: its BOS stands
+for [CLS] and its EOS for [SEP] (an imported BERT's own [CLS] and [SEP]); padding is on the
+right and masked out of attention.
 
 `SentenceClassifier` puts a linear head on one vector per sentence:
 
@@ -11,7 +12,9 @@ An input sentence is `[CLS] x_1 .. x_n [SEP]` with the shared special ids: BOS (
     pooling last  the state of the last real token (GPT, Radford et al. 2018: a causal model's
                   only state that has read the whole sentence)
 
-For a GPT the classifier also returns next-token logits for the auxiliary LM loss.
+A body with a pooler (`model.pooler`, BERT's) maps the pooled vector through tanh(W v + b)
+before the head, as BertForSequenceClassification does. For a GPT the classifier also returns
+next-token logits for the auxiliary LM loss.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class SentenceClassifier(nn.Module):
         """ids (B, T), pad_mask (B, T) True = real token -> class logits (B, C) and, with
         `lm` (causal bodies), next-token logits at the positions whose next token is real."""
         h = self.body.hidden(ids, pad_mask=pad_mask)[0]  # (B, T, D), final LayerNorm applied
-        logits = self.head(self.dropout(self.pool(h, pad_mask)))
+        logits = self.head(self.dropout(self.body.pool(self.pool(h, pad_mask))))
         lm_logits = None
         if lm:
             has_next = pad_mask[:, 1:]  # (B, T-1): position t predicts ids[:, t + 1]

@@ -27,24 +27,53 @@ from atento.data.vocab import PAD_ID
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
+from atento.nn.feedforward import activation_fn
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block
 
 Cache = list[KVCache]  # one KVCache per layer
 
 
+class HeadTransform(nn.Module):
+    """BERT's prediction-head transform before the tied output: LayerNorm(act(W h + b))."""
+
+    def __init__(self, d_model: int, *, activation: str, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+        self.act = activation_fn(activation)
+        self.norm = nn.LayerNorm(d_model, eps=eps)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.norm(self.act(self.dense(h)))
+
+
 class TextTransformer(nn.Module):
-    """Token + position embeddings, pre-norm layers, final norm, tied output (module doc)."""
+    """Token + position embeddings, pre-norm layers, final norm, tied output (module doc).
+
+    The options that imported models need (`models.text` documents their config keys; the
+    defaults are atento's own stack): `pre_norm=False` (post-norm layers and no final norm,
+    BERT), `activation` (`nn.feedforward.ACTIVATIONS`), `norm_eps`, `embed_norm` (LayerNorm
+    after the embedding sum, BERT), `type_vocab` (token-type embeddings, of which every
+    position reads type 0: one sentence), `head_transform` (dense + activation + LayerNorm
+    before the tied output, BERT's MLM head), `output_bias`, and `pooler` (dense + tanh on a
+    pooled state, which the sentence classifier reads; BERT's pooler lives in the body so
+    that it travels with `init_from`).
+    """
 
     def __init__(
         self, *, vocab_size: int, d_model: int, heads: int, layers: int, ff_size: int,
         dropout: float = 0.0, attention_dropout: float = 0.0, context: int = 64,
-        positions: str = "learned", causal: bool = True,
+        positions: str = "learned", causal: bool = True, pre_norm: bool = True,
+        activation: str = "relu", norm_eps: float = 1e-5, embed_norm: bool = False,
+        type_vocab: int = 0, head_transform: bool = False, output_bias: bool = False,
+        pooler: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.causal, self.context, self.heads, self.n_layers = causal, context, heads, layers
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = make_positions(positions, d_model=d_model, max_positions=context)
+        self.types = nn.Embedding(type_vocab, d_model) if type_vocab else None
+        self.embed_norm = nn.LayerNorm(d_model, eps=norm_eps) if embed_norm else None
         self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             Block(
@@ -53,12 +82,18 @@ class TextTransformer(nn.Module):
                 ff_size=ff_size,
                 dropout=dropout,
                 attention_dropout=attention_dropout,
-                pre_norm=True,
+                pre_norm=pre_norm,
+                activation=activation,
+                norm_eps=norm_eps,
             )  # fmt: skip
             for _ in range(layers)
         )
-        self.norm = nn.LayerNorm(d_model)
-        self.output = nn.Linear(d_model, vocab_size, bias=False)
+        # pre-norm needs a final norm; post-norm layers end with one
+        self.norm = nn.LayerNorm(d_model, eps=norm_eps) if pre_norm else nn.Identity()
+        self.transform = (HeadTransform(d_model, activation=activation, eps=norm_eps)
+                          if head_transform else None)  # fmt: skip
+        self.pooler = nn.Linear(d_model, d_model) if pooler else None
+        self.output = nn.Linear(d_model, vocab_size, bias=output_bias)
         self._reset_parameters()
         self.output.weight = self.embed.weight
 
@@ -69,6 +104,18 @@ class TextTransformer(nn.Module):
                 nn.init.normal_(p, std=0.02)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+
+    def embed_tokens(self, ids: Tensor, pos: Tensor) -> Tensor:
+        """Token embeddings of ids (B, T) or (B,) plus positions `pos` (broadcastable), type
+        0 and the embedding norm when the model has them; no dropout."""
+        x = self.embed(ids) + pos
+        if self.types is not None:
+            x = x + self.types.weight[0]
+        return x if self.embed_norm is None else self.embed_norm(x)
+
+    def pool(self, v: Tensor) -> Tensor:
+        """A pooled state (B, D) through the pooler, tanh(W v + b), when the model has one."""
+        return v if self.pooler is None else torch.tanh(self.pooler(v))
 
     def length_limit(self) -> int | None:
         """The most tokens the model reads at once (learned positions); None = any."""
@@ -98,7 +145,7 @@ class TextTransformer(nn.Module):
         past = cache[0].length if cache else 0
         # (T, D) shared by every row, or (B, T, D) per row
         pos = self.positions(T, past) if positions is None else self.positions.at(positions)
-        x = self.dropout(self.embed(ids) + pos)
+        x = self.dropout(self.embed_tokens(ids, pos))
         mask = self._mask(T, past, pad_mask, ids.device)
         want = self.layer_index(layer) if need_weights else -1
         weights, new_cache = None, []
@@ -121,7 +168,7 @@ class TextTransformer(nn.Module):
         decoding step, where per-operation overhead, not arithmetic, is the cost."""
         past = cache[0].length
         pos = self.positions(1, past) if positions is None else self.positions.at(positions)
-        x = self.embed(ids) + pos  # (B, D); dropout is off at inference
+        x = self.embed_tokens(ids, pos)  # (B, D); dropout is off at inference
         new_cache = []
         for block, kv in zip(self.layers, cache, strict=True):
             x, kv = block.step(x, kv, pad_mask)
@@ -202,8 +249,9 @@ class TextTransformer(nn.Module):
         return self.hidden(x, need_weights=True, layer=idx)[1][0].float().cpu()
 
     def logits(self, h: Tensor) -> Tensor:
-        """States (..., D) -> logits (..., V) through the tied output layer."""
-        return self.output(h)
+        """States (..., D) -> logits (..., V) through the head transform (when the model has
+        one) and the tied output layer."""
+        return self.output(h if self.transform is None else self.transform(h))
 
     def forward(
         self, ids: Tensor, *, pad_mask: Tensor | None = None, select: Tensor | None = None

@@ -1,11 +1,13 @@
 """Starting a run from another run's weights: `model.init_from=RUN`.
 
-A classifier (or a continued pretraining) takes the text Transformer of a pretrained run:
-an encoder pretrained with `task: mlm` for `model.arch: bert`, a language model (`task: lm`)
-for `model.arch: gpt`, or the body of an earlier classification run of the same architecture.
-The new run uses the pretrained run's tokenizer (ids must mean the same tokens) and must
-declare the same architecture sizes; anything that does not fit is a one-line error naming
-the key and both values, before training starts.
+A classifier, a continued pretraining (`task: mlm`) or a language model trained further on
+new text (`task: lm`) takes the text Transformer of a pretrained run: an encoder pretrained
+with `task: mlm` for `model.arch: bert`, a language model (`task: lm`) for `model.arch: gpt`,
+the body of an earlier classification run of the same architecture, or a model imported with
+`atento import hf`. The new run uses the pretrained run's tokenizer (ids must mean the same
+tokens) and must declare the same architecture sizes and variants (`pre_norm`, `activation`,
+...: the imported run's config.yaml has them); anything that does not fit is a one-line error
+naming the keys and their values there, before training starts.
 
     pretrained = load_pretrained(cfg)            # in Task.prepare (a new run only)
     body = TextTransformer(...); copy_body(body, pretrained)   # in the builder
@@ -14,7 +16,7 @@ the key and both values, before training starts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +29,13 @@ if TYPE_CHECKING:
     from atento.config import Config
     from atento.data.tokenizers import Tokenizer
 
-# The keys that fix the shapes and meaning of a text Transformer's weights.
+# The keys that fix the shapes and meaning of a text Transformer's weights: the sizes, and the
+# variants an imported model may have (models/text.py; absent from older runs' configs, which
+# have their defaults).
 SHAPE_KEYS = ("d_model", "heads", "layers", "ff_size", "positions", "context")
+VARIANT_KEYS = ("pre_norm", "activation", "norm_eps", "embed_norm", "type_vocab",
+                "head_transform", "output_bias", "pooler")  # fmt: skip
+BUILT_KINDS = ("char", "word", "sentencepiece")  # data.tokenizer: the kinds built from text
 BODY = "body."  # the prefix of the text Transformer inside a SentenceClassifier
 
 
@@ -58,18 +65,12 @@ def load_pretrained(cfg: Config) -> Pretrained:
             f"model.init_from={run} is a run of task {task}, model.arch={arch}; model.arch="
             f"{cfg.model.arch} needs a run of the same architecture"
         )
-    for key in SHAPE_KEYS:
-        mine, theirs = getattr(cfg.model, key), model.get(key)
-        if mine != theirs:
-            raise AtentoError(
-                f"config: model.{key}={mine!r} but model.init_from={run} was trained with "
-                f"model.{key}={theirs!r} (set model.{key}={theirs})"
-            )
+    _check_keys(cfg, model, run)
     tok = ckpt.tokenizers.get("text")
     if tok is None:
         raise AtentoError(f"model.init_from={run} holds no text tokenizer (task {task})")
     wanted = getattr(cfg.data, "tokenizer", tok.kind)
-    if wanted != tok.kind:
+    if wanted != tok.kind and tok.kind in BUILT_KINDS:  # an imported one has no data.tokenizer
         raise AtentoError(
             f"config: data.tokenizer={wanted} but model.init_from={run} uses a {tok.kind} "
             f"tokenizer (its ids would mean other tokens; set data.tokenizer={tok.kind})"
@@ -78,6 +79,28 @@ def load_pretrained(cfg: Config) -> Pretrained:
     if any(k.startswith(BODY) for k in weights):  # an earlier classification run
         weights = {k[len(BODY) :]: v for k, v in weights.items() if k.startswith(BODY)}
     return Pretrained(run=run, task=task, step=ckpt.step, tokenizer=tok, weights=weights)
+
+
+def _check_keys(cfg: Config, model: dict[str, Any], run: str) -> None:
+    """The shape and variant keys of `cfg.model` equal the pretrained run's `model` section;
+    else one AtentoError naming every key that differs and its value there."""
+    defaults = {f.name: f.default for f in fields(cfg.model)}
+    differ = [(key, getattr(cfg.model, key), model.get(key, defaults.get(key)))
+              for key in (*SHAPE_KEYS, *VARIANT_KEYS) if hasattr(cfg.model, key)]  # fmt: skip
+    differ = [(key, mine, theirs) for key, mine, theirs in differ if mine != theirs]
+    if not differ:
+        return
+    key, mine, theirs = differ[0]
+    fix = " ".join(f"model.{k}={_yaml(t)}" for k, _, t in differ)
+    raise AtentoError(
+        f"config: model.{key}={mine!r} but model.init_from={run} was trained with "
+        f"model.{key}={theirs!r} (set {fix})"
+    )
+
+
+def _yaml(value: object) -> str:
+    """A value as an override spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def text_tokenizer(cfg: Config, run_dir: Any, build: Callable[[], Any]) -> tuple[Any, Any]:

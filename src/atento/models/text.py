@@ -3,10 +3,14 @@ Radford et al. 2018/2019) and `model.arch: bert` (an encoder-only stack, Devlin 
 
 Both are `models.lm.TextTransformer`, causal for GPT and bidirectional for BERT, with the same
 model keys (`TextTransformerConfig`); BERT changes two defaults and adds `pooling`. For BERT the
-task's vocabulary size counts one embedding row more than the tokenizer's vocabulary: the last
-id is [MASK] (`mask_id = vocab_size - 1`), used by masked-language-model pretraining
-(`task: mlm`). With `num_classes` (`task: classify`) the builder wraps the Transformer in a
-`models.classifier.SentenceClassifier`.
+task's vocabulary size is the tokenizer's `embedding_rows`: one row more than its vocabulary
+when [MASK] is the extra id after it (atento's own tokenizers), the vocabulary itself when
+[MASK] is one of its ids (an imported BERT). With `num_classes` (`task: classify`) the builder
+wraps the Transformer in a `models.classifier.SentenceClassifier`.
+
+The variant keys (`pre_norm`, `activation`, `norm_eps`, `embed_norm`, `type_vocab`,
+`head_transform`, `output_bias`, `pooler`) default to atento's own stack; `atento import hf`
+sets them to GPT-2's and BERT's (docs/design.md).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from atento.errors import AtentoError
 from atento.models.classifier import SentenceClassifier
 from atento.models.factory import validate_stack
 from atento.models.lm import TextTransformer
-from atento.models.pretrained import Pretrained, copy_body
+from atento.models.pretrained import VARIANT_KEYS, Pretrained, copy_body
+from atento.nn.feedforward import ACTIVATIONS
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -40,16 +45,32 @@ class TextTransformerConfig:
     attention_dropout: float = 0.0
     positions: str = "learned"  # learned | sinusoidal
     context: int = 64  # the most tokens the model reads at once (learned positions)
-    init_from: str = ""  # a run whose weights start this one (task: classify; models/pretrained)
+    init_from: str = ""  # a run whose weights start this one (models/pretrained)
+    # the variants of imported models (atento.hf); the defaults are atento's own stack
+    pre_norm: bool = True  # false: post-norm layers, no final norm (BERT)
+    activation: str = "relu"  # relu | gelu | gelu_tanh | swish (nn/feedforward.py)
+    norm_eps: float = 1e-5  # every LayerNorm's epsilon (BERT: 1e-12)
+    embed_norm: bool = False  # LayerNorm after the embedding sum (BERT)
+    type_vocab: int = 0  # token-type embeddings (BERT: 2); one sentence reads type 0
+    head_transform: bool = False  # dense + activation + LayerNorm before the output (BERT MLM)
+    output_bias: bool = False  # a bias on the tied output layer (BERT MLM)
+    pooler: bool = False  # dense + tanh on the pooled state before the classifier (BERT)
 
     def validate(self, cfg: Config) -> None:
-        if self.init_from and cfg.task not in ("classify", "mlm"):
+        if self.init_from and cfg.task not in ("classify", "mlm", "lm"):
             raise AtentoError(
-                f"config: model.init_from is for task: classify (or mlm), not task: {cfg.task}"
+                f"config: model.init_from is for task: classify, mlm or lm, not task: {cfg.task}"
             )
         validate_stack(self, cfg)
         check(self.context >= 2, cfg, "model.context", "at least 2")
         check(self.ff_size >= 1, cfg, "model.ff_size", "at least 1")
+        check(self.activation in ACTIVATIONS, cfg, "model.activation", ", ".join(ACTIVATIONS))
+        check(self.norm_eps > 0, cfg, "model.norm_eps", "a positive number")
+        check(self.type_vocab >= 0, cfg, "model.type_vocab", "0 or more")
+
+    def variant(self) -> dict[str, object]:
+        """The variant keys as `TextTransformer`'s keyword arguments."""
+        return {key: getattr(self, key) for key in VARIANT_KEYS}
 
 
 @dataclass
@@ -83,7 +104,7 @@ def build_text_model(
     body = TextTransformer(
         vocab_size=vocab_size, d_model=m.d_model, heads=m.heads, layers=m.layers,
         ff_size=m.ff_size, dropout=m.dropout, attention_dropout=m.attention_dropout,
-        context=m.context, positions=m.positions, causal=causal,
+        context=m.context, positions=m.positions, causal=causal, **m.variant(),
     )  # fmt: skip
     if pretrained is not None:
         copy_body(body, pretrained)

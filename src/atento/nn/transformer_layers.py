@@ -25,9 +25,9 @@ from atento.nn.feedforward import PositionwiseFeedForward
 class Residual(nn.Module):
     """Residual + dropout + layer norm around a sub-layer, post- or pre-norm."""
 
-    def __init__(self, *, d_model: int, dropout: float, pre_norm: bool) -> None:
+    def __init__(self, *, d_model: int, dropout: float, pre_norm: bool, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model, eps=eps)
         self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
@@ -53,17 +53,21 @@ class LayerCache:
 
 class Block(nn.Module):
     """A Transformer block: self-attention, then the position-wise feed-forward network (the
-    encoder layer of the translation Transformer; with pre-norm, a GPT / BERT layer)."""
+    encoder layer of the translation Transformer; a GPT / BERT layer). `activation` names the
+    feed-forward's (`nn.feedforward.ACTIVATIONS`), `norm_eps` the layer norms' epsilon."""
 
     def __init__(
         self, *, d_model: int, heads: int, ff_size: int, dropout: float,
-        attention_dropout: float = 0.0, pre_norm: bool = False,
+        attention_dropout: float = 0.0, pre_norm: bool = False, activation: str = "relu",
+        norm_eps: float = 1e-5,
     ) -> None:  # fmt: skip
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model=d_model, heads=heads, dropout=attention_dropout)
-        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout)
-        self.res_attn = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
-        self.res_ff = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout,
+                                          activation=activation)  # fmt: skip
+        res = dict(d_model=d_model, dropout=dropout, pre_norm=pre_norm, eps=norm_eps)
+        self.res_attn = Residual(**res)
+        self.res_ff = Residual(**res)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, S, D), mask (B, 1, S) True = real source token -> (B, S, D)."""
@@ -84,17 +88,21 @@ class Block(nn.Module):
         return self.res_ff.out(x, self.ff(self.res_ff.inp(x))), weights, kv
 
     def step(self, x: Tensor, cache: KVCache, mask: Tensor | None = None) -> tuple[Tensor, KVCache]:
-        """`attend` for one new position per row at inference (a KV-cached decoding step) of a
-        pre-norm layer: x (B, D), mask (B, S + 1) or None -> (B, D) and the cache including
-        x's position. The same parameters in the fewest operations (no dropout, no module
-        calls: at batch 1 a step's cost is per-operation overhead)."""
-        if not self.res_attn.pre_norm:
-            raise ValueError("Block.step is for pre-norm blocks (the text Transformers)")
-        y, kv = self.self_attn.step(_layer_norm(self.res_attn.norm, x), cache, mask)
-        x = x + y
-        h = _layer_norm(self.res_ff.norm, x)
+        """`attend` for one new position per row at inference (a KV-cached decoding step):
+        x (B, D), mask (B, S + 1) or None -> (B, D) and the cache including x's position. The
+        same parameters in the fewest operations (no dropout, no module calls: at batch 1 a
+        step's cost is per-operation overhead); pre- or post-norm, the block's activation."""
         w1, w2 = self.ff.w1, self.ff.w2
-        return x + F.linear(F.linear(h, w1.weight, w1.bias).relu_(), w2.weight, w2.bias), kv
+        if self.res_attn.pre_norm:
+            y, kv = self.self_attn.step(_layer_norm(self.res_attn.norm, x), cache, mask)
+            x = x + y
+            h = _layer_norm(self.res_ff.norm, x)
+            return x + F.linear(self.ff.act(F.linear(h, w1.weight, w1.bias)), w2.weight,
+                                w2.bias), kv  # fmt: skip
+        y, kv = self.self_attn.step(x, cache, mask)
+        x = _layer_norm(self.res_attn.norm, x + y)
+        y = F.linear(self.ff.act(F.linear(x, w1.weight, w1.bias)), w2.weight, w2.bias)
+        return _layer_norm(self.res_ff.norm, x + y), kv
 
 
 def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:

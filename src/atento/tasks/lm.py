@@ -49,6 +49,7 @@ from atento.data.store import (
 from atento.data.text import encode_text, prompt_ids, visible
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
+from atento.models.pretrained import text_tokenizer
 from atento.predictors.decoding import LanguageModelPredictor
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task, loss_metrics
@@ -147,9 +148,14 @@ class LanguageModelTask(Task):
     prepares_on_every_rank = True  # the corpus store: local rank 0 builds, the others wait
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        self.pretrained = None
+        built = tokenizers is None and not self.cfg.model.init_from
+        if tokenizers is None and self.cfg.model.init_from:  # model.init_from's (saved as text)
+            text, self.pretrained = text_tokenizer(self.cfg, run_dir, lambda: None)
+            tokenizers = {"text": text}
         self._load(run_dir, tokenizers)
         record_store(run_dir, self.store.store)
-        if tokenizers is None and run_dir is not None:  # the store's: the run keeps a copy
+        if built and run_dir is not None:  # the store's own: the run keeps a copy
             self.tokenizers["text"].save(run_dir, "text")
 
     def prepare_store(
@@ -198,8 +204,11 @@ class LanguageModelTask(Task):
             sentences = drop_contained(sentences)
         return "".join(s + "\n" for s in sentences)
 
-    def model_sizes(self) -> dict[str, int]:
-        return {"vocab_size": self.tokenizers["text"].vocab_size}
+    def model_sizes(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {"vocab_size": self.tokenizers["text"].vocab_size}
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
 
     def describe(self) -> str:
         return (
