@@ -68,7 +68,8 @@ def tokenizer_digest(states: Mapping[str, Mapping[str, Any]]) -> str:
         digest.update(role.encode() + b"\0")
         for name in sorted(states[role]):
             value = states[role][name]
-            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+            raw = (value if isinstance(value, bytes)
+                   else json.dumps(value, sort_keys=True, default=_plain).encode())  # fmt: skip
             digest.update(name.encode() + b"\0" + raw + b"\0")
     return digest.hexdigest()
 
@@ -76,6 +77,11 @@ def tokenizer_digest(states: Mapping[str, Mapping[str, Any]]) -> str:
 def digest_of(tokenizers: Mapping[str, Any]) -> str:
     """`tokenizer_digest` of tokenizers by role."""
     return tokenizer_digest({role: tok.state() for role, tok in tokenizers.items()})
+
+
+def _plain(value: Any) -> str:
+    """JSON for what json cannot write itself (bytes nested in a state)."""
+    return value.hex() if isinstance(value, bytes) else repr(value)
 
 
 def store_key(kind: str, inputs: Iterable[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:

@@ -5,6 +5,9 @@
     data.train, data.valid                       # memory-mapped 1-D id arrays; data.valid_chars
 
 The text is read as it is (line ends included; only its UTF-8 is checked, line by line).
+A tokenizer that reads line breaks itself (characters; an imported byte-level BPE) encodes
+blocks of 64 lines at once: characters give exactly `encode_text`'s ids, a BPE may differ
+from encoding the whole text at once only where a block boundary splits a run of whitespace.
 Without a validation file the last `valid_fraction` of the characters is validation, as
 nanoGPT splits (a first pass counts them). Characters are one id each; SentencePiece encodes
 each line of a part and follows it with its EOS `</s>` (the line break), exactly as
@@ -31,6 +34,7 @@ from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 
 BATCH_LINES = 8192
+BLOCK_LINES = 64  # lines a whole-text tokenizer encodes at once
 
 Lines = Callable[[], Iterator[str]]
 
@@ -220,12 +224,27 @@ def _counted(items: Iterator[tuple[str, str]], chars: dict[str, int]):
         yield part, chunk
 
 
+def _blocks(chunks: Iterator[tuple[str, str]], lines: int = BLOCK_LINES):
+    """(part, text): `lines` consecutive chunks of a part joined, so a tokenizer that reads
+    line breaks itself (byte-level BPE merges a run of them) sees text as a whole but for the
+    block boundaries (characters: the same ids either way)."""
+    current, block = None, []
+    for part, chunk in chunks:
+        if block and (part != current or len(block) == lines):
+            yield current, "".join(block)
+            block = []
+        current = part
+        block.append(chunk)
+    if block:
+        yield current, "".join(block)
+
+
 def _batches(source: TextSource, cut: int | None, whole: bool, dtype, chars: dict[str, int]):
     """Batches of (part, texts, eos, dtype): chunks as they come for a tokenizer that reads
     line breaks itself (`whole`: characters), else lines, each + EOS (SentencePiece); each
     part's characters are counted into `chars`."""
     parts = _counted(_parts(source, cut), chars)
-    items = parts if whole else _segments(parts)
+    items = _blocks(parts) if whole else _segments(parts)
     eos = not whole
     current, texts = None, []
     for part, text in items:
