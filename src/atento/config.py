@@ -59,6 +59,7 @@ class SearchConfig:
     precision: str = "run"  # run (= runtime.precision) | auto | fp32 | bf16 | fp16
     workers: int = 1  # batches decoded at once, on threads sharing torch's threads out
     ban_unk: bool | None = None  # never output UNK; None: the task decides (on for word captions)
+    min_len: int = 0  # EOS not generated before this many tokens (equal lengths in benchmarks)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Config:
         except OptionError as exc:
             check(False, self, f"search.{exc.field}", exc.want)
         check(self.search.workers >= 1, self, "search.workers", "at least 1")
+        check(self.search.min_len >= 0, self, "search.min_len", "0 or more")
         check(self.search.precision in ("run", *PRECISION_CHOICES), self, "search.precision",
               "run, " + ", ".join(PRECISION_CHOICES))  # fmt: skip
         for section in (self.data, self.model, self.runtime):

@@ -198,18 +198,18 @@ class Translator:
             max_len = max_len.clamp(max=limit + 1)
         step = partial(self.model.step, options=self.options)
         unk_id = UNK_ID if self.tgt_tok is None else self.tgt_tok.unk_id
-        unk = {"unk_id": unk_id if cfg.ban_unk else None, "stats": stats,
-               **self.search_ids}  # fmt: skip
+        rules = {"unk_id": unk_id if cfg.ban_unk else None, "stats": stats,
+                 "min_len": cfg.min_len, **self.search_ids}  # fmt: skip
         if cfg.beam == 1 and trace is None:
             hyps = greedy_search(
                 step, state, batch_size=len(sources), max_len=max_len, length_penalty=penalty,
-                device=device, start_ids=start_ids, **unk,
+                device=device, start_ids=start_ids, **rules,
             )  # fmt: skip
             return [[h] for h in hyps]
         return beam_search(
             step, state, batch_size=len(sources), beam_size=cfg.beam, max_len=max_len,
             length_penalty=penalty, nbest=cfg.nbest, device=device, trace=trace,
-            start_ids=start_ids, **unk,
+            start_ids=start_ids, **rules,
         )  # fmt: skip
 
     def begin(self, sources: Sequence, device: torch.device) -> tuple[Any, Tensor | None]:

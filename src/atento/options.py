@@ -78,6 +78,7 @@ class SearchOptions:
     batch_size: int | None = None
     workers: int | None = None
     precision: str | None = None
+    min_len: int | None = None
 
     @classmethod
     def of(cls, options: object) -> SearchOptions:
@@ -94,6 +95,7 @@ class SearchOptions:
         check_beam(resolved.beam, resolved.nbest, resolved.alpha)
         require(resolved.batch_size >= 1, "batch_size", "at least 1", resolved.batch_size)
         require(resolved.workers >= 1, "workers", "at least 1", resolved.workers)
+        require(resolved.min_len >= 0, "min_len", "0 or more", resolved.min_len)
         if self.precision is not None:
             require(self.precision in PRECISION_CHOICES, "precision",
                     "one of " + ", ".join(PRECISION_CHOICES), self.precision)  # fmt: skip

@@ -32,3 +32,20 @@ def test_learned_positions_shape_and_limit():
     assert learned(4, offset=6).shape == (4, 8)
     with pytest.raises(AtentoError, match="max_positions"):
         learned(4, offset=7)
+
+
+@pytest.mark.parametrize("d_model", [16, 17, 64])
+def test_halves_layout_is_the_interleaved_one_with_columns_moved(d_model):
+    """Marian's layout: the same sin and cos values, every sin first (columns 0..ceil(D/2)-1),
+    then every cos; also beyond the precomputed table."""
+    inter = SinusoidalPositions(d_model=d_model, max_positions=20)
+    halves = SinusoidalPositions(d_model=d_model, max_positions=20, layout="halves")
+    order = [*range(0, d_model, 2), *range(1, d_model, 2)]
+    for length, offset in ((20, 0), (5, 30)):
+        torch.testing.assert_close(halves(length, offset), inter(length, offset)[:, order],
+                                   atol=1e-5, rtol=0)  # fmt: skip
+    positions = torch.tensor([[0, 3], [25, 1]])
+    torch.testing.assert_close(halves.at(positions), inter.at(positions)[..., order],
+                               atol=1e-5, rtol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="layout"):
+        SinusoidalPositions(d_model=8, max_positions=4, layout="shuffled")

@@ -55,6 +55,9 @@ def add_search_args(parser: argparse.ArgumentParser, *, nbest: bool = False) -> 
     parser.add_argument(
         "--workers", type=int, help="batches decoded at once on threads (default: config)"
     )
+    parser.add_argument(
+        "--min-len", type=int, help="no EOS before this many output pieces (default: config)"
+    )
     if nbest:
         parser.add_argument("--nbest", type=int, help="hypotheses per sentence (<= beam)")
 

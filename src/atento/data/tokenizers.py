@@ -268,6 +268,21 @@ class LabelSet(Tokenizer):
         _write_json(directory / f"{name}.json", self.state())
 
 
+# The tokenizers of imported Hugging Face models: kind -> (module, class), imported on use
+# (they need the `tokenizers` library, and atento.hf imports this module).
+IMPORTED_KINDS = {
+    "hf": ("atento.hf.tokenizer", "HFTokenizer"),
+    "marian": ("atento.hf.marian_tokenizer", "MarianTokenizer"),
+}
+
+
+def _imported_class(kind: str) -> Any:
+    import importlib
+
+    module, name = IMPORTED_KINDS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
 def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer from `Tokenizer.state()` (as stored in a checkpoint)."""
     kind = state.get("kind")
@@ -279,10 +294,8 @@ def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
         return WordTokenizer(state["words"])
     if kind == LabelSet.kind:
         return LabelSet(state["labels"])
-    if kind == "hf":  # an imported model's (atento.hf; imported on use: it needs `tokenizers`)
-        from atento.hf.tokenizer import HFTokenizer
-
-        return HFTokenizer.from_state(state)
+    if kind in IMPORTED_KINDS:  # an imported model's (atento.hf), imported on use
+        return _imported_class(kind).from_state(state)
     raise AtentoError(f"unknown tokenizer kind {kind!r}")
 
 
@@ -315,6 +328,10 @@ def load_tokenizer(directory: Path, name: str) -> Tokenizer:
             return SentencePieceTokenizer(model_path.read_bytes())
         except RuntimeError:
             raise AtentoError(f"not a sentencepiece model: {model_path}") from None
+    if kind == "marian":
+        from atento.hf import marian_tokenizer
+
+        return marian_tokenizer.load(Path(directory), name, meta)
     raise AtentoError(f"unknown tokenizer kind {kind!r} in {path}")
 
 

@@ -17,6 +17,7 @@ from atento.errors import AtentoError
 
 if TYPE_CHECKING:
     from atento.config import Config
+    from atento.models.pretrained_seq2seq import PretrainedSeq2Seq
 
 ATTENTION_CHOICES = ("none", "cosine", "additive", "location", "general", "dot", "scaled_dot")
 
@@ -83,10 +84,21 @@ class TransformerConfig:
     max_positions: int = 256  # learned positions / precomputed sinusoids
     share_embeddings: bool = True  # one embedding matrix for source, target and output
     tie_embeddings: bool = False  # output layer = target embeddings (implied by sharing)
+    # options of imported models (Marian / opus-mt); the defaults are atento's own Transformer
+    activation: str = "relu"  # the feed-forward's: relu | gelu | gelu_tanh | swish
+    scale_embeddings: bool = True  # embeddings times sqrt(d_model) (Marian: scale_embedding)
+    sinusoids: str = "interleaved"  # sin/cos alternating, or in `halves` (Marian)
+    output_bias: bool = False  # a fixed (untrained) bias on the logits (final_logits_bias)
+    init_from: str = ""  # a translation run whose weights start this one (pretrained_seq2seq)
 
     def validate(self, cfg: Config) -> None:
+        from atento.nn.feedforward import ACTIVATIONS
+
         validate_stack(self, cfg)
         check(self.max_positions >= 1, cfg, "model.max_positions", "at least 1")
+        check(self.activation in ACTIVATIONS, cfg, "model.activation", ", ".join(ACTIVATIONS))
+        check(self.sinusoids in ("interleaved", "halves"), cfg, "model.sinusoids",
+              "interleaved, halves")  # fmt: skip
         max_len = getattr(cfg.data, "max_len", None)
         if (
             self.positions == "learned"
@@ -117,17 +129,26 @@ def build_rnn(cfg: Config, *, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -
     )  # fmt: skip
 
 
-def build_transformer(cfg: Config, *, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> nn.Module:
+def build_transformer(
+    cfg: Config, *, src_vocab: int, tgt_vocab: int, pad_id: int = 0,
+    pretrained: PretrainedSeq2Seq | None = None,
+) -> nn.Module:  # fmt: skip
+    """The encoder-decoder of `cfg.model`, with `model.init_from`'s weights when given."""
+    from atento.models.pretrained_seq2seq import copy_weights
     from atento.models.transformer import TransformerSeq2Seq
 
     m: TransformerConfig = cfg.model
-    return TransformerSeq2Seq(
+    model = TransformerSeq2Seq(
         src_vocab=src_vocab, tgt_vocab=tgt_vocab, d_model=m.d_model, heads=m.heads,
         ff_size=m.ff_size, layers=m.layers, dropout=m.dropout,
         attention_dropout=m.attention_dropout, pre_norm=m.pre_norm, positions=m.positions,
         max_positions=m.max_positions, share_embeddings=m.share_embeddings,
-        tie_embeddings=m.tie_embeddings, pad_id=pad_id,
+        tie_embeddings=m.tie_embeddings, pad_id=pad_id, activation=m.activation,
+        scale_embeddings=m.scale_embeddings, sinusoids=m.sinusoids, output_bias=m.output_bias,
     )  # fmt: skip
+    if pretrained is not None:
+        copy_weights(model, pretrained)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

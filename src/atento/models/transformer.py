@@ -14,6 +14,11 @@ a sentence share one copy, their K queries attend to it in one call, and `reorde
 target side. With `use_cache=False` each step re-runs the decoder over the whole prefix (the
 baseline of benchmarks/kv_cache.py); both give the same log-probs.
 
+Options for imported models (Marian / opus-mt, `atento.hf.marian`), off by default: the
+feed-forward `activation`, `scale_embeddings=False` (no sqrt(D)), `sinusoids="halves"`
+(Marian's layout of the positions), `output_bias` (a fixed bias on the logits, Marian's
+final_logits_bias), and the tokenizer's `pad_id` for the embeddings' padding row.
+
 The attention returned to search, heatmaps and analysis (when `DecodeOptions.attention`) is the
 cross-attention of `options.layer` and `options.head` (default: last layer, mean over heads);
 `attention_heads` gives every head of one layer. Options are arguments, never model attributes.
@@ -125,7 +130,8 @@ class TransformerSeq2Seq(nn.Module):
         ff_size: int = 1024, layers: int = 3, dropout: float = 0.1,
         attention_dropout: float = 0.0, pre_norm: bool = False, positions: str = "sinusoidal",
         max_positions: int = 256, share_embeddings: bool = True, tie_embeddings: bool = True,
-        pad_id: int = PAD_ID,
+        pad_id: int = PAD_ID, activation: str = "relu", scale_embeddings: bool = True,
+        sinusoids: str = "interleaved", output_bias: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         if share_embeddings and src_vocab != tgt_vocab:
@@ -140,16 +146,23 @@ class TransformerSeq2Seq(nn.Module):
             self.tgt_embed if share_embeddings
             else nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
         )  # fmt: skip
-        self.positions = make_positions(positions, d_model=d_model, max_positions=max_positions)
+        self.positions = make_positions(positions, d_model=d_model, max_positions=max_positions,
+                                        layout=sinusoids)  # fmt: skip
+        self.embed_scale = math.sqrt(d_model) if scale_embeddings else 1.0
         self.dropout = Dropout(dropout)
         kw = dict(d_model=d_model, heads=heads, ff_size=ff_size, dropout=dropout,
-                  attention_dropout=attention_dropout, pre_norm=pre_norm)  # fmt: skip
+                  attention_dropout=attention_dropout, pre_norm=pre_norm,
+                  activation=activation)  # fmt: skip
         self.encoder_layers = nn.ModuleList(Block(**kw) for _ in range(layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(**kw) for _ in range(layers))
         # pre-norm leaves the residual stream un-normalised: one final LayerNorm per stack
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.output = nn.Linear(d_model, tgt_vocab, bias=False)
+        # a fixed bias on the logits (Marian's final_logits_bias): a buffer, as in Marian,
+        # saved with the weights but not trained
+        self.output_bias: Tensor | None
+        self.register_buffer("output_bias", torch.zeros(tgt_vocab) if output_bias else None)
         self._reset_parameters()
         if share_embeddings or tie_embeddings:
             self.output.weight = self.tgt_embed.weight
@@ -196,9 +209,15 @@ class TransformerSeq2Seq(nn.Module):
         return self._layer_index(options.layer)
 
     def _embed(self, embed: nn.Embedding, ids: Tensor, offset: int = 0) -> Tensor:
-        """ids (B, T) at positions offset.. -> Dropout(E ids * sqrt(D) + PE) (B, T, D)."""
-        x = embed(ids) * math.sqrt(self.d_model) + self.positions(ids.size(1), offset)
+        """ids (B, T) at positions offset.. -> Dropout(E ids * sqrt(D) + PE) (B, T, D) (the
+        scale is 1 with `scale_embeddings=False`)."""
+        x = embed(ids) * self.embed_scale + self.positions(ids.size(1), offset)
         return self.dropout(x)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """Top decoder states (..., D) -> logits (..., V): W_o h (+ the fixed output bias)."""
+        out = self.output(h)
+        return out if self.output_bias is None else out + self.output_bias
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
         """src_ids (B, S), src_mask (B, S) True = real token -> memory (B, S, D)."""
@@ -255,7 +274,7 @@ class TransformerSeq2Seq(nn.Module):
         layer = self._weights_layer(options)
         enc = self.encode(src_ids, src_mask)
         h, weights, _ = self._decode(tgt_in, enc.memory, src_mask, weights_layer=layer)
-        return self.output(h if select is None else h[select]), self._view(weights, options.head)
+        return self.logits(h if select is None else h[select]), self._view(weights, options.head)
 
     def attention_heads(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, layer: int = -1
@@ -306,7 +325,7 @@ class TransformerSeq2Seq(nn.Module):
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
             h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=layer)
             caches = None
-        log_probs = F.log_softmax(self.output(h[:, -1]), dim=-1, dtype=torch.float32)  # (N, V)
+        log_probs = F.log_softmax(self.logits(h[:, -1]), dim=-1, dtype=torch.float32)  # (N, V)
         view = self._view(weights, options.head)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

@@ -111,20 +111,24 @@ def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention over the encoder memory, feed-forward."""
+    """Causal self-attention, cross-attention over the encoder memory, feed-forward
+    (`activation` and `norm_eps` as for `Block`)."""
 
     def __init__(
         self, *, d_model: int, heads: int, ff_size: int, dropout: float,
-        attention_dropout: float = 0.0, pre_norm: bool = False,
+        attention_dropout: float = 0.0, pre_norm: bool = False, activation: str = "relu",
+        norm_eps: float = 1e-5,
     ) -> None:  # fmt: skip
         super().__init__()
         attn = dict(d_model=d_model, heads=heads, dropout=attention_dropout)
         self.self_attn = MultiHeadAttention(**attn)
         self.cross_attn = MultiHeadAttention(**attn)
-        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout)
-        self.res_self = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
-        self.res_cross = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
-        self.res_ff = Residual(d_model=d_model, dropout=dropout, pre_norm=pre_norm)
+        self.ff = PositionwiseFeedForward(d_model=d_model, ff_size=ff_size, dropout=dropout,
+                                          activation=activation)  # fmt: skip
+        res = dict(d_model=d_model, dropout=dropout, pre_norm=pre_norm, eps=norm_eps)
+        self.res_self = Residual(**res)
+        self.res_cross = Residual(**res)
+        self.res_ff = Residual(**res)
 
     def forward(
         self, x: Tensor, memory: Tensor, *, self_mask: Tensor | None, memory_mask: Tensor,

@@ -270,6 +270,7 @@ def beam_search(
     start_ids: Tensor | None = None,
     unk_id: int | None = None,
     stats: SearchStats | None = None,
+    min_len: int = 0,
 ) -> list[list[Hypothesis]]:
     """Beam search of width K over a batch of B sentences (see the module docstring).
 
@@ -284,6 +285,8 @@ def beam_search(
     trace: a `BeamTrace` to fill with every step's kept, finished and pruned candidates
     (`atento.search.trace`); None (the default) records nothing and costs nothing.
     start_ids (B,): the first tokens fed (default BOS; a language model: each prompt's last).
+    min_len: EOS is not proposed before `min_len` tokens are generated (transformers'
+    `min_new_tokens`; a benchmark's equal output lengths).
     """
     B, K = batch_size, beam_size
     check_beam(K, nbest)
@@ -300,9 +303,11 @@ def beam_search(
         log_probs, state, attention = step_fn(last_ids, state)  # (A*K, V), (A*K, S)
         if banned is None:  # PAD and BOS, once the vocabulary size is known
             banned = _banned(log_probs.size(-1), pad_id, bos_id, eos_id, device)
+            no_eos = torch.cat([banned, banned.new_tensor([eos_id])])
         A = beams.active.numel()
         attention = None if attention is None else attention.float().view(A, K, -1)
-        cand = _top_candidates(beams.log_prob, log_probs, banned, unk_id, stats)  # (A, 2K)
+        ban = banned if t >= min_len else no_eos
+        cand = _top_candidates(beams.log_prob, log_probs, ban, unk_id, stats)  # (A, 2K)
         chosen = _choose(t, beams, cand, attention, finished, eos_id, length_penalty, trace)
         beams = beams.advance(cand, chosen, attention)
         keep = _unfinished(t, beams, lens, finished, length_penalty)  # (A',)

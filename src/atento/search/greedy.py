@@ -87,6 +87,7 @@ def greedy_search(
     start_ids: Tensor | None = None,
     unk_id: int | None = None,
     stats: SearchStats | None = None,
+    min_len: int = 0,
 ) -> list[Hypothesis]:
     """Decode B sentences together, y_t = argmax_y log P(y | x, y_<t).
 
@@ -98,6 +99,7 @@ def greedy_search(
     is `length_penalty(log_prob, Ty)` (default alpha 0: the raw log-prob) so it compares with
     beam search. `device` is where ids are made (default `state.device`, else CPU).
     `start_ids` (B,): the first tokens fed (default BOS; a language model: each prompt's last).
+    EOS is not generated before `min_len` tokens.
     Returns one `Hypothesis` per sentence, in batch order.
     """
     penalty = length_penalty if length_penalty is not None else LengthPenalty(0.0)
@@ -112,6 +114,8 @@ def greedy_search(
         log_probs = ban_specials(log_probs, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
         if unk_id is not None:
             log_probs = ban_unk(log_probs, unk_id, stats)
+        if t < min_len:
+            log_probs[:, eos_id] = float("-inf")
         step_lp, ids = log_probs.max(dim=-1)  # (A,), first maximum on ties
         is_eos = ids == eos_id
         out.record(t, active, ids, step_lp, is_eos, attention)

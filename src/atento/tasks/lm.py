@@ -172,6 +172,8 @@ class LanguageModelTask(Task):
                                  valid_fraction=data.valid_fraction, name=data.train)  # fmt: skip
         settings = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
                     "tokenizer_sample": data.tokenizer_sample, "seed": data.seed}  # fmt: skip
+        if tokenizers is None and self.cfg.model.init_from:  # `atento prepare`: init_from's
+            tokenizers = {"text": text_tokenizer(self.cfg, None, lambda: None)[0]}
         reuse = recorded_key(run_dir or self.run_dir)
         return prepare_stream(source, settings, tokenizers=tokenizers,
                               workers=workers or data.workers or default_workers(),

@@ -31,6 +31,7 @@ from atento.data.store import (
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 from atento.models.base import length_limit
+from atento.models.pretrained_seq2seq import load_pretrained_seq2seq
 from atento.options import SearchOptions
 from atento.outputs import write_text
 from atento.predictors.decoding import TranslationPredictor
@@ -58,6 +59,8 @@ class TranslationTask(Task):
         settings = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
                     "joint_vocab": data.joint_vocab, "tokenizer_sample": data.tokenizer_sample,
                     "seed": data.seed, "max_len": data.max_len}  # fmt: skip
+        if tokenizers is None and getattr(self.cfg.model, "init_from", ""):
+            tokenizers = load_pretrained_seq2seq(self.cfg).tokenizers  # `atento prepare`
         workers = workers or data.workers or default_workers()
         reuse = recorded_key(run_dir or self.run_dir)  # the run's store, on every rank
         return prepare_parallel(train_source(data), settings, tokenizers=tokenizers,
@@ -66,6 +69,13 @@ class TranslationTask(Task):
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
+        self.pretrained = None
+        if tokenizers is None and getattr(self.cfg.model, "init_from", ""):
+            self.pretrained = load_pretrained_seq2seq(self.cfg)  # its tokenizers, its weights
+            tokenizers = self.pretrained.tokenizers
+            for role, tok in tokenizers.items():
+                if run_dir is not None:
+                    tok.save(run_dir, role)
         self.train = self.prepare_store(run_dir, tokenizers)
         record_store(run_dir, self.train.store)
         if tokenizers is None:  # the store's, trained on its sample: the run keeps a copy
@@ -89,12 +99,15 @@ class TranslationTask(Task):
             shuffle=True, seed=self.cfg.train.seed,
         )  # fmt: skip
 
-    def model_sizes(self) -> dict[str, int]:
-        return {
+    def model_sizes(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {
             "src_vocab": self.tokenizers["src"].vocab_size,
             "tgt_vocab": self.tokenizers["tgt"].vocab_size,
             "pad_id": self.tokenizers["tgt"].search_ids()["pad_id"],
         }
+        if getattr(self, "pretrained", None) is not None:
+            sizes["pretrained"] = self.pretrained
+        return sizes
 
     @property
     def special_ids(self) -> dict[str, int]:
@@ -104,7 +117,10 @@ class TranslationTask(Task):
         return {"src_eos": src_eos, "bos_id": ids["bos_id"], "eos_id": ids["eos_id"]}
 
     def describe(self) -> str:
-        return f"{len(self.train):,} training pairs, {len(self.valid_pairs):,} validation"
+        start = ""
+        if getattr(self, "pretrained", None) is not None:
+            start = f"; from {self.pretrained.run} (step {self.pretrained.step})"
+        return f"{len(self.train):,} training pairs, {len(self.valid_pairs):,} validation{start}"
 
     def collate(self, indices: list[int]) -> Batch:
         src, tgt = self.train.src, self.train.tgt
