@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,12 @@ def write_toy_corpus(directory: Path, n: int, seed: int, name: str) -> tuple[Pat
     s.write_text("\n".join(src) + "\n", encoding="utf-8")
     t.write_text("\n".join(tgt) + "\n", encoding="utf-8")
     return s, t
+
+
+# No test writes into ~/.cache: corpus stores (and downloads, features) go to one temporary
+# cache for the session (set before any fixture builds a run; subprocesses inherit it).
+os.environ["ATENTO_CACHE"] = tempfile.mkdtemp(prefix="atento-test-cache-")
+atexit.register(shutil.rmtree, os.environ["ATENTO_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ NOT_IN_MATRIX = {
     "demo": "takes no run",
     "serve": "tested below without a blocking server",
     "import": "reads a Hugging Face model directory, not a run (tests/hf)",
+    "prepare": "takes a config, not a run (tests/cli/test_prepare.py)",
 }
 
 

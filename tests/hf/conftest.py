@@ -160,3 +160,20 @@ def bert_runs(bert_dirs, tmp_path_factory) -> dict[str, Path]:
 def copy_dir(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# ---------------------------------------------------------------- the tiny Marian (opus-mt)
+@pytest.fixture(scope="session")
+def marian(tmp_path_factory):
+    """A tiny opus-mt-shaped Marian directory (tests/hf/marian_models.py), built once."""
+    from .marian_models import marian_dir
+
+    return marian_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def marian_run(marian, tmp_path_factory):
+    """`marian` imported through the command line."""
+    from .marian_models import import_run
+
+    return import_run(marian, tmp_path_factory.mktemp("runs") / "marian")

@@ -18,19 +18,14 @@ from atento.registry import build_model, task_class
 from atento.rundir import load_run
 from atento.serve import Limits, create_app
 
-from .marian_models import hf_model, hf_tokenizer, import_run, marian_dir, parallel
+from .marian_models import hf_model, hf_tokenizer, parallel
 
 pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
-def marian(tmp_path_factory):
-    return marian_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def run(marian, tmp_path_factory):
-    return import_run(marian, tmp_path_factory.mktemp("runs") / "marian")
+@pytest.fixture
+def run(marian_run):
+    return marian_run
 
 
 @pytest.fixture(scope="module")

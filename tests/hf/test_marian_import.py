@@ -13,7 +13,7 @@ from atento.cli.main import main
 from atento.data.tokenizers import load_tokenizer, tokenizer_from_state
 from atento.rundir import load_run
 
-from .marian_models import SOURCES, TARGETS, hf_model, hf_tokenizer, import_run, marian_dir
+from .marian_models import SOURCES, TARGETS, hf_model, hf_tokenizer, import_run
 
 pytest.importorskip("transformers")
 
@@ -27,14 +27,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def marian(tmp_path_factory):
-    return marian_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def run(marian, tmp_path_factory):
-    return import_run(marian, tmp_path_factory.mktemp("runs") / "marian")
+@pytest.fixture
+def run(marian_run):
+    return marian_run
 
 
 def test_token_ids_equal_transformers(marian, run):

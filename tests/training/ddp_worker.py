@@ -24,7 +24,9 @@ def main() -> None:
     out, rank, size, port, *overrides = sys.argv[1:]
     rank, size = int(rank), int(size)
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    # as torchrun sets them: local rank 0 builds the corpus store, the other waits for it
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(size))  # fmt: skip
     world = distributed.World(rank, size, rank, size)
     cfg = load_config(CONFIG, overrides)
     distributed.init(world, torch.device("cpu"), cfg.runtime.collective_timeout)

@@ -63,7 +63,6 @@ def test_training_lowers_validation_loss(toy_run):
 
 def test_bf16_autocast_step_close_to_fp32(tmp_path):
     from atento.config_io import load_config
-    from atento.data.batching import collate
     from atento.training.loop import Trainer
     from conftest import CONFIGS
 
@@ -73,7 +72,7 @@ def test_bf16_autocast_step_close_to_fp32(tmp_path):
         trainer = Trainer(load_config(CONFIGS / "toy_dates.yaml", over), tmp_path / precision,
                           progress=False)  # fmt: skip
         assert trainer.placement.precision == precision
-        batch = collate(trainer.task.train_pairs[:16])
+        batch = trainer.task.collate(list(range(16)))
         losses[precision], count = trainer.train_step(batch)
         assert count == batch.n_tgt_tokens
     assert math.isfinite(losses["bf16"])

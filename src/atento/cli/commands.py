@@ -4,6 +4,7 @@
 COMMAND_MODULES = (
     "atento.cli.demo",
     "atento.cli.train",
+    "atento.cli.prepare",
     "atento.cli.translate",
     "atento.cli.evaluate",
     "atento.cli.attention",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from atento.data.dates import dates_splits
-from atento.data.multi30k import load_multi30k
+from atento.data.multi30k import load_multi30k, multi30k_files
 from atento.data.parallel import read_parallel
+from atento.data.store import PairSource, file_pairs, memory_pairs
 from atento.errors import AtentoError
 
 if TYPE_CHECKING:
@@ -37,3 +38,20 @@ def load_split(cfg: DataConfig, split: str) -> list[tuple[str, str]]:
     if split == "train" and not pairs:
         raise AtentoError("the training data is empty")
     return pairs
+
+
+def train_source(cfg: DataConfig) -> PairSource:
+    """The training pairs of the configured corpus as a stream for the corpus store (files
+    and Multi30k read line by line; the generated dates corpus from memory)."""
+    limit = max(cfg.max_train_pairs, 0)
+    if cfg.corpus == "dates":
+        pairs = dates_splits(cfg.n_train, cfg.n_valid, cfg.n_test, cfg.seed)["train"]
+        ident = {"name": "dates", "n_train": cfg.n_train, "n_valid": cfg.n_valid,
+                 "n_test": cfg.n_test, "seed": cfg.seed, "limit": limit}  # fmt: skip
+        return memory_pairs(pairs[:limit] if limit else pairs, ident)
+    if cfg.corpus == "multi30k":
+        return file_pairs(*multi30k_files("train", cfg.src_lang, cfg.tgt_lang, cfg.dir or None),
+                          limit=limit)  # fmt: skip
+    if not (cfg.train.src and cfg.train.tgt):
+        raise AtentoError("config: data.train.src and data.train.tgt must be set")
+    return file_pairs(cfg.train.src, cfg.train.tgt, limit=limit)

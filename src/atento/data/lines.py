@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,27 @@ def _read_bytes(path: str | Path | None) -> bytes:
         raise AtentoError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
+def _decode_line(chunk: bytes, name: str, number: int, offset: int, policy: LinePolicy):
+    """One line's text under `policy` (trailing whitespace stripped) and whether bad bytes
+    were replaced; `offset` is the line's byte offset in the file, for the error."""
+    replaced = False
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if policy.on_bad_utf8 == "error":
+            raise AtentoError(
+                f"{name}:{number}: invalid UTF-8 at byte offset {offset + exc.start} "
+                f"(--on-bad-utf8 replace reads it with U+FFFD)"
+            ) from None
+        text, replaced = chunk.decode("utf-8", errors="replace"), True
+    text = text.rstrip()
+    if not text and policy.on_empty == "error":
+        raise AtentoError(
+            f"{name}:{number}: empty line (--on-empty emit-empty gives it an empty output line)"
+        )
+    return text, replaced
+
+
 def decode_lines(data: bytes, name: str, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:
     """`data` split into lines and decoded under `policy` (`name` for error messages)."""
     offset = 0
@@ -115,26 +136,56 @@ def decode_lines(data: bytes, name: str, policy: LinePolicy = DEFAULT_POLICY) ->
     lines: list[str] = []
     replaced = 0
     for number, chunk in enumerate(raw, start=1):
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if policy.on_bad_utf8 == "error":
-                raise AtentoError(
-                    f"{name}:{number}: invalid UTF-8 at byte offset {offset + exc.start} "
-                    f"(--on-bad-utf8 replace reads it with U+FFFD)"
-                ) from None
-            text = chunk.decode("utf-8", errors="replace")
-            replaced += 1
-        text = text.rstrip()
-        if not text and policy.on_empty == "error":
-            raise AtentoError(
-                f"{name}:{number}: empty line (--on-empty emit-empty gives it an empty output line)"
-            )
+        text, bad = _decode_line(chunk, name, number, offset, policy)
+        replaced += bad
         lines.append(text)
         offset += len(chunk) + 1
     if replaced:
         warn(f"{name}: {replaced} line(s) with invalid UTF-8 read with U+FFFD (--on-bad-utf8)")
     return lines
+
+
+def stream_lines(
+    path: str | Path, policy: LinePolicy = DEFAULT_POLICY, *, raw: bool = False
+) -> Iterator[str]:
+    """The lines of a text file (`.gz` = gzip) one at a time, as `read_text_lines` reads them,
+    without holding the file in memory. `raw=True` keeps each line as it is, its "\\n"
+    included (text for a language model), checking only its UTF-8."""
+    path = readable_path(path)
+    name, offset, replaced = str(path), 0, 0
+    try:
+        f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise AtentoError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with f:
+        try:
+            for number, chunk in enumerate(f, start=1):
+                if number == 1 and chunk.startswith(BOM):
+                    chunk, offset = chunk[len(BOM) :], len(BOM)
+                size = len(chunk)
+                if raw:
+                    yield _decode_raw(chunk, name, number, offset, policy)
+                else:
+                    text, bad = _decode_line(chunk.rstrip(b"\n"), name, number, offset, policy)
+                    replaced += bad
+                    yield text
+                offset += size
+        except (OSError, EOFError) as exc:  # a truncated gzip stream, a failing disk
+            reason = getattr(exc, "strerror", None) or exc
+            raise AtentoError(f"cannot read {path}: {reason}") from None
+    if replaced:
+        warn(f"{name}: {replaced} line(s) with invalid UTF-8 read with U+FFFD (--on-bad-utf8)")
+
+
+def _decode_raw(chunk: bytes, name: str, number: int, offset: int, policy: LinePolicy) -> str:
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if policy.on_bad_utf8 == "error":
+            raise AtentoError(
+                f"{name}:{number}: invalid UTF-8 at byte offset {offset + exc.start}"
+            ) from None
+        return chunk.decode("utf-8", errors="replace")
 
 
 def read_text_lines(path: str | Path | None, policy: LinePolicy = DEFAULT_POLICY) -> list[str]:

@@ -21,6 +21,7 @@ from torch import Tensor
 from atento.checkpoints import BEST, Checkpoint, find_checkpoint, save_checkpoint
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
+from atento.hf.jsonfile import read_json_object
 
 SAFETENSORS, TORCH_BIN, CONFIG = "model.safetensors", "pytorch_model.bin", "config.json"
 # data.train of an imported run: it was trained elsewhere, so commands that would read its
@@ -44,16 +45,8 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     """`model_dir/config.json` as a dict; AtentoError naming the file otherwise."""
     if not model_dir.is_dir():
         raise AtentoError(f"model directory not found: {model_dir}")
-    path = model_dir / CONFIG
-    if not path.is_file():
-        raise AtentoError(f"{path}: not found (a Hugging Face model directory has config.json)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AtentoError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise AtentoError(f"{path}: not a JSON object")
-    return config
+    missing = "not found (a Hugging Face model directory has config.json)"
+    return read_json_object(model_dir / CONFIG, missing=missing)
 
 
 def load_weights(model_dir: Path) -> dict[str, Tensor]:

@@ -26,7 +26,6 @@ mapped where atento has them and noted otherwise.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from atento.errors import AtentoError
 from atento.hf.files import CONFIG, Imported, load_weights, take, unsupported
+from atento.hf.jsonfile import read_json_object
 from atento.hf.marian_tokenizer import MarianTokenizer
 from atento.nn.positional import sinusoid_table
 
@@ -129,14 +129,9 @@ def search_section(model_dir: Path, config: dict[str, Any]) -> tuple[dict[str, A
     """The `search` settings of generation_config.json (beam, length penalty), and notes;
     older directories have none and keep these keys in config.json."""
     path = model_dir / "generation_config.json"
-    gen = config
-    if path.is_file():
-        try:
-            gen = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AtentoError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(gen, dict):
-            raise AtentoError(f"{path}: not a JSON object")
+    gen = read_json_object(path)
+    if gen is None:
+        gen = config
     search: dict[str, Any] = {}
     if isinstance(gen.get("num_beams"), int) and gen["num_beams"] >= 1:
         search["beam"] = gen["num_beams"]

@@ -28,6 +28,7 @@ import sentencepiece as spm
 
 from atento.data.vocab import Tokenizer
 from atento.errors import AtentoError
+from atento.hf.jsonfile import read_json_object
 
 KIND = "marian"
 UNK_SURFACE = "\u2047"  # "⁇", as atento's other tokenizers decode UNK
@@ -69,14 +70,11 @@ class MarianTokenizer(Tokenizer):
     ) -> MarianTokenizer:
         """Read `spm_path` and `vocab_path` (a Hugging Face Marian directory's files);
         `specials` gives eos / unk / pad / bos ids (None: looked up by piece)."""
-        for path in (spm_path, vocab_path):
-            if not path.is_file():
-                raise AtentoError(f"{path}: not found (a Marian model directory has it)")
-        try:
-            vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AtentoError(f"{vocab_path}: not valid JSON ({exc})") from None
-        if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        missing = "not found (a Marian model directory has it)"
+        if not spm_path.is_file():
+            raise AtentoError(f"{spm_path}: {missing}")
+        vocab = read_json_object(vocab_path, missing=missing)
+        if not all(isinstance(i, int) for i in vocab.values()):
             raise AtentoError(f"{vocab_path}: not a JSON object of piece -> id")
         ids = {}
         for what, piece in (("eos", "</s>"), ("unk", "<unk>"), ("pad", "<pad>")):

@@ -31,6 +31,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from atento.data.vocab import UNK_PIECE, Tokenizer
 from atento.errors import AtentoError
+from atento.hf.jsonfile import read_json_object
 
 SPECIALS = ("pad", "unk", "bos", "eos", "mask")
 Named = dict[str, tuple[str, "str | None", bool]]  # role -> (settings key, token, named there)
@@ -173,15 +174,8 @@ def read_tokenizer(model_dir: Path, family: str, config: dict[str, Any]) -> HFTo
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AtentoError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise AtentoError(f"{path}: not a JSON object")
-    return data
+    """A tokenizer settings file, {} where the directory has none."""
+    return read_json_object(path) or {}
 
 
 def _token(value: Any) -> str | None:

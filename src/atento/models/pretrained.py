@@ -116,10 +116,16 @@ def text_tokenizer(cfg: Config, run_dir: Any, build: Callable[[], Any]) -> tuple
 
 def copy_body(body: nn.Module, pretrained: Pretrained) -> None:
     """Load the pretrained weights into `body` exactly (every key, every shape)."""
+    load_exactly(body, pretrained.weights, pretrained.run)
+
+
+def load_exactly(module: nn.Module, weights: dict[str, Tensor], run: str) -> None:
+    """`module.load_state_dict(weights, strict=True)`; AtentoError naming `run` (a
+    `model.init_from` run) when they do not fit."""
     try:
-        body.load_state_dict(pretrained.weights, strict=True)
+        module.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise AtentoError(
-            f"model.init_from={pretrained.run}: its weights do not fit this model ({first})"
+            f"model.init_from={run}: its weights do not fit this model ({first})"
         ) from None

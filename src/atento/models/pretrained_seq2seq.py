@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from atento.checkpoints import find_checkpoint, load_checkpoint
 from atento.errors import AtentoError
+from atento.models.pretrained import load_exactly
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -75,10 +76,4 @@ def load_pretrained_seq2seq(cfg: Config) -> PretrainedSeq2Seq:
 
 def copy_weights(model: nn.Module, pretrained: PretrainedSeq2Seq) -> None:
     """Load the pretrained weights into `model` exactly (every key, every shape)."""
-    try:
-        model.load_state_dict(pretrained.weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise AtentoError(
-            f"model.init_from={pretrained.run}: its weights do not fit this model ({first})"
-        ) from None
+    load_exactly(model, pretrained.weights, pretrained.run)

@@ -83,11 +83,18 @@ class Task(ABC):
     units: ClassVar[str] = "tokens"  # its plural name, in throughput fields (tokens_per_second)
     predictor: ClassVar[type[Predictor]] = Predictor  # the decoding side (predictors/base.py)
     architectures: ClassVar[tuple[str, ...]] = ()  # the model.arch values it takes (): any
+    # True: `prepare` runs on every rank and the ranks agree without a collective (a corpus
+    # store: local rank 0 builds it, the others wait for its manifest and map the same files).
+    # False: rank 0 prepares and the others get its tokenizers by broadcast.
+    prepares_on_every_rank: ClassVar[bool] = False
 
     def __init__(self, cfg: Config, *, log=print) -> None:
         self.cfg = cfg
         self.log = log
         self.tokenizers: dict[str, Tokenizer] = {}
+        # the run directory on EVERY rank (the loop sets it; `prepare` gets it on rank 0 only,
+        # as the place to write): ranks > 0 read from it, e.g. which corpus store it recorded
+        self.run_dir: Path | None = None
 
     # ---------------------------------------------------------------- training
     @abstractmethod

@@ -2,8 +2,8 @@
 
     task: classify
     data:
-      train: ../shared/data/sst2/train.tsv
-      valid: ../shared/data/sst2/valid.tsv
+      train: ../shared/data/sst2/sentence_split/train.tsv
+      valid: ../shared/data/sst2/sentence_split/valid.tsv
       format: sst2              # sst2 (TSV with a header) | trec (Li and Roth, Latin-1)
       tokenizer: sentencepiece  # a new tokenizer, or the pretrained run's with init_from
       lm_weight: 0.0            # gpt: weight of the auxiliary language-model loss

@@ -29,15 +29,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from atento.config import check
-from atento.data.batching import Movable
+from atento.data.batching import BatchPlan, Movable
 from atento.data.labelled import FORMATS, drop_contained, read_labelled
 from atento.data.lines import text_file_bytes
+from atento.data.store import (
+    StreamData,
+    default_workers,
+    file_text,
+    memory_text,
+    prepare_stream,
+    record_store,
+    recorded_key,
+)
 from atento.data.text import encode_text, prompt_ids, visible
-from atento.data.tokenizers import Tokenizer, build_tokenizer
+from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 from atento.models.pretrained import text_tokenizer
 from atento.predictors.decoding import LanguageModelPredictor
@@ -59,6 +69,9 @@ class LMDataConfig:
     format: str = "text"  # text | sst2 | trec (atento.data.labelled): one sentence a line
     exclude: str = ""  # sst2 | trec: a file whose sentences are removed from the text
     drop_contained: bool = False  # sst2 | trec: only the sentences inside no other, once
+    tokenizer_sample: int = 1_000_000  # lines SentencePiece trains on (a seeded sample)
+    seed: int = 1234  # the tokenizer sample's seed
+    workers: int = 0  # processes encoding the corpus store; 0 = the CPU cores
 
     def validate(self, cfg: Any) -> None:
         check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
@@ -70,6 +83,8 @@ class LMDataConfig:
               "char, sentencepiece")  # fmt: skip
         check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
         check(self.block_size >= 1, cfg, "data.block_size", "at least 1")
+        check(self.tokenizer_sample >= 1, cfg, "data.tokenizer_sample", "at least 1")
+        check(self.workers >= 0, cfg, "data.workers", "0 (the CPU cores) or more")
         if not self.train:
             raise AtentoError("config: task=lm needs data.train (a plain-text file)")
         context = getattr(cfg.model, "context", None)
@@ -98,8 +113,16 @@ class Windows(Movable):
     y: Tensor
 
 
-def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: int = 64):
-    """Summed next-token loss and count over `ids` read in consecutive windows of `block`."""
+def _rows(ids, starts: list[int], length: int) -> Tensor:
+    """(len(starts), length) long: `ids[s : s + length]` for each start (ids: a tensor or a
+    numpy array, memory-mapped ones included)."""
+    return torch.from_numpy(np.stack([np.asarray(ids[s : s + length], dtype=np.int64)
+                                      for s in starts]))  # fmt: skip
+
+
+def window_loss(model: nn.Module, ids, block: int, device: Any, batch: int = 64):
+    """Summed next-token loss and count over `ids` (a 1-D tensor or numpy array, e.g. a
+    store's memory-mapped validation stream) read in consecutive windows of `block`."""
     total, count = 0.0, 0
     starts = list(range(0, max(len(ids) - 1, 0), block))
     for k in range(0, len(starts), batch):
@@ -109,8 +132,8 @@ def window_loss(model: nn.Module, ids: Tensor, block: int, device: Any, batch: i
         for chunk, T in ((full, block), ([s for s in group if s not in full], n)):
             if not chunk or T <= 0:
                 continue
-            x = torch.stack([ids[s : s + T] for s in chunk]).to(device)
-            y = torch.stack([ids[s + 1 : s + T + 1] for s in chunk]).to(device)
+            x = _rows(ids, chunk, T).to(device)
+            y = _rows(ids, [s + 1 for s in chunk], T).to(device)
             total += float(sequence_loss(model(x), y))
             count += y.numel()
     return total, count
@@ -122,26 +145,47 @@ class LanguageModelTask(Task):
     architectures = ("gpt",)
     data_config = LMDataConfig
     selection = Selection("loss", higher_is_better=False)
+    prepares_on_every_rank = True  # the corpus store: local rank 0 builds, the others wait
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
-        data = self.cfg.data
-        text = self._read(data.train)
-        if data.valid:
-            train_text, valid_text = text, self._read(data.valid)
-        else:
-            cut = int(len(text) * (1 - data.valid_fraction))
-            train_text, valid_text = text[:cut], text[cut:]
         self.pretrained = None
-        if tokenizers is None:  # a new run: its own tokenizer, or model.init_from's
-            text, self.pretrained = text_tokenizer(
-                self.cfg, run_dir, lambda: self._build_tokenizer(train_text, valid_text, run_dir)
-            )
+        built = tokenizers is None and not self.cfg.model.init_from
+        if tokenizers is None and self.cfg.model.init_from:  # model.init_from's (saved as text)
+            text, self.pretrained = text_tokenizer(self.cfg, run_dir, lambda: None)
             tokenizers = {"text": text}
-        self.tokenizers = tokenizers
-        tok = tokenizers["text"]
-        self.train_ids = torch.tensor(encode_text(tok, train_text), dtype=torch.long)
-        self.valid_ids = torch.tensor(encode_text(tok, valid_text), dtype=torch.long)
-        self.valid_chars = len(valid_text)
+        self._load(run_dir, tokenizers)
+        record_store(run_dir, self.store.store)
+        if built and run_dir is not None:  # the store's own: the run keeps a copy
+            self.tokenizers["text"].save(run_dir, "text")
+
+    def prepare_store(
+        self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None, *,
+        workers: int | None = None, verify: bool = False,
+    ) -> StreamData:  # fmt: skip
+        """The text's corpus store: training and validation token streams (`atento prepare`)."""
+        data = self.cfg.data
+        if data.format == "text":
+            source = file_text(data.train, valid=data.valid, valid_fraction=data.valid_fraction)
+        else:
+            source = memory_text(self._read(data.train),
+                                 self._read(data.valid) if data.valid else None,
+                                 valid_fraction=data.valid_fraction, name=data.train)  # fmt: skip
+        settings = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
+                    "tokenizer_sample": data.tokenizer_sample, "seed": data.seed}  # fmt: skip
+        if tokenizers is None and self.cfg.model.init_from:  # `atento prepare`: init_from's
+            tokenizers = {"text": text_tokenizer(self.cfg, None, lambda: None)[0]}
+        reuse = recorded_key(run_dir or self.run_dir)
+        return prepare_stream(source, settings, tokenizers=tokenizers,
+                              workers=workers or data.workers or default_workers(),
+                              log=self.log, reuse=reuse, verify=verify)  # fmt: skip
+
+    def _load(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
+        """Map the store (found by the key `run_dir` recorded, when it still fits)."""
+        data = self.cfg.data
+        self.store = self.prepare_store(run_dir, tokenizers)
+        self.tokenizers = tokenizers or self.store.tokenizers
+        self.train_ids, self.valid_ids = self.store.train, self.store.valid
+        self.valid_chars = self.store.valid_chars
         if len(self.train_ids) <= data.block_size + 1:
             raise AtentoError(
                 f"{data.train}: {len(self.train_ids)} training tokens, fewer than one window "
@@ -162,13 +206,6 @@ class LanguageModelTask(Task):
             sentences = drop_contained(sentences)
         return "".join(s + "\n" for s in sentences)
 
-    def _build_tokenizer(self, train: str, valid: str, run_dir: Path | None) -> Tokenizer:
-        data = self.cfg.data
-        # characters: those of both texts; SentencePiece: trained on the training lines
-        texts = [train, valid] if data.tokenizer == "char" else train.split("\n")
-        return build_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size,
-                               run_dir=run_dir, name="text")  # fmt: skip
-
     def model_sizes(self) -> dict[str, Any]:
         sizes: dict[str, Any] = {"vocab_size": self.tokenizers["text"].vocab_size}
         if getattr(self, "pretrained", None) is not None:
@@ -186,14 +223,15 @@ class LanguageModelTask(Task):
         per_batch = max(1, self.cfg.train.batch_tokens // block)
         n = max(per_batch, len(self.train_ids) // block)
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
-        starts = torch.randint(0, len(self.train_ids) - block, (n,), generator=g).tolist()
-        return [starts[i : i + per_batch] for i in range(0, n - per_batch + 1, per_batch)]
+        starts = torch.randint(0, len(self.train_ids) - block, (n,), generator=g).numpy()
+        return BatchPlan.fixed(starts, per_batch)
 
     def collate(self, indices: list[int]) -> Windows:
+        """Windows of block + 1 tokens read from the memory-mapped stream at `indices`."""
         block = self.cfg.data.block_size
-        x = torch.stack([self.train_ids[s : s + block] for s in indices])
-        y = torch.stack([self.train_ids[s + 1 : s + block + 1] for s in indices])
-        return Windows(x, y)
+        at = np.asarray(indices, dtype=np.int64)[:, None] + np.arange(block + 1)  # (B, T + 1)
+        window = torch.from_numpy(self.train_ids[at].astype(np.int64))
+        return Windows(window[:, :-1], window[:, 1:])
 
     def count(self, batch: Windows) -> int:
         return batch.y.numel()
@@ -232,8 +270,8 @@ class LanguageModelTask(Task):
         tok = run.tokenizers["text"]
         if getattr(args, "text", None):
             text = read_text(args.text)
-        else:
-            self.prepare(None, run.tokenizers)
+        else:  # the validation split, from the run's store (built again if it is gone)
+            self._load(getattr(run, "path", None), run.tokenizers)
             text = None
         ids = (torch.tensor(encode_text(tok, text), dtype=torch.long) if text is not None
                else self.valid_ids)  # fmt: skip

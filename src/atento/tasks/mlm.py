@@ -2,9 +2,9 @@
 
     task: mlm
     data:
-      train: ../shared/data/sst2/train.tsv
+      train: ../shared/data/sst2/sentence_split/train.tsv
       format: sst2              # sst2 | trec | text: the sentences of a labelled file, or lines
-      exclude: ../shared/data/sst2/valid.tsv   # sentences never pretrained on (same format)
+      exclude: ../shared/data/sst2/sentence_split/valid.tsv  # never pretrained on (same format)
       valid_fraction: 0.05      # the last 5 % of the sentences: validation (or data.valid)
       drop_contained: false     # true: only the rows that occur inside no other row, once
       tokenizer: sentencepiece

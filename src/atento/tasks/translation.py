@@ -17,11 +17,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from atento.data.batching import Batch, TokenBatchSampler, collate, pair_lengths
-from atento.data.corpus import load_split
+from atento.data.batching import Batch, TokenBatchSampler, collate, collate_arrays, pair_lengths
+from atento.data.corpus import load_split, train_source
 from atento.data.lines import LinePolicy
 from atento.data.parallel import encode_pairs, read_parallel
-from atento.data.tokenizers import Tokenizer, build_tokenizer
+from atento.data.store import (
+    ParallelData,
+    default_workers,
+    prepare_parallel,
+    record_store,
+    recorded_key,
+)
+from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 from atento.models.base import length_limit
 from atento.models.pretrained_seq2seq import load_pretrained_seq2seq
@@ -42,10 +49,27 @@ class TranslationTask(Task):
     architectures = ("rnn", "transformer")
     data_config = DataConfig
     selection = Selection("bleu", higher_is_better=True)
+    prepares_on_every_rank = True  # the corpus store: local rank 0 builds, the others wait
+
+    def prepare_store(
+        self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None, *,
+        workers: int | None = None, verify: bool = False,
+    ) -> ParallelData:  # fmt: skip
+        """The training pairs' corpus store (found, waited for or built; `atento prepare`)."""
+        data = self.cfg.data
+        settings = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
+                    "joint_vocab": data.joint_vocab, "tokenizer_sample": data.tokenizer_sample,
+                    "seed": data.seed, "max_len": data.max_len}  # fmt: skip
+        if tokenizers is None and getattr(self.cfg.model, "init_from", ""):
+            tokenizers = load_pretrained_seq2seq(self.cfg).tokenizers  # `atento prepare`
+        workers = workers or data.workers or default_workers()
+        reuse = recorded_key(run_dir or self.run_dir)  # the run's store, on every rank
+        return prepare_parallel(train_source(data), settings, tokenizers=tokenizers,
+                                workers=workers, log=self.log, reuse=reuse,
+                                verify=verify)  # fmt: skip
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
-        train_raw = load_split(data, "train")
         self.pretrained = None
         if tokenizers is None and getattr(self.cfg.model, "init_from", ""):
             self.pretrained = load_pretrained_seq2seq(self.cfg)  # its tokenizers, its weights
@@ -53,42 +77,28 @@ class TranslationTask(Task):
             for role, tok in tokenizers.items():
                 if run_dir is not None:
                     tok.save(run_dir, role)
-        if tokenizers is None:
-            tokenizers = self._build_tokenizers([s for s, _ in train_raw],
-                                                [t for _, t in train_raw], run_dir)  # fmt: skip
+        self.train = self.prepare_store(run_dir, tokenizers)
+        record_store(run_dir, self.train.store)
+        if tokenizers is None:  # the store's, trained on its sample: the run keeps a copy
+            tokenizers = self.train.tokenizers
+            if run_dir is not None:
+                names = {"joint"} if tokenizers["src"] is tokenizers["tgt"] else {"src", "tgt"}
+                for name in names:
+                    tokenizers["src" if name == "joint" else name].save(run_dir, name)
         self.tokenizers = tokenizers
         src_tok, tgt_tok = tokenizers["src"], tokenizers["tgt"]
-        self.train_pairs, dropped = encode_pairs(train_raw, src_tok, tgt_tok, max_len=data.max_len)
-        if not self.train_pairs:
-            raise AtentoError(
-                f"no training pairs left after dropping {dropped} empty or over-long ones"
-            )
-        if dropped:
-            self.log(
-                f"dropped {dropped} empty or over-long training pairs (data.max_len={data.max_len})"
-            )
+        if self.train.dropped:
+            self.log(f"dropped {self.train.dropped} empty or over-long training pairs "
+                     f"(data.max_len={data.max_len})")  # fmt: skip
         valid_raw = load_split(data, "valid")
         if self.cfg.train.valid_sentences > 0:
             valid_raw = valid_raw[: self.cfg.train.valid_sentences]
         self.valid_pairs, _ = encode_pairs(valid_raw, src_tok, tgt_tok, max_len=0)
         self.valid_refs = [t for s, t in valid_raw if src_tok.encode(s) and tgt_tok.encode(t)]
         self.sampler = TokenBatchSampler(
-            pair_lengths(self.train_pairs), batch_tokens=self.cfg.train.batch_tokens,
+            self.train.lengths(), batch_tokens=self.cfg.train.batch_tokens,
             shuffle=True, seed=self.cfg.train.seed,
         )  # fmt: skip
-
-    def _build_tokenizers(
-        self, src: list[str], tgt: list[str], run_dir: Path | None
-    ) -> dict[str, Tokenizer]:
-        """One tokenizer of both sides saved as `joint` (data.joint_vocab), else `src` and `tgt`
-        (SentencePiece: data.vocab_size pieces each)."""
-        data = self.cfg.data
-        kw = {"vocab_size": data.vocab_size, "run_dir": run_dir}
-        if data.joint_vocab:
-            tok = build_tokenizer(data.tokenizer, [*src, *tgt], name="joint", **kw)
-            return {"src": tok, "tgt": tok}
-        return {"src": build_tokenizer(data.tokenizer, src, name="src", **kw),
-                "tgt": build_tokenizer(data.tokenizer, tgt, name="tgt", **kw)}  # fmt: skip
 
     def model_sizes(self) -> dict[str, Any]:
         sizes: dict[str, Any] = {
@@ -111,12 +121,12 @@ class TranslationTask(Task):
         start = ""
         if getattr(self, "pretrained", None) is not None:
             start = f"; from {self.pretrained.run} (step {self.pretrained.step})"
-        return (
-            f"{len(self.train_pairs):,} training pairs, {len(self.valid_pairs):,} validation{start}"
-        )
+        return f"{len(self.train):,} training pairs, {len(self.valid_pairs):,} validation{start}"
 
     def collate(self, indices: list[int]) -> Batch:
-        return collate([self.train_pairs[i] for i in indices], **self.special_ids)
+        src, tgt = self.train.src, self.train.tgt
+        return collate_arrays([src.row(i) for i in indices], [tgt.row(i) for i in indices],
+                              **self.special_ids)  # fmt: skip
 
     def count(self, batch: Batch) -> int:
         return batch.n_tgt_tokens

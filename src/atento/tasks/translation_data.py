@@ -40,12 +40,16 @@ class DataConfig:
     n_train: int = 20000  # dates corpus sizes
     n_valid: int = 500
     n_test: int = 1000
-    seed: int = 1234  # dates generator seed
+    seed: int = 1234  # dates generator seed; the tokenizer sample's seed
+    tokenizer_sample: int = 1_000_000  # sentences SentencePiece trains on (both sides together)
+    workers: int = 0  # processes encoding the corpus store; 0 = the CPU cores
 
     def validate(self, cfg: Any) -> None:
         check(self.corpus in ("files", "multi30k", "dates"), cfg, "data.corpus",
               "files, multi30k, dates")  # fmt: skip
         check(self.tokenizer in ("sentencepiece", "char"), cfg, "data.tokenizer",
               "sentencepiece, char")  # fmt: skip
+        check(self.tokenizer_sample >= 2, cfg, "data.tokenizer_sample", "at least 2")
+        check(self.workers >= 0, cfg, "data.workers", "0 (the CPU cores) or more")
         if self.corpus == "files" and not (self.train.src and self.train.tgt):
             raise AtentoError("config: data.corpus=files needs data.train.src and data.train.tgt")

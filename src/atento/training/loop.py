@@ -97,8 +97,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- set-up
     def _prepare_task(self, tokenizers) -> None:
-        """Rank 0 builds the tokenizers (into the run directory); the others get them from it."""
+        """Rank 0 builds the tokenizers (into the run directory); the others get them from it,
+        or, for a task with a corpus store, from the same store (no collective: a long prepare
+        must not run into runtime.collective_timeout)."""
         world = self.world
+        self.task.run_dir = self.run_dir
+        if self.task.prepares_on_every_rank:
+            self.task.prepare(self.run_dir if world.main else None, tokenizers)
+            return
         if world.main or tokenizers is not None:
             self.task.prepare(self.run_dir if world.main else None, tokenizers)
         if world.distributed and tokenizers is None:

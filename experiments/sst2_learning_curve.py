@@ -1,0 +1,266 @@
+"""Does pretraining pay when labels are few? An SST-2 learning curve on the honest split
+(`../shared/data/sst2/sentence_split/`): accuracy on its 1,000 whole validation sentences
+against the number of labelled training rows, three arms:
+
+- `pretrained`: the 4-layer encoder of `configs/sst2_mlm.yaml`, MLM-pretrained once on all of
+  sentence_split/train.tsv's sentences (labels unused; `--pretrain-minutes`, seed 1, shared
+  by every size and seed), then fine-tuned (`configs/sst2_bert.yaml`) on the labelled rows;
+- `scratch`: the same encoder from random weights, its SentencePiece tokenizer built from the
+  labelled rows (like the bag of words, it sees nothing but them);
+- `bow`: the bag-of-words logistic regression of `sst2_pretraining.py` on the same rows.
+
+    .venv/bin/python experiments/sst2_learning_curve.py [--sizes 500 2000 8000 all]
+        [--seeds 1 2 3] [--arms pretrained scratch bow] [--minutes 10]
+        [--pretrain-minutes 60] [--pretrain-set KEY=VALUE ...] [--set KEY=VALUE ...]
+        [--runs runs/exp_curve] [--out experiments/results/sst2_learning_curve] [--summarize]
+
+Labelled subsets: for seed s, the training rows in the order of `random.Random(s).shuffle`,
+and the first N of them: nested (the 500 rows of a seed are among its 2,000), seeded, NOT
+label-balanced (a plain random sample keeps the file's ~56 % positive). `all` is the whole
+file. Each fine-tuning run gets the same wall-clock budget (`--minutes`) and validates once,
+at its end (`train.valid_every=0`), so the checkpoint that `atento evaluate --json` scores is
+the last one: nothing is selected on the validation set. `--set` overrides go to every
+`atento train` (e.g. runtime.threads=2), `--pretrain-set` to the pretraining only (default
+data.drop_contained=true: each sentence read once, whole, per epoch).
+
+Results are appended to OUT.jsonl as each run finishes; a rerun skips the (arm, labelled
+rows, seed) already there, so the curve can be filled over several sessions. OUT.txt (mean
++- sd per arm and size) and OUT.png (accuracy against labelled rows, log x, error bars =
+min..max over seeds) are rewritten from the whole JSONL after every run, and by --summarize,
+which starts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from cls_common import DATA, ROOT, bag_of_words, cpu_flags, cpu_model, evaluate, train
+
+ARMS = ("pretrained", "scratch", "bow")
+LABELS = {"pretrained": "MLM-pretrained encoder", "scratch": "encoder from scratch",
+          "bow": "bag-of-words logistic regression"}  # fmt: skip
+COLORS = {"pretrained": "tab:orange", "scratch": "tab:blue", "bow": "k"}
+
+
+def data_lines(path: Path) -> tuple[str, list[str]]:
+    """The header and the data rows of a `sentence<TAB>label` file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return lines[0], [x for x in lines[1:] if x]
+
+
+def subset_rows(n_rows: int, size: int, seed: int) -> list[int]:
+    """The first `size` rows (0-based data-row indices, in file order) of seed `seed`'s
+    shuffle of `n_rows` rows: nested across sizes, the same for every arm."""
+    if not 0 < size <= n_rows:
+        raise SystemExit(f"--sizes: {size} is not between 1 and the {n_rows} training rows")
+    order = list(range(n_rows))
+    random.Random(seed).shuffle(order)
+    return sorted(order[:size])
+
+
+def write_subset(train_path: Path, size: int, seed: int, out: Path) -> Path:
+    """A `sentence<TAB>label` file of the labelled rows of (size, seed); the file itself for
+    all its rows."""
+    header, rows = data_lines(train_path)
+    if size == len(rows):
+        return train_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chosen = subset_rows(len(rows), size, seed)
+    out.write_text("\n".join([header, *(rows[i] for i in chosen)]) + "\n", encoding="utf-8")
+    return out
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def key(row: dict) -> tuple[str, int, int]:
+    return row["arm"], row["labelled"], row["seed"]
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean +- sd (n, min..max) of validation accuracy per arm and number of labelled rows."""
+    lines = [
+        "SST-2 learning curve, sentence_split/valid.tsv (1,000 whole sentences) accuracy",
+        f"{'arm':11} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
+        f"{'steps':>6} {'minutes':>7}",
+    ]
+    for arm in ARMS:
+        for size in sorted({r["labelled"] for r in rows if r["arm"] == arm}):
+            group = [r for r in rows if r["arm"] == arm and r["labelled"] == size]
+            acc = [r["accuracy"] for r in group]
+            sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+            steps = f"{statistics.mean(r['steps'] for r in group):.0f}" if arm != "bow" else "-"
+            minutes = f"{group[0]['minutes']:g}" if arm != "bow" else "-"
+            lines.append(
+                f"{arm:11} {size:8d} {len(acc):2d}  {statistics.mean(acc):.4f} +- {sd:.4f}"
+                f"{'':5} {min(acc):.4f}..{max(acc):.4f} {steps:>6} {minutes:>7}"
+            )
+    pre = {r["pretrain"]["run"]: r["pretrain"] for r in rows if r.get("pretrain")}
+    for info in pre.values():
+        lines.append(
+            f"pretraining ({info['run']}): {info['minutes']:g} min, {info['steps']} updates, "
+            f"masked-token accuracy {info.get('accuracy', float('nan')):.3f}"
+        )
+    machines = sorted({r["machine"] for r in rows if r.get("machine")})
+    lines += [f"machine: {m}" for m in machines]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean accuracy against labelled rows (log x), error bars min..max over the seeds; the
+    arms' points are spread a little sideways so their bars do not hide each other."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from atento.analysis.plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, arm in enumerate(ARMS):
+        sizes = sorted({r["labelled"] for r in rows if r["arm"] == arm})
+        if not sizes:
+            continue
+        acc = [[r["accuracy"] for r in rows if key(r)[:2] == (arm, n)] for n in sizes]
+        mean = [statistics.mean(a) for a in acc]
+        low = [m - min(a) for m, a in zip(mean, acc, strict=True)]
+        high = [max(a) - m for m, a in zip(mean, acc, strict=True)]
+        x = [n * 1.06 ** (i - 1) for n in sizes]
+        ax.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, color=COLORS[arm],
+                    label=LABELS[arm])  # fmt: skip
+    ax.set_xscale("log")
+    sizes = sorted({r["labelled"] for r in rows})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training rows (log scale)")
+    ax.set_ylabel("accuracy, sentence_split/valid.tsv")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best")
+    save_figure(fig, path)
+
+
+def write_reports(rows: list[dict], out: Path) -> None:
+    out.with_suffix(".txt").write_text(summary(rows))
+    if rows:
+        plot(rows, out.with_suffix(".png"))
+
+
+def pretrain(args, log) -> dict:
+    """The one MLM pretraining run shared by every size and seed (read back when done)."""
+    out = Path(args.runs) / "mlm"
+    overrides = [f"train.max_minutes={args.pretrain_minutes}", "train.seed=1",
+                 *args.set, *args.pretrain_set]  # fmt: skip
+    result = train("configs/sst2_mlm.yaml", fresh(out, log), overrides, log)
+    return {"run": str(out), "minutes": args.pretrain_minutes, "steps": result["steps"],
+            "accuracy": result["last"].get("accuracy"), "overrides": overrides}  # fmt: skip
+
+
+def fresh(out: Path, log) -> Path:
+    """`out`, emptied if an earlier session left it unfinished (no result.json): a run
+    validated only at its end has no checkpoint to resume from."""
+    if (ROOT / out).is_dir() and not (ROOT / out / "result.json").is_file():
+        log(f"removing the unfinished run {out}")
+        shutil.rmtree(ROOT / out)
+    return out
+
+
+def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict:
+    """One point of the curve: its subset, training (or the bag of words), evaluation."""
+    train_path, valid_path, fmt = DATA["sst2"]
+    name = f"n{size}_s{seed}"
+    path = write_subset(ROOT / train_path, size, seed, ROOT / args.runs / "subsets" / f"{name}.tsv")
+    subset = os.path.relpath(path, ROOT)  # as the configs name their files
+    row = {"arm": arm, "labelled": size, "seed": seed, "minutes": args.minutes,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "machine": f"{cpu_model()} ({cpu_flags()})"}  # fmt: skip
+    if arm == "bow":
+        bow = bag_of_words(subset, valid_path, fmt)
+        return {**row, "minutes": 0.0, **bow}
+    init = f"model.init_from={pre['run']}" if arm == "pretrained" else "model.init_from="
+    overrides = [f"data.train={subset}", init, f"train.max_minutes={args.minutes}",
+                 f"train.seed={seed}", "train.valid_every=0", *args.set]  # fmt: skip
+    out = fresh(Path(args.runs) / f"{arm}_{name}", log)
+    result = train("configs/sst2_bert.yaml", out, overrides, log)
+    report = evaluate(out, valid_path, log)
+    return {**row, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "steps": result["steps"], "train_seconds": result["seconds"],
+            "wall_seconds": result["wall_seconds"], "run": str(out),
+            "pretrain": pre if arm == "pretrained" else None}  # fmt: skip
+
+
+def check_budgets(rows: list[dict], args) -> None:
+    """One OUT per budget: the runs already in it must have this call's budgets."""
+    for r in rows:
+        pre = (r.get("pretrain") or {}).get("minutes", args.pretrain_minutes)
+        if r["arm"] != "bow" and (r["minutes"], pre) != (args.minutes, args.pretrain_minutes):
+            raise SystemExit(
+                f"{args.out}.jsonl holds runs of --minutes {r['minutes']:g} "
+                f"--pretrain-minutes {pre:g}: give these budgets, or another --out"
+            )
+
+
+def sizes_of(args) -> list[int]:
+    _, rows = data_lines(ROOT / DATA["sst2"][0])
+    return [len(rows) if s == "all" else int(s) for s in args.sizes]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["500", "2000", "8000", "all"],
+                   help="labelled rows per run (a number or all)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--minutes", type=float, default=10.0, help="fine-tuning minutes per run")
+    p.add_argument("--pretrain-minutes", type=float, default=60.0,
+                   help="minutes of the one MLM pretraining run")  # fmt: skip
+    p.add_argument("--pretrain-set", nargs="*", default=["data.drop_contained=true"],
+                   metavar="KEY=VALUE", help="overrides of the pretraining run")  # fmt: skip
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides of every atento train (pretraining included)")  # fmt: skip
+    p.add_argument("--runs", default="runs/exp_curve", help="run directories and subsets")
+    p.add_argument("--out", default="experiments/results/sst2_learning_curve",
+                   help="OUT.jsonl (appended), OUT.txt, OUT.png")  # fmt: skip
+    p.add_argument("--summarize", action="store_true",
+                   help="start nothing: the table and plot of OUT.jsonl")  # fmt: skip
+    args = p.parse_args(argv)
+    for s in args.sizes:
+        if s != "all" and not s.isdigit():
+            p.error(f"--sizes: {s!r} is neither a number nor all")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = read_results(out.with_suffix(".jsonl"))
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if not args.summarize:
+        check_budgets(rows, args)
+        done = {key(r) for r in rows}
+        todo = [(a, n, s) for n in sizes_of(args) for s in args.seeds for a in args.arms
+                if (a, n, s) not in done]  # fmt: skip
+        pre = pretrain(args, log) if any(a == "pretrained" for a, _, _ in todo) else None
+        for arm, size, seed in todo:
+            row = run_one(arm, size, seed, args, pre, log)
+            with out.with_suffix(".jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            rows.append(row)
+            log(f"{arm} {size} rows, seed {seed}: accuracy {row['accuracy']:.4f}")
+            write_reports(rows, out)
+    write_reports(rows, out)
+    print(out.with_suffix(".txt").read_text(), end="")
+
+
+if __name__ == "__main__":
+    main()

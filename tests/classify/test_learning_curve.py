@@ -1,0 +1,104 @@
+"""experiments/sst2_learning_curve.py without training: its labelled subsets (nested across
+sizes, seeded, a plain random sample: not label-balanced), and the table and plot it writes
+from a JSONL of results, also through the command line (--summarize starts no run)."""
+
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _experiment():
+    sys.path.insert(0, str(EXPERIMENTS))  # the script imports its sibling cls_common
+    path = EXPERIMENTS / "sst2_learning_curve.py"
+    spec = importlib.util.spec_from_file_location("sst2_learning_curve", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+curve = _experiment()
+
+
+def test_subsets_are_nested_seeded_and_exact():
+    small, large = curve.subset_rows(1000, 50, seed=1), curve.subset_rows(1000, 200, seed=1)
+    assert len(small) == len(set(small)) == 50 and len(large) == len(set(large)) == 200
+    assert set(small) <= set(large)  # nested: a seed's 50 rows are among its 200
+    assert small == sorted(small) and all(0 <= i < 1000 for i in large)
+    assert curve.subset_rows(1000, 50, seed=1) == small  # seeded
+    assert curve.subset_rows(1000, 50, seed=2) != small
+    assert curve.subset_rows(1000, 1000, seed=3) == list(range(1000))
+    with pytest.raises(SystemExit, match="between 1 and the 1000"):
+        curve.subset_rows(1000, 1001, seed=1)
+
+
+def test_write_subset_copies_the_chosen_rows_under_the_header(tmp_path):
+    rows = [f"sentence {i}\t{int(i < 10)}" for i in range(40)]  # 10 positive, 30 negative
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    out = curve.write_subset(train, 20, seed=5, out=tmp_path / "sub" / "n20.tsv")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "sentence\tlabel"
+    assert lines[1:] == [rows[i] for i in curve.subset_rows(40, 20, seed=5)]
+    assert curve.write_subset(train, 40, seed=5, out=tmp_path / "all.tsv") == train  # all rows
+    # not label-balanced: the share of positives follows the sample, it is not forced to 1/2
+    shares = {sum(i < 10 for i in curve.subset_rows(40, 20, seed=s)) for s in range(20)}
+    assert len(shares) > 1
+
+
+def _row(arm, labelled, seed, accuracy):
+    row = {"arm": arm, "labelled": labelled, "seed": seed, "accuracy": accuracy, "steps": 100,
+           "minutes": 10.0, "machine": "test cpu"}  # fmt: skip
+    if arm == "pretrained":
+        row["pretrain"] = {"run": "runs/x/mlm", "minutes": 60, "steps": 9000, "accuracy": 0.4}
+    return row
+
+
+ROWS = [
+    _row("pretrained", 500, 1, 0.70), _row("pretrained", 500, 2, 0.74),
+    _row("pretrained", 500, 3, 0.72), _row("scratch", 500, 1, 0.60),
+    _row("scratch", 2000, 1, 0.66), _row("bow", 500, 1, 0.65), _row("bow", 56256, 1, 0.812),
+]  # fmt: skip
+
+
+def test_summary_has_mean_sd_and_range_per_arm_and_size():
+    table = curve.summary(ROWS)
+    line = next(x for x in table.splitlines() if x.startswith("pretrained") and " 500 " in x)
+    sd = statistics.stdev([0.70, 0.74, 0.72])  # 0.02
+    assert f"0.7200 +- {sd:.4f}" in line and "0.7000..0.7400" in line and " 3 " in line
+    assert "scratch" in table and "   2000  1  0.6600 +- 0.0000" in table
+    assert "bow" in table and "56256" in table
+    assert "pretraining (runs/x/mlm): 60 min, 9000 updates" in table
+    assert "machine: test cpu" in table
+
+
+def test_summarize_writes_table_and_plot_from_the_jsonl(tmp_path):
+    out = tmp_path / "curve"
+    out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    cmd = [sys.executable, str(EXPERIMENTS / "sst2_learning_curve.py"), "--summarize",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == out.with_suffix(".txt").read_text()
+    assert "0.7200 +- 0.0200" in proc.stdout
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert curve.read_results(out.with_suffix(".jsonl")) == ROWS  # nothing appended
+
+
+def test_bad_sizes_are_one_line_errors():
+    with pytest.raises(SystemExit):
+        curve.parse_args(["--sizes", "500", "many"])
+
+
+def test_a_jsonl_of_another_budget_is_refused():
+    args = curve.parse_args(["--minutes", "5", "--pretrain-minutes", "60", "--out", "x/c"])
+    with pytest.raises(SystemExit, match="x/c.jsonl holds runs of --minutes 10"):
+        curve.check_budgets(ROWS, args)
+    curve.check_budgets(ROWS, curve.parse_args(["--pretrain-minutes", "60"]))  # the same: fine
