@@ -91,15 +91,14 @@ def test_auto_is_on_under_bf16_autocast_only():
 
 def _trainer_losses(tmp_path, setting, steps=3):
     from atento.config_io import load_config
-    from atento.data.batching import collate
     from atento.training.loop import Trainer
     from conftest import CONFIGS
 
     over = ["data.n_train=64", "runtime.precision=fp32", f"train.fused_output={setting}"]
     trainer = Trainer(load_config(CONFIGS / "toy_transformer.yaml", over), tmp_path / setting,
                       progress=False)  # fmt: skip
-    pairs = trainer.task.train_pairs
-    losses = [trainer.train_step(collate(pairs[16 * i : 16 * i + 16]))[0] for i in range(steps)]
+    batches = [trainer.task.collate(list(range(16 * i, 16 * i + 16))) for i in range(steps)]
+    losses = [trainer.train_step(batch)[0] for batch in batches]
     return losses, trainer.model.tgt_embed.weight.detach()
 
 
@@ -117,3 +116,23 @@ def test_config_rejects_an_unknown_setting():
 
     with pytest.raises(AtentoError, match="train.fused_output"):
         load_config(CONFIGS / "toy_transformer.yaml", ["train.fused_output=chunked"])
+
+
+@pytest.mark.parametrize("output_bias", [False, True])
+def test_validation_loss_equals_the_full_logits_one(output_bias):
+    from atento.data.batching import collate
+    from atento.models.transformer import TransformerSeq2Seq
+    from atento.tasks.base import teacher_forced_loss
+
+    torch.manual_seed(3)
+    model = TransformerSeq2Seq(src_vocab=23, tgt_vocab=23, d_model=16, heads=2, ff_size=32,
+                               layers=1, output_bias=output_bias).eval()  # fmt: skip
+    if output_bias:
+        model.output_bias.normal_()
+    pairs = [([5, 6, 7], [8, 9]), ([10, 11], [12, 13, 14, 15]), ([16], [17])]
+    batch = collate(pairs)
+    with torch.no_grad():
+        ours = teacher_forced_loss(model, [batch], "cpu")
+        logits, _ = model(batch.src_ids, batch.src_mask, batch.tgt_in)  # (B, T, V)
+        ref = sequence_loss(logits, batch.tgt_out, mask=batch.tgt_mask).item()
+    assert ours["loss"] == pytest.approx(ref / batch.n_tgt_tokens, abs=6e-5)  # rounded to 4 places

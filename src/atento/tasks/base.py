@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from atento.data.batching import Movable
 from atento.errors import AtentoError
 from atento.predictors.base import Predictor
+from atento.training.fused_output import fused_output_loss
 from atento.training.loss import sequence_loss
 
 if TYPE_CHECKING:
@@ -181,9 +182,16 @@ def teacher_forced_loss(model: nn.Module, batches: Iterable[Any], device: Any) -
     """`loss_metrics` of an encoder-decoder's next-token loss over `batches` (each with
     `sources`, `tgt_in`, `tgt_out`, `n_tgt_tokens`): translation's and captioning's validation."""
     total, tokens = 0.0, 0
+    inner = getattr(model, "module", model)
     for batch in batches:
         batch = batch.to(device)
-        logits, _ = model(*batch.sources, batch.tgt_in)
-        total += float(sequence_loss(logits, batch.tgt_out, mask=batch.tgt_mask))
+        if hasattr(inner, "output_layer"):  # chunked: no (B, T, V) logits (issue 24's peak)
+            h, _ = model(*batch.sources, batch.tgt_in, select=batch.tgt_mask, hidden=True)
+            weight, bias = inner.output_layer()
+            targets = batch.tgt_out[batch.tgt_mask]
+            total += float(fused_output_loss(h, weight, targets, bias=bias))
+        else:
+            logits, _ = model(*batch.sources, batch.tgt_in)
+            total += float(sequence_loss(logits, batch.tgt_out, mask=batch.tgt_mask))
         tokens += batch.n_tgt_tokens
     return loss_metrics(total, tokens)
