@@ -53,19 +53,8 @@ class Pretrained:
 def load_pretrained(cfg: Config) -> Pretrained:
     """Read `cfg.model.init_from`'s best checkpoint and check that it fits `cfg` (module doc);
     AtentoError naming the mismatch otherwise."""
-    run = cfg.model.init_from
-    if not Path(run).is_dir():
-        raise AtentoError(f"model.init_from: run directory not found: {run}")
-    ckpt = load_checkpoint(find_checkpoint(Path(run), "best"))
-    model = ckpt.config.get("model", {}) if isinstance(ckpt.config, dict) else {}
-    task = str(ckpt.config.get("task", "translation"))
-    arch = model.get("arch")
-    if arch != cfg.model.arch:
-        raise AtentoError(
-            f"model.init_from={run} is a run of task {task}, model.arch={arch}; model.arch="
-            f"{cfg.model.arch} needs a run of the same architecture"
-        )
-    _check_keys(cfg, model, run)
+    run, ckpt, model, task = open_init_from(cfg)
+    check_keys(cfg, model, run, (*SHAPE_KEYS, *VARIANT_KEYS))
     tok = ckpt.tokenizers.get("text")
     if tok is None:
         raise AtentoError(f"model.init_from={run} holds no text tokenizer (task {task})")
@@ -81,12 +70,34 @@ def load_pretrained(cfg: Config) -> Pretrained:
     return Pretrained(run=run, task=task, step=ckpt.step, tokenizer=tok, weights=weights)
 
 
-def _check_keys(cfg: Config, model: dict[str, Any], run: str) -> None:
-    """The shape and variant keys of `cfg.model` equal the pretrained run's `model` section;
-    else one AtentoError naming every key that differs and its value there."""
+def open_init_from(cfg: Config, *, same_task: bool = False) -> tuple[str, Any, dict, str]:
+    """`cfg.model.init_from`'s best checkpoint: (run, checkpoint, its `model` section, its
+    task), after checking that it is a run of the same architecture (and task, with
+    `same_task`); AtentoError naming the mismatch otherwise."""
+    run = cfg.model.init_from
+    if not Path(run).is_dir():
+        raise AtentoError(f"model.init_from: run directory not found: {run}")
+    ckpt = load_checkpoint(find_checkpoint(Path(run), "best"))
+    config: dict[str, Any] = ckpt.config if isinstance(ckpt.config, dict) else {}
+    model = config.get("model", {})
+    task, arch = str(config.get("task", "translation")), model.get("arch")
+    if arch != cfg.model.arch or (same_task and task != cfg.task):
+        want = f"task {cfg.task} with model.arch={cfg.model.arch} needs a run of the same"
+        if not same_task:
+            want = f"model.arch={cfg.model.arch} needs a run of the same architecture"
+        raise AtentoError(
+            f"model.init_from={run} is a run of task {task}, model.arch={arch}; {want}"
+        )
+    return run, ckpt, model, task
+
+
+def check_keys(cfg: Config, model: dict[str, Any], run: str, keys: tuple[str, ...]) -> None:
+    """The `keys` of `cfg.model` (shapes and variants) equal the pretrained run's `model`
+    section (a key an older run does not list has its default); else one AtentoError naming
+    every key that differs and its value there."""
     defaults = {f.name: f.default for f in fields(cfg.model)}
     differ = [(key, getattr(cfg.model, key), model.get(key, defaults.get(key)))
-              for key in (*SHAPE_KEYS, *VARIANT_KEYS) if hasattr(cfg.model, key)]  # fmt: skip
+              for key in keys if hasattr(cfg.model, key)]  # fmt: skip
     differ = [(key, mine, theirs) for key, mine, theirs in differ if mine != theirs]
     if not differ:
         return

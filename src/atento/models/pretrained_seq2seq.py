@@ -14,14 +14,12 @@ values, before training starts. Dropouts and everything outside `model` are the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from atento.checkpoints import find_checkpoint, load_checkpoint
 from atento.errors import AtentoError
-from atento.models.pretrained import load_exactly
+from atento.models.pretrained import check_keys, load_exactly, open_init_from
 
 if TYPE_CHECKING:
     from atento.config import Config
@@ -47,26 +45,8 @@ class PretrainedSeq2Seq:
 def load_pretrained_seq2seq(cfg: Config) -> PretrainedSeq2Seq:
     """Read `cfg.model.init_from`'s best checkpoint and check that it fits `cfg` (module
     doc); AtentoError naming the mismatch otherwise."""
-    run = cfg.model.init_from
-    if not Path(run).is_dir():
-        raise AtentoError(f"model.init_from: run directory not found: {run}")
-    ckpt = load_checkpoint(find_checkpoint(Path(run), "best"))
-    config: dict[str, Any] = ckpt.config if isinstance(ckpt.config, dict) else {}
-    model = config.get("model", {})
-    task, arch = str(config.get("task", "translation")), model.get("arch")
-    if task != cfg.task or arch != cfg.model.arch:
-        raise AtentoError(
-            f"model.init_from={run} is a run of task {task}, model.arch={arch}; task "
-            f"{cfg.task} with model.arch={cfg.model.arch} needs a run of the same"
-        )
-    defaults = type(cfg.model)()  # keys an older run does not list have their defaults
-    for key in SHAPE_KEYS:
-        mine, theirs = getattr(cfg.model, key), model.get(key, getattr(defaults, key))
-        if mine != theirs:
-            raise AtentoError(
-                f"config: model.{key}={mine!r} but model.init_from={run} has model.{key}="
-                f"{theirs!r} (set model.{key}={theirs})"
-            )
+    run, ckpt, model, _ = open_init_from(cfg, same_task=True)
+    check_keys(cfg, model, run, SHAPE_KEYS)
     tokenizers = {role: ckpt.tokenizers[role] for role in ("src", "tgt")
                   if role in ckpt.tokenizers}  # fmt: skip
     if len(tokenizers) != 2:
