@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from atento.data.tokenizers import Tokenizer, tokenizer_from_state
 
@@ -42,6 +43,9 @@ def _run(work: Callable, batch: Any) -> Any:
     return work(_TOKENIZERS, batch)
 
 
+BATCH_LINES = 8192  # lines a worker encodes at once (a batch of the callers' streams)
+
+
 def encode_batches(
     batches: Iterable[Any],
     work: Callable[[dict[str, Tokenizer], Any], Any],
@@ -49,7 +53,23 @@ def encode_batches(
     *,
     workers: int,
 ) -> Iterator[Any]:
-    """`work(tokenizers, batch)` of each batch, in order, on `workers` processes."""
+    """`work(tokenizers, batch)` of each batch, in order, on `workers` processes, with a
+    progress bar on a terminal (lines counted as BATCH_LINES a batch: approximate)."""
+    bar = tqdm(desc="encoding the corpus", unit=" lines", unit_scale=BATCH_LINES, leave=False,
+               disable=None)  # fmt: skip
+    with bar:
+        for result in _encode(batches, work, tokenizers, workers=workers):
+            bar.update(1)
+            yield result
+
+
+def _encode(
+    batches: Iterable[Any],
+    work: Callable[[dict[str, Tokenizer], Any], Any],
+    tokenizers: dict[str, Tokenizer],
+    *,
+    workers: int,
+) -> Iterator[Any]:
     if workers <= 1:
         for batch in batches:
             yield work(tokenizers, batch)

@@ -27,13 +27,12 @@ from atento import faults
 from atento.data.lines import DEFAULT_POLICY, LinePolicy, stream_lines
 from atento.data.store.arrays import ArrayWriter, token_dtype
 from atento.data.store.build import Store, open_store, read_store
-from atento.data.store.encode import encode_batches, encode_text_batch
+from atento.data.store.encode import BATCH_LINES, encode_batches, encode_text_batch
 from atento.data.store.keys import digest_of, file_identity, store_key, stores_root
 from atento.data.store.sample import Reservoir, train_tokenizers
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
 
-BATCH_LINES = 8192
 BLOCK_LINES = 64  # lines a whole-text tokenizer encodes at once
 
 Lines = Callable[[], Iterator[str]]
