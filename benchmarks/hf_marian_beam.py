@@ -18,10 +18,17 @@ Random weights never end a sentence at a natural length, so every system decodes
 forced EOS at the last position off), CTranslate2 with `min_decoding_length =
 max_decoding_length = L`; the report gives each system's mean output length to show it. Each
 system decodes the same 500 sources of test_2016_flickr.de in batches of 32 sentences, beam
-5, length penalty 1, fp32 (CTranslate2 also int8), on `--threads` threads, after a warm-up
-batch. CTranslate2 needs an interpreter with `ctranslate2` and `transformers` (its converter
-reads the directory with transformers): `--ct2-python`; without it that part is skipped.
-Prints one JSON object. Time it on an otherwise idle machine.
+5, length penalty 1, on `--threads` threads, after a warm-up batch, in each of `--precisions`
+(default: fp32, and bf16 too where the CPU computes it natively): fp32 everywhere; bf16 is
+atento's `--precision bf16` (autocast over the fp32 weights), transformers' model loaded with
+`dtype=torch.bfloat16`, and CTranslate2's `compute_type=bfloat16` where this CPU supports it
+(`ctranslate2.get_supported_compute_types("cpu")`; a row saying so where it does not).
+CTranslate2's int8 is reported beside them. CTranslate2 needs an interpreter with
+`ctranslate2` and `transformers` (its converter reads the directory with transformers):
+`--ct2-python`; without it that part is skipped. Prints one JSON object: a result per system
+and precision, and `ratios`: atento's output pieces/s over each peer's, fp32 against fp32
+and bf16 against bf16 (and against CTranslate2's float32 and int8). Full size: about 8 minutes
+on 2 cores with both precisions and CTranslate2. Time it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -110,11 +117,11 @@ def report(name: str, seconds: float, outputs: list[list[int]]) -> dict:
             "outputs": outputs}  # fmt: skip
 
 
-def time_atento(run_dir: Path, sources: list[str], args) -> dict:
+def time_atento(run_dir: Path, sources: list[str], args, precision: str) -> dict:
     from atento.rundir import load_run
 
     run = load_run(run_dir, device="cpu")
-    translator = run.translator().with_precision("fp32").with_search(
+    translator = run.translator().with_precision(precision).with_search(
         beam=args.beam, nbest=1, alpha=1.0, batch_size=args.batch_size, workers=1,
         max_len_a=0.0, max_len_b=args.length, min_len=args.length,
     )  # fmt: skip
@@ -123,16 +130,17 @@ def time_atento(run_dir: Path, sources: list[str], args) -> dict:
     start = time.perf_counter()
     hyps = translator.translate_ids(ids)
     seconds = time.perf_counter() - start
-    return report("atento", seconds, [h[0].tokens for h in hyps])
+    return report(f"atento {precision}", seconds, [h[0].tokens for h in hyps])
 
 
-def time_transformers(model_dir: Path, sources: list[str], args) -> dict:
+def time_transformers(model_dir: Path, sources: list[str], args, precision: str) -> dict:
     from transformers import MarianMTModel, MarianTokenizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tok = MarianTokenizer.from_pretrained(model_dir)
-    model = MarianMTModel.from_pretrained(model_dir).eval()
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+    model = MarianMTModel.from_pretrained(model_dir, dtype=dtype).eval()
     order = sorted(range(len(sources)), key=lambda i: len(tok.tokenize(sources[i])))
     batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
     settings = dict(num_beams=args.beam, do_sample=False, length_penalty=1.0,
@@ -155,7 +163,7 @@ def time_transformers(model_dir: Path, sources: list[str], args) -> dict:
     for rows, outs in zip(batches, decoded, strict=True):
         for i, o in zip(rows, outs, strict=True):
             outputs[i] = o
-    return report("transformers", seconds, outputs)
+    return report(f"transformers {precision}", seconds, outputs)
 
 
 CT2_SCRIPT = r"""
@@ -163,7 +171,12 @@ import json, sys, time
 import ctranslate2
 model, pieces_file, beam, length, batch, threads = sys.argv[1:7]
 src = [line.split() for line in open(pieces_file, encoding="utf-8")]
-for ct in ("float32", "int8"):
+supported = ctranslate2.get_supported_compute_types("cpu")
+for ct in sys.argv[7].split(","):
+    if ct not in supported:
+        print(json.dumps({"system": "ctranslate2 " + ct, "skipped": "not supported on this CPU "
+                          "(supported: " + ", ".join(sorted(supported)) + ")"}))
+        continue
     tr = ctranslate2.Translator(model, device="cpu", compute_type=ct,
                                 intra_threads=int(threads), inter_threads=1)
     kw = dict(beam_size=int(beam), max_batch_size=int(batch), batch_type="examples",
@@ -182,8 +195,12 @@ for ct in ("float32", "int8"):
 """
 
 
-def time_ct2(python: str, model_dir: Path, work: Path, sources: list[str], args) -> list[dict]:
-    """Convert `model_dir` with CTranslate2's transformers converter and decode in `python`."""
+def time_ct2(
+    python: str, model_dir: Path, work: Path, sources: list[str], args, precisions: list[str]
+) -> list[dict]:
+    """Convert `model_dir` with CTranslate2's transformers converter and decode in `python`:
+    float32 and int8, and bfloat16 when bf16 is among `precisions`."""
+    compute_types = ["float32", "int8"] + (["bfloat16"] if "bf16" in precisions else [])
     from transformers import MarianTokenizer
 
     ct2_dir = work / "ct2"
@@ -201,10 +218,26 @@ def time_ct2(python: str, model_dir: Path, work: Path, sources: list[str], args)
                       encoding="utf-8")  # fmt: skip
     out = subprocess.run(
         [python, "-c", CT2_SCRIPT, str(ct2_dir), str(pieces), str(args.beam), str(args.length),
-         str(args.batch_size), str(args.threads)],
+         str(args.batch_size), str(args.threads), ",".join(compute_types)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def ratios(results: list[dict], precisions: list[str]) -> dict:
+    """atento's output pieces/s over each peer's: fp32 against fp32 peers, bf16 against bf16
+    peers, each also against CTranslate2 float32 and int8."""
+    speed = {r["system"]: r["output_pieces_per_second"] for r in results if "skipped" not in r}
+    peers = {"fp32": ["transformers fp32", "ctranslate2 float32", "ctranslate2 int8"],
+             "bf16": ["transformers bf16", "ctranslate2 bfloat16", "ctranslate2 float32",
+                      "ctranslate2 int8"]}  # fmt: skip
+    out = {}
+    for p in precisions:
+        for peer in peers[p]:
+            if peer in speed:
+                name = f"atento_{p}_vs_{peer.replace(' ', '_')}"
+                out[name] = round(speed[f"atento {p}"] / speed[peer], 3)
+    return out
 
 
 def main() -> None:
@@ -217,8 +250,17 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        help="default: fp32, and bf16 where the CPU computes it natively",
+    )
     p.add_argument("--ct2-python", help="an interpreter with ctranslate2 and transformers")
     args = p.parse_args()
+    from atento.runtime import cpu_features, native_bf16
+
+    precisions = args.precisions or (["fp32", "bf16"] if native_bf16() else ["fp32"])
     shape = QUICK if args.quick else FULL
     if args.quick:
         args.sentences, args.length = min(args.sentences, 16), min(args.length, 8)
@@ -232,19 +274,24 @@ def main() -> None:
 
         import_hf(model_dir, run_dir)
     sources = lines("test_2016_flickr.de.gz", args.sentences)
-    results = [time_atento(run_dir, sources, args), time_transformers(model_dir, sources, args)]
+    results, outputs = [], {}
+    for precision in precisions:
+        for timed in (time_atento(run_dir, sources, args, precision),
+                      time_transformers(model_dir, sources, args, precision)):  # fmt: skip
+            outputs[timed["system"]] = timed.pop("outputs")
+            results.append(timed)
+        # the same search at equal lengths: the same outputs in fp32; bf16 rounds differently
+        mine, theirs = outputs[f"atento {precision}"], outputs[f"transformers {precision}"]
+        results[-1]["same_outputs_as_atento"] = sum(
+            a == b for a, b in zip(mine, theirs, strict=True)
+        )
     if args.ct2_python:
-        results += time_ct2(args.ct2_python, model_dir, work, sources, args)
-    mine = results[0].pop("outputs")
-    theirs = results[1].pop("outputs")  # the same search at equal lengths: the same outputs
-    results[1]["same_outputs_as_atento"] = sum(a == b for a, b in zip(mine, theirs, strict=True))
-    speed = {r["system"]: r["output_pieces_per_second"] for r in results}
-    ratios = {f"atento_vs_{name}": round(speed["atento"] / s, 3)
-              for name, s in speed.items() if name != "atento"}  # fmt: skip
+        results += time_ct2(args.ct2_python, model_dir, work, sources, args, precisions)
     print(json.dumps({"shape": shape, "sentences": len(sources), "beam": args.beam,
                       "length": args.length, "batch_size": args.batch_size,
-                      "threads": args.threads, "torch": torch.__version__,
-                      "results": results, "ratios": ratios, "work": str(work)}))  # fmt: skip
+                      "threads": args.threads, "torch": torch.__version__, "cpu": cpu_features(),
+                      "results": results, "ratios": ratios(results, precisions),
+                      "work": str(work)}))  # fmt: skip
 
 
 if __name__ == "__main__":

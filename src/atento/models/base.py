@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 
@@ -166,3 +167,15 @@ def length_limit(model: nn.Module) -> int | None:
     `length_limit()` method (a Transformer with learned positions); None = any length."""
     limit = getattr(model, "length_limit", None)
     return limit() if callable(limit) else None
+
+
+def log_softmax_fp32(logits: Tensor) -> Tensor:
+    """log_softmax over the last dimension, in fp32 (a decoding step's log-probs (N, V)).
+
+    fp32 logits that need no gradient are overwritten in place: no second (N, V) tensor (at
+    beam 5 x 32 sentences x 58k tokens, 37 MB a step that a fresh allocation page-faults
+    through). The values are those of `F.log_softmax(logits, -1, dtype=torch.float32)`,
+    which bf16 logits get (read once, written in fp32)."""
+    if logits.dtype == torch.float32 and not logits.requires_grad:
+        return torch.log_softmax(logits, dim=-1, out=logits)
+    return torch.log_softmax(logits, dim=-1, dtype=torch.float32)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache
 from atento.data.vocab import PAD_ID
-from atento.models.base import DEFAULT_OPTIONS, DecodeOptions
+from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, log_softmax_fp32
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
 from atento.nn.feedforward import activation_fn
@@ -215,7 +215,7 @@ class TextTransformer(nn.Module):
                 mask = torch.cat([state.pad_mask, state.pad_mask.new_ones(len(last_ids), 1)], 1)
             h, cache = self.step_hidden(last_ids, state.cache, pad_mask=mask, positions=positions)
             state = replace(state, cache=cache, pad_mask=mask)
-        return torch.log_softmax(self.logits(h).float(), dim=-1), state, None
+        return log_softmax_fp32(self.logits(h)), state, None
 
     def _mask(
         self, T: int, past: int, pad_mask: Tensor | None, device: torch.device

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atento.attention.masks import causal_mask
 from atento.data.vocab import PAD_ID
-from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput
+from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput, log_softmax_fp32
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block, DecoderLayer, LayerCache
@@ -215,9 +214,13 @@ class TransformerSeq2Seq(nn.Module):
         return self.dropout(x)
 
     def logits(self, h: Tensor) -> Tensor:
-        """Top decoder states (..., D) -> logits (..., V): W_o h (+ the fixed output bias)."""
+        """Top decoder states (..., D) -> logits (..., V): W_o h (+ the fixed output bias;
+        added in place where the dtypes agree, so no second (..., V) tensor is made)."""
         out = self.output(h)
-        return out if self.output_bias is None else out + self.output_bias
+        if self.output_bias is None:
+            return out
+        return out.add_(self.output_bias) if out.dtype == self.output_bias.dtype else (
+            out + self.output_bias)  # fmt: skip
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> EncoderOutput:
         """src_ids (B, S), src_mask (B, S) True = real token -> memory (B, S, D)."""
@@ -333,7 +336,7 @@ class TransformerSeq2Seq(nn.Module):
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
             h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=layer)
             caches = None
-        log_probs = F.log_softmax(self.logits(h[:, -1]), dim=-1, dtype=torch.float32)  # (N, V)
+        log_probs = log_softmax_fp32(self.logits(h[:, -1]))  # (N, V)
         view = self._view(weights, options.head)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

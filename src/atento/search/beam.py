@@ -122,18 +122,30 @@ def _top_candidates(
 ) -> _Candidates:  # fmt: skip
     """beam_log_prob (A, K) + log_probs (A*K, V) -> the best 2K of the K*V extensions; the
     token ids `banned` are never proposed, nor `unk_id` (`stats` counts the sentences whose
-    best extension it would have been)."""
+    best extension it would have been).
+
+    In two stages, without a new (A*K, V) tensor: each beam's best m tokens by their own
+    log-prob (m = 2K plus the banned ids, which are then dropped: at least 2K are left), then
+    the best 2K of a sentence's K*m survivors by accumulated log-prob. Exact: adding the
+    beam's score keeps the order within a row, so a token outside its row's best 2K has 2K
+    better candidates in its own row and cannot be in the sentence's best 2K. The scores
+    are the same sums `beam_log_prob + log_probs`, only fewer of them.
+    """
     A, K = beam_log_prob.shape
     V = log_probs.size(-1)
-    step = log_probs.reshape(A, K * V)  # (A, K*V)
-    total = beam_log_prob[:, :, None] + log_probs.reshape(A, K, V).float()  # (A, K, V), new
-    total.index_fill_(2, banned, float("-inf"))
+    m = min(V, 2 * K + banned.numel() + (unk_id is not None))
+    row_lp, row_token = top_k(log_probs.reshape(A * K, V).float(), m)  # (A*K, m), best first
+    total = beam_log_prob.reshape(A * K, 1) + row_lp  # (A*K, m)
+    total.masked_fill_(torch.isin(row_token, banned), float("-inf"))
     if unk_id is not None:
-        if stats is not None:
-            stats.add_unk(int((total.view(A, K * V).argmax(dim=1) % V == unk_id).sum()))
-        total[:, :, unk_id] = float("-inf")
-    top_lp, flat = top_k(total.view(A, K * V), min(2 * K, K * V))  # (A, 2K), best first
-    return _Candidates(top_lp, flat // V, flat % V, step.gather(1, flat))
+        is_unk = row_token == unk_id
+        if stats is not None:  # the sentence's best extension, UNK still allowed
+            best = total.view(A, K * m).argmax(dim=1, keepdim=True)
+            stats.add_unk(int(is_unk.view(A, K * m).gather(1, best).sum()))
+        total.masked_fill_(is_unk, float("-inf"))
+    top_lp, flat = top_k(total.view(A, K * m), min(2 * K, K * m))  # (A, 2K), best first
+    token = row_token.view(A, K * m).gather(1, flat)
+    return _Candidates(top_lp, flat // m, token, row_lp.view(A, K * m).gather(1, flat))
 
 
 def _continuing(cand: _Candidates, K: int, eos_id: int) -> Tensor:
