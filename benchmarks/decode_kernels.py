@@ -8,7 +8,8 @@ layer of beam-5 Marian (160 x 512 -> 58,101), of GPT-2 at batch 1 and 8 (1 | 8 x
 interleaved round by round (the best of `--rounds`), the ways PyTorch 2.13 offers to compute
 x W^T with fixed weights:
 
-- `fp32`: `F.linear` (MKL's sgemm); `fp32_mkl_packed`: MKL's packed sgemm
+- `fp32`: `F.linear` (MKL's sgemm); `fp32_transposed`: x @ W^T with W^T stored contiguous
+  (D, V) (transformers' GPT-2 `Conv1D` layout); `fp32_mkl_packed`: MKL's packed sgemm
   (`torch.ops.mkl._mkl_linear` on `_mkl_reorder_linear_weight`, what inductor's freezing uses);
   `fp32_onednn_packed`: oneDNN with weights reordered once (`torch.ops.mkldnn._linear_pointwise`);
 - `bf16`: `F.linear` on bf16 weights cast once (what autocast does with its cache of
@@ -45,7 +46,9 @@ def variants(x: torch.Tensor, w: torch.Tensor) -> dict:
     """name -> a function of no arguments computing x W^T (weights prepared here, once)."""
     m = x.size(0)
     xb, wb = x.bfloat16(), w.bfloat16()
-    out = {"fp32": lambda: F.linear(x, w), "bf16": lambda: F.linear(xb, wb)}
+    wt = w.t().contiguous()  # (D, V): the other layout (transformers' GPT-2 Conv1D keeps it)
+    out = {"fp32": lambda: F.linear(x, w), "bf16": lambda: F.linear(xb, wb),
+           "fp32_transposed": lambda: x @ wt}  # fmt: skip
     if torch.backends.mkl.is_available():
         packed = torch.ops.mkl._mkl_reorder_linear_weight(w, m)
         out["fp32_mkl_packed"] = lambda: torch.ops.mkl._mkl_linear(x, packed, w, None, m)

@@ -28,6 +28,7 @@ from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, log_softmax_fp32
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
 from atento.nn.feedforward import activation_fn
+from atento.nn.packed import decode_linear
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block
 
@@ -215,7 +216,7 @@ class TextTransformer(nn.Module):
                 mask = torch.cat([state.pad_mask, state.pad_mask.new_ones(len(last_ids), 1)], 1)
             h, cache = self.step_hidden(last_ids, state.cache, pad_mask=mask, positions=positions)
             state = replace(state, cache=cache, pad_mask=mask)
-        return log_softmax_fp32(self.logits(h)), state, None
+        return log_softmax_fp32(self.logits(h, decoding=True)), state, None
 
     def _mask(
         self, T: int, past: int, pad_mask: Tensor | None, device: torch.device
@@ -248,10 +249,14 @@ class TextTransformer(nn.Module):
         x = torch.tensor([ids], dtype=torch.long, device=device)
         return self.hidden(x, need_weights=True, layer=idx)[1][0].float().cpu()
 
-    def logits(self, h: Tensor) -> Tensor:
+    def logits(self, h: Tensor, *, decoding: bool = False) -> Tensor:
         """States (..., D) -> logits (..., V) through the head transform (when the model has
-        one) and the tied output layer."""
-        return self.output(h if self.transform is None else self.transform(h))
+        one) and the tied output layer; `decoding` (a step's (N, D) states): the product
+        through `nn.packed.decode_linear`."""
+        h = h if self.transform is None else self.transform(h)
+        if decoding:
+            return decode_linear(h, self.output.weight, self.output.bias)
+        return self.output(h)
 
     def forward(
         self, ids: Tensor, *, pad_mask: Tensor | None = None, select: Tensor | None = None

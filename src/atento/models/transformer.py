@@ -37,6 +37,7 @@ from atento.attention.masks import causal_mask
 from atento.data.vocab import PAD_ID
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput, log_softmax_fp32
 from atento.nn.dropout import Dropout
+from atento.nn.packed import decode_linear
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block, DecoderLayer, LayerCache
 
@@ -213,10 +214,11 @@ class TransformerSeq2Seq(nn.Module):
         x = embed(ids) * self.embed_scale + self.positions(ids.size(1), offset)
         return self.dropout(x)
 
-    def logits(self, h: Tensor) -> Tensor:
+    def logits(self, h: Tensor, *, decoding: bool = False) -> Tensor:
         """Top decoder states (..., D) -> logits (..., V): W_o h (+ the fixed output bias;
-        added in place where the dtypes agree, so no second (..., V) tensor is made)."""
-        out = self.output(h)
+        added in place where the dtypes agree, so no second (..., V) tensor is made).
+        `decoding` (a step's (N, D) states): the product through `nn.packed.decode_linear`."""
+        out = decode_linear(h, self.output.weight) if decoding else self.output(h)
         if self.output_bias is None:
             return out
         return out.add_(self.output_bias) if out.dtype == self.output_bias.dtype else (
@@ -336,7 +338,7 @@ class TransformerSeq2Seq(nn.Module):
                 memory_mask = memory_mask.repeat_interleave(state.group, dim=0)
             h, weights, _ = self._decode(tgt_ids, memory, memory_mask, weights_layer=layer)
             caches = None
-        log_probs = log_softmax_fp32(self.logits(h[:, -1]))  # (N, V)
+        log_probs = log_softmax_fp32(self.logits(h[:, -1], decoding=True))  # (N, V)
         view = self._view(weights, options.head)
         new_state = TransformerState(state.memory, state.memory_mask, tgt_ids, caches, state.group)
         return log_probs, new_state, None if view is None else view[:, -1]

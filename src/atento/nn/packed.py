@@ -1,0 +1,109 @@
+"""A decoding step's output layer through a weight packed once for oneDNN, where it is faster.
+
+`F.linear` multiplies by the plain (V, D) weight at every step. oneDNN's linear with the weight
+reordered once into its own blocked layout (`torch.ops.mkldnn._reorder_linear_weight` and
+`_linear_pointwise`, what inductor's freezing uses) skips the per-call work on the weight: on a
+2-core AMD EPYC (avx512_bf16, one thread) Marian's beam-5 output layer (160 x 512 -> 58,101) ran
+1.75x faster in fp32 and 1.17x in bf16, GPT-2's (8 x 768 -> 50,257) 2.5x in fp32 and 1.7x in
+bf16 (`benchmarks/decode_kernels.py`). Which kernel wins depends on the CPU and on the number of
+rows, so nothing is assumed: the first call for a weight, a precision and a size class of rows
+(1, 2-3, 4-7, ...) times both kernels (after one warm-up call each, the best of two) and keeps
+the packed one only if it is at least 5 % faster. The packed copy is made once per weight and
+precision and made again when the weight changes in place (a training run's validation).
+
+Numbers: under CPU bf16 autocast both kernels multiply bf16 by bf16 (autocast's own cast of
+the weight, or the packed bf16 copy), so bf16 decoding stays within bf16's rounding. In fp32
+oneDNN sums in another order than MKL: logits differ from `F.linear`'s by about 1e-6
+(relative), so an exact near-tie can go the other way. `ATENTO_DECODE_KERNEL=plain` keeps
+`F.linear` everywhere (bit-identical to the training forward); `packed` skips the measurement.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MARGIN = 0.95  # the packed kernel must take at most 95 % of F.linear's time
+_packed: dict[int, _Entry] = {}  # id(weight) -> its entry, dropped when the weight is freed
+_lock = threading.Lock()
+
+
+class _Entry:
+    """One weight's packed copies (per dtype) and the kernel chosen per (dtype, row class),
+    valid while the weight's version counter stays `version`."""
+
+    def __init__(self, version: tuple[int, int]) -> None:
+        self.version = version
+        self.packed: dict[torch.dtype, Tensor] = {}
+        self.bias: dict[torch.dtype, Tensor | None] = {}
+        self.choice: dict[tuple[torch.dtype, int], bool] = {}
+
+
+def _available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _dtype(x: Tensor, weight: Tensor) -> torch.dtype | None:
+    """The precision the product runs in: bf16 under CPU bf16 autocast, fp32 for fp32
+    tensors, None for anything else (float64, another autocast dtype)."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    if x.dtype == weight.dtype == torch.float32:
+        return torch.float32
+    return None
+
+
+def _best_time(fn, calls: int = 2) -> float:
+    fn()  # warm-up: oneDNN builds its kernel at the first call
+    best = float("inf")
+    for _ in range(calls):
+        tick = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - tick)
+    return best
+
+
+def decode_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (N, D) -> x W^T + b (N, V) for a decoding step: `F.linear`, or the oneDNN-packed
+    weight where it was measured faster for this weight, precision and number of rows
+    (module doc). With gradients, off the CPU, or with ATENTO_DECODE_KERNEL=plain: `F.linear`."""
+    mode = os.environ.get("ATENTO_DECODE_KERNEL", "auto")
+    dtype = _dtype(x, weight)
+    if (mode == "plain" or dtype is None or torch.is_grad_enabled() or x.dim() != 2
+            or x.device.type != "cpu" or not _available()):  # fmt: skip
+        return F.linear(x, weight, bias)
+    x = x.contiguous()
+    version = (weight._version, -1 if bias is None else bias._version)
+    with _lock:
+        entry = _packed.get(id(weight))
+        if entry is None or entry.version != version:
+            if entry is None:
+                weakref.finalize(weight, _packed.pop, id(weight), None)
+            entry = _packed[id(weight)] = _Entry(version)
+        if dtype not in entry.packed:
+            entry.packed[dtype] = torch.ops.mkldnn._reorder_linear_weight(
+                weight.detach().to(dtype), x.size(0)
+            )
+            entry.bias[dtype] = None if bias is None else bias.detach().to(dtype)
+        packed, packed_bias = entry.packed[dtype], entry.bias[dtype]
+
+        def fast() -> Tensor:
+            return torch.ops.mkldnn._linear_pointwise(
+                x.to(dtype), packed, packed_bias, "none", [], ""
+            )
+
+        key = (dtype, x.size(0).bit_length())
+        if key not in entry.choice:
+            if mode == "packed":
+                entry.choice[key] = True
+            else:
+                plain = _best_time(lambda: F.linear(x, weight, bias))
+                entry.choice[key] = _best_time(fast) <= MARGIN * plain
+        use_packed = entry.choice[key]
+    return fast() if use_packed else F.linear(x, weight, bias)

@@ -1,0 +1,74 @@
+"""The decoding steps' output layer through a oneDNN-packed weight equals F.linear."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atento.nn import packed
+from atento.nn.packed import decode_linear
+
+pytestmark = pytest.mark.skipif(not packed._available(), reason="no oneDNN in this torch")
+
+
+def _layer(rows: int = 6, bias: bool = True):
+    g = torch.Generator().manual_seed(rows)
+    weight = torch.nn.Parameter(torch.randn(300, 48, generator=g) / 7)
+    b = torch.nn.Parameter(torch.randn(300, generator=g)) if bias else None
+    return torch.randn(rows, 48, generator=g), weight, b
+
+
+@pytest.mark.parametrize("rows", [1, 6, 40])
+def test_packed_weight_gives_f_linear_in_fp32(rows, monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    x, weight, bias = _layer(rows)
+    with torch.no_grad():
+        out = decode_linear(x, weight, bias)
+        expected = F.linear(x, weight, bias)
+    assert out.dtype == torch.float32 and out.shape == (rows, 300)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert packed._packed[id(weight)].choice == {(torch.float32, rows.bit_length()): True}
+
+
+def test_packed_weight_under_bf16_autocast_stays_within_bf16_rounding(monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    x, weight, bias = _layer()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = decode_linear(x, weight, bias)
+        autocast = F.linear(x, weight, bias)
+    assert out.dtype == autocast.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), autocast.float(), rtol=2e-2, atol=2e-2)
+    assert torch.bfloat16 in packed._packed[id(weight)].packed
+
+
+def test_plain_and_gradients_take_f_linear_exactly(monkeypatch):
+    x, weight, bias = _layer()
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    out = decode_linear(x, weight, bias)  # gradients on: F.linear, differentiable
+    assert out.requires_grad and torch.equal(out, F.linear(x, weight, bias))
+    assert id(weight) not in packed._packed
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "plain")
+    with torch.no_grad():
+        assert torch.equal(decode_linear(x, weight, bias), F.linear(x, weight, bias))
+    assert id(weight) not in packed._packed
+
+
+def test_a_weight_changed_in_place_is_packed_again(monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    x, weight, _ = _layer()
+    with torch.no_grad():
+        decode_linear(x, weight)
+        weight.mul_(2.0)  # an optimiser step between two validations
+        out = decode_linear(x, weight)
+        torch.testing.assert_close(out, F.linear(x, weight), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_measures_once_per_size_class_and_keeps_the_result(monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "auto")
+    x, weight, bias = _layer(rows=5)
+    with torch.no_grad():
+        first = decode_linear(x, weight, bias)
+        choice = dict(packed._packed[id(weight)].choice)
+        assert list(choice) == [(torch.float32, 3)]  # 4..7 rows: one class
+        second = decode_linear(x[:4], weight, bias)
+    assert packed._packed[id(weight)].choice == choice
+    torch.testing.assert_close(first[:4], second, rtol=1e-5, atol=1e-5)
