@@ -62,6 +62,18 @@ def _greedy_reference(theirs, ids: list[int], n: int) -> list[int]:
     return x[0, len(ids) :].tolist()
 
 
+def test_gpt2_greedy_sampling_with_the_packed_output_layer(gpt2_dir, gpt2_run, monkeypatch):
+    """The output layer through the oneDNN-packed weight (`atento.nn.packed`; the suite
+    otherwise keeps F.linear) gives transformers' greedy tokens too."""
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    run = atento.load(gpt2_run)
+    theirs = _gpt2(gpt2_dir).eval()
+    tok = run.run.tokenizers["text"]
+    rows = run.predictor.sample(PROMPTS, SampleOptions(max_new=12, temperature=0.0))
+    for prompt, row in zip(PROMPTS, rows, strict=True):
+        assert row == _greedy_reference(theirs, tok.encode(prompt), 12)
+
+
 def test_gpt2_kv_cached_sampling_equals_transformers(gpt2_dir, gpt2_run, capsys):
     run = atento.load(gpt2_run)
     theirs = _gpt2(gpt2_dir).eval()

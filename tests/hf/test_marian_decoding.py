@@ -167,3 +167,15 @@ def test_min_len_equals_min_new_tokens(pair):
     mine = atento_search(run, MORE, beam=3, max_len=40, min_len=6)
     assert [h[0].tokens for h in mine] == ref
     assert all(len(t) >= 6 for t in ref)
+
+
+def test_packed_output_layer_gives_the_same_beam_outputs(pair, monkeypatch):
+    """The output layer through the oneDNN-packed weight (`atento.nn.packed`; the suite
+    otherwise keeps F.linear): the same best hypotheses as `generate`, scores to 1e-4."""
+    model, tok, run = pair
+    ref, _, scores = hf_generate(model, tok, MORE, num_beams=4, early_stopping=True,
+                                 max_length=41, forced_eos_token_id=None)  # fmt: skip
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    mine = atento_search(run, MORE, beam=4, max_len=40)
+    assert [h[0].tokens for h in mine] == ref
+    assert [h[0].score for h in mine] == pytest.approx(scores, abs=1e-4)
