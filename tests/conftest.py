@@ -21,8 +21,8 @@ torch.set_num_threads(1)
 # `runtime.precision: auto` means fp32 in tests on every machine (subprocesses inherit this):
 # scores are compared to 1e-4, and bf16 would change them with the CPU the suite runs on.
 os.environ["ATENTO_NATIVE_BF16"] = "0"
-# decoding's output layer: F.linear, not a kernel chosen by timing (atento.nn.packed), so that
-# fp32 outputs do not depend on the machine's load; tests/nn/test_packed.py sets its own
+# decoding's output layer: F.linear, not a kernel chosen by timing (atento.kernels), so that
+# fp32 outputs do not depend on the machine's load; tests/test_kernels.py sets its own
 os.environ.setdefault("ATENTO_DECODE_KERNEL", "plain")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from atento.data.lines import fit_lengths
 from atento.data.tokenizers import Tokenizer
 from atento.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from atento.models.base import DecodeOptions, length_limit, require_eval
-from atento.runtime import Placement
+from atento.runtime import Placement, grad_off
 from atento.search import Hypothesis, LengthPenalty, beam_search, greedy_search
 from atento.search.sampling import sample_search
 from atento.search.step import SearchStats
@@ -221,7 +221,6 @@ class Translator:
         src_ids, src_mask = src_ids.to(device), src_mask.to(device)
         return self.model.init_state(self.model.encode(src_ids, src_mask), self.options), None
 
-    @torch.inference_mode()
     def sample_ids(
         self, sources: Sequence, *, max_new: int, temperature: float = 1.0, top_k: int = 0,
         top_p: float = 1.0, generator: torch.Generator | None = None,
@@ -233,7 +232,7 @@ class Translator:
         continues its prompts for exactly `max_new` tokens."""
         require_eval(self.model, "Translator")
         device = self.placement.device
-        with self.placement.autocast():
+        with self.placement.autocast(), grad_off():  # bf16: weights cast once, not per step
             state, start_ids = self.begin(sources, device)
             eos_id, banned = None, ()
             if start_ids is None:

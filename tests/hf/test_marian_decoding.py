@@ -170,7 +170,7 @@ def test_min_len_equals_min_new_tokens(pair):
 
 
 def test_packed_output_layer_gives_the_same_beam_outputs(pair, monkeypatch):
-    """The output layer through the oneDNN-packed weight (`atento.nn.packed`; the suite
+    """The output layer through the oneDNN-packed weight (`atento.kernels`; the suite
     otherwise keeps F.linear): the same best hypotheses as `generate`, scores to 1e-4."""
     model, tok, run = pair
     ref, _, scores = hf_generate(model, tok, MORE, num_beams=4, early_stopping=True,

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from atento.attention.attention import masked_softmax
 from atento.attention.scores import ScaledDotScore
+from atento.kernels import decode_linear
 
 
 @dataclass
@@ -139,7 +140,7 @@ class MultiHeadAttention(nn.Module):
         b = x.size(0)
 
         def heads(proj: nn.Linear) -> Tensor:  # (B, D) -> (B, H, 1, Dh), a view
-            return F.linear(x, proj.weight, proj.bias).view(b, self.heads, 1, self.head_dim)
+            return decode_linear(x, proj.weight, proj.bias).view(b, self.heads, 1, self.head_dim)
 
         q, new = heads(self.q_proj), KVCache(heads(self.k_proj), heads(self.v_proj))
         head_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, S + 1)
@@ -150,7 +151,7 @@ class MultiHeadAttention(nn.Module):
             kv = cache.append(new)
             energies = (q @ kv.keys.transpose(2, 3)).mul_(self.head_dim**-0.5)  # (B, H, 1, S)
             out = masked_softmax(energies, head_mask) @ kv.values  # (B, H, 1, Dh)
-        return F.linear(out.view(b, -1), self.out_proj.weight, self.out_proj.bias), kv
+        return decode_linear(out.view(b, -1), self.out_proj.weight, self.out_proj.bias), kv
 
     def attend(
         self, q: Tensor, kv: KVCache, mask: Tensor | None, *, need_weights: bool

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache
 from atento.data.vocab import PAD_ID
+from atento.kernels import decode_linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, log_softmax_fp32
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
 from atento.nn.feedforward import activation_fn
-from atento.nn.packed import decode_linear
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block
 
@@ -252,7 +252,7 @@ class TextTransformer(nn.Module):
     def logits(self, h: Tensor, *, decoding: bool = False) -> Tensor:
         """States (..., D) -> logits (..., V) through the head transform (when the model has
         one) and the tied output layer; `decoding` (a step's (N, D) states): the product
-        through `nn.packed.decode_linear`."""
+        through `atento.kernels.decode_linear`."""
         h = h if self.transform is None else self.transform(h)
         if decoding:
             return decode_linear(h, self.output.weight, self.output.bias)

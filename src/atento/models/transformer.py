@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 from atento.attention.masks import causal_mask
 from atento.data.vocab import PAD_ID
+from atento.kernels import decode_linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput, log_softmax_fp32
 from atento.nn.dropout import Dropout
-from atento.nn.packed import decode_linear
 from atento.nn.positional import LearnedPositions, make_positions
 from atento.nn.transformer_layers import Block, DecoderLayer, LayerCache
 
@@ -217,7 +217,7 @@ class TransformerSeq2Seq(nn.Module):
     def logits(self, h: Tensor, *, decoding: bool = False) -> Tensor:
         """Top decoder states (..., D) -> logits (..., V): W_o h (+ the fixed output bias;
         added in place where the dtypes agree, so no second (..., V) tensor is made).
-        `decoding` (a step's (N, D) states): the product through `nn.packed.decode_linear`."""
+        `decoding` (a step's (N, D) states): the product through `kernels.decode_linear`."""
         out = decode_linear(h, self.output.weight) if decoding else self.output(h)
         if self.output_bias is None:
             return out

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache, MultiHeadAttention
+from atento.kernels import decode_linear
 from atento.nn.dropout import Dropout
 from atento.nn.feedforward import PositionwiseFeedForward
 
@@ -97,11 +98,11 @@ class Block(nn.Module):
             y, kv = self.self_attn.step(_layer_norm(self.res_attn.norm, x), cache, mask)
             x = x + y
             h = _layer_norm(self.res_ff.norm, x)
-            return x + F.linear(self.ff.act(F.linear(h, w1.weight, w1.bias)), w2.weight,
+            return x + decode_linear(self.ff.act(decode_linear(h, w1.weight, w1.bias)), w2.weight,
                                 w2.bias), kv  # fmt: skip
         y, kv = self.self_attn.step(x, cache, mask)
         x = _layer_norm(self.res_attn.norm, x + y)
-        y = F.linear(self.ff.act(F.linear(x, w1.weight, w1.bias)), w2.weight, w2.bias)
+        y = decode_linear(self.ff.act(decode_linear(x, w1.weight, w1.bias)), w2.weight, w2.bias)
         return _layer_norm(self.res_ff.norm, x + y), kv
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.models.base import DecodeOptions, require_eval
+from atento.runtime import grad_off
 from atento.search.step import SearchState, StepFn
 
 
@@ -107,7 +108,6 @@ def sample_search(
     return out
 
 
-@torch.inference_mode()  # no autograd bookkeeping at all: ~20 % off a cached step
 def sample(
     model: nn.Module,
     prompts: Sequence[Sequence[int]],
@@ -125,10 +125,11 @@ def sample(
     ids); returns them (prompts not included): `sample_search` over the model's
     `init_state` / `step` (models/lm_state.py)."""
     require_eval(model, "sampling")
-    state = model.init_state([list(p) for p in prompts])
-    start = torch.tensor([p[-1] for p in prompts], dtype=torch.long, device=state.device)
-    step = partial(model.step, options=DecodeOptions(use_cache=use_cache))
-    return sample_search(
-        step, state, start_ids=start, max_len=max_new, temperature=temperature, top_k=top_k,
-        top_p=top_p, generator=generator, on_step=on_step,
-    )  # fmt: skip
+    with grad_off():  # inference mode, or no_grad under a caller's autocast (its weight cache)
+        state = model.init_state([list(p) for p in prompts])
+        start = torch.tensor([p[-1] for p in prompts], dtype=torch.long, device=state.device)
+        step = partial(model.step, options=DecodeOptions(use_cache=use_cache))
+        return sample_search(
+            step, state, start_ids=start, max_len=max_new, temperature=temperature,
+            top_k=top_k, top_p=top_p, generator=generator, on_step=on_step,
+        )  # fmt: skip

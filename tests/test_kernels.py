@@ -1,13 +1,13 @@
-"""The decoding steps' output layer through a oneDNN-packed weight equals F.linear."""
+"""Decoding's products through a oneDNN-packed weight (`atento.kernels`) equal F.linear."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from atento.nn import packed
-from atento.nn.packed import decode_linear
+from atento import kernels
+from atento.kernels import decode_linear
 
-pytestmark = pytest.mark.skipif(not packed._available(), reason="no oneDNN in this torch")
+pytestmark = pytest.mark.skipif(not kernels._available(), reason="no oneDNN in this torch")
 
 
 def _layer(rows: int = 6, bias: bool = True):
@@ -26,7 +26,7 @@ def test_packed_weight_gives_f_linear_in_fp32(rows, monkeypatch):
         expected = F.linear(x, weight, bias)
     assert out.dtype == torch.float32 and out.shape == (rows, 300)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert packed._packed[id(weight)].choice == {(torch.float32, rows.bit_length()): True}
+    assert kernels._packed[id(weight)].choice == {(torch.float32, rows.bit_length()): True}
 
 
 def test_packed_weight_under_bf16_autocast_stays_within_bf16_rounding(monkeypatch):
@@ -37,7 +37,7 @@ def test_packed_weight_under_bf16_autocast_stays_within_bf16_rounding(monkeypatc
         autocast = F.linear(x, weight, bias)
     assert out.dtype == autocast.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), autocast.float(), rtol=2e-2, atol=2e-2)
-    assert torch.bfloat16 in packed._packed[id(weight)].packed
+    assert torch.bfloat16 in kernels._packed[id(weight)].packed
 
 
 def test_plain_and_gradients_take_f_linear_exactly(monkeypatch):
@@ -45,11 +45,11 @@ def test_plain_and_gradients_take_f_linear_exactly(monkeypatch):
     monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
     out = decode_linear(x, weight, bias)  # gradients on: F.linear, differentiable
     assert out.requires_grad and torch.equal(out, F.linear(x, weight, bias))
-    assert id(weight) not in packed._packed
+    assert id(weight) not in kernels._packed
     monkeypatch.setenv("ATENTO_DECODE_KERNEL", "plain")
     with torch.no_grad():
         assert torch.equal(decode_linear(x, weight, bias), F.linear(x, weight, bias))
-    assert id(weight) not in packed._packed
+    assert id(weight) not in kernels._packed
 
 
 def test_a_weight_changed_in_place_is_packed_again(monkeypatch):
@@ -67,8 +67,8 @@ def test_auto_measures_once_per_size_class_and_keeps_the_result(monkeypatch):
     x, weight, bias = _layer(rows=5)
     with torch.no_grad():
         first = decode_linear(x, weight, bias)
-        choice = dict(packed._packed[id(weight)].choice)
+        choice = dict(kernels._packed[id(weight)].choice)
         assert list(choice) == [(torch.float32, 3)]  # 4..7 rows: one class
         second = decode_linear(x[:4], weight, bias)
-    assert packed._packed[id(weight)].choice == choice
+    assert kernels._packed[id(weight)].choice == choice
     torch.testing.assert_close(first[:4], second, rtol=1e-5, atol=1e-5)
