@@ -105,7 +105,7 @@ def test_mlm_drop_contained_pretrains_on_the_maximal_rows(toy_data, tmp_path) ->
         raw["data"]["drop_contained"] = flag
         task = task_class("mlm")(config_from_dict(raw), log=lambda *_: None)
         task.prepare(None, None)  # the sentences as the corpus store holds them
-        tok, store = task.tokenizers["text"], task.train
+        tok, store = task.tokenizers["text"], task.store
         rows = [store.train.row(i) for i in range(len(store.train))]
         rows += [store.valid.row(i) for i in range(len(store.valid))]
         assert len(rows) == expected and len(store.valid) == expected - int(expected * 0.66)

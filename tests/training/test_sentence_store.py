@@ -81,7 +81,7 @@ def test_mlm_equals_the_in_memory_path(toy_data, tmp_path, kind) -> None:
     context = cfg.model.context
     ids = _old_mlm_ids(tok, train, context)
     assert task.valid_ids == _old_mlm_ids(tok, valid, context)
-    assert any(len(s) == context for s in ids) and len(ids) == len(task.train)
+    assert any(len(s) == context for s in ids) and len(ids) == len(task.store)
     sampler = TokenBatchSampler([(len(s), len(s)) for s in ids],
                                 batch_tokens=cfg.train.batch_tokens, shuffle=True,
                                 seed=cfg.train.seed)  # fmt: skip
@@ -104,7 +104,7 @@ def test_classify_equals_the_in_memory_path(toy_data, tmp_path, arch) -> None:
     assert task.tokenizers["labels"].labels == sorted(set(train.labels)) == ["0", "1"]
     ids, cut = task.encode(train)  # main's: encode_batch, cut, [CLS] x [SEP] / x + end
     labels = task.label_ids(train)
-    assert cut > 0 and len(ids) == len(task.train) == len(labels)
+    assert cut > 0 and len(ids) == len(task.store) == len(labels)
     sampler = TokenBatchSampler([(len(s), len(s)) for s in ids],
                                 batch_tokens=cfg.train.batch_tokens, shuffle=True,
                                 seed=cfg.train.seed)  # fmt: skip
@@ -131,13 +131,13 @@ def test_a_second_run_reuses_the_store_and_a_changed_input_rebuilds_it(tmp_path)
     manifest = (stores_root() / key / "manifest.json").read_text()
     before = _store_names()
     second = _trainer(raw, tmp_path / "b")  # found, not built again
-    assert second.task.train.store.key == key and _store_names() == before
+    assert second.task.store.store.key == key and _store_names() == before
     assert (stores_root() / key / "manifest.json").read_text() == manifest
     assert json.loads((tmp_path / "b" / "store.json").read_text())["key"] == key
     assert first.task.tokenizers["labels"].labels == ["0", "1"]
     write_tsv(data["train"], [*toy_sentences(80, 5)[:-1], ("a new sentence here", "2")])
     third = _trainer(raw, tmp_path / "c")  # a changed training file: another store
-    assert third.task.train.store.key != key and len(_store_names()) == len(before) + 1
+    assert third.task.store.store.key != key and len(_store_names()) == len(before) + 1
     assert third.task.tokenizers["labels"].labels == ["0", "1", "2"]
 
 
@@ -150,7 +150,7 @@ def test_mlm_resume_maps_the_store_the_run_recorded(toy_data, tmp_path) -> None:
     before = _store_names()
     raw["train"]["max_steps"] = 5
     resumed = _trainer(raw, run, resume=True)
-    assert resumed.task.train.store.key == key
+    assert resumed.task.store.store.key == key
     resumed.fit()
     assert _store_names() == before  # no second store
 

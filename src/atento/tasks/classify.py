@@ -43,7 +43,7 @@ from atento.config import check
 from atento.data.batching import Movable, TokenBatchSampler, pad_rows
 from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
 from atento.data.lines import LinePolicy, fit_lengths
-from atento.data.store import SentenceData, labelled_source
+from atento.data.store import SentenceData, SentenceSource, labelled_source
 from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.errors import AtentoError
@@ -163,15 +163,19 @@ class ClassifyTask(Task):
     ) -> SentenceData:  # fmt: skip
         """The training sentences' corpus store, with their classes (found, waited for or
         built; `atento prepare`)."""
-        source = labelled_source(self.cfg.data.train, self.cfg.data.format, labelled=True)
-        return open_sentences(self, source, run_dir, tokenizers, workers=workers, verify=verify)
+        return open_sentences(self, self.source(), run_dir, tokenizers, workers=workers,
+                              verify=verify)  # fmt: skip
+
+    def source(self) -> SentenceSource:
+        """The training file's sentences and labels, streamed."""
+        return labelled_source(self.cfg.data.train, self.cfg.data.format, labelled=True)
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
-        source = labelled_source(data.train, data.format, labelled=True)
-        self.train, text, self.pretrained = load_sentences(self, source, run_dir, tokenizers)
+        self.store, text, self.pretrained = load_sentences(self, self.source(), run_dir,
+                                                           tokenizers)  # fmt: skip
         if tokenizers is None:  # the sorted distinct labels of the training file
-            labels = LabelSet(self.train.classes or [])
+            labels = LabelSet(self.store.classes or [])
             if run_dir is not None:
                 labels.save(run_dir, "labels")
             tokenizers = {**text, "labels": labels}
@@ -182,9 +186,9 @@ class ClassifyTask(Task):
         self.valid_ids, _ = self.encode(valid)
         self.valid_labels = self.label_ids(valid)
         limit = self.piece_limit()
-        if limit is not None and (cut := int((np.asarray(self.train.train.lengths) > limit).sum())):
+        if limit is not None and (cut := int((np.asarray(self.store.train.lengths) > limit).sum())):
             self.log(f"{cut} training sentence(s) cut to model.context={self.cfg.model.context}")
-        lengths = row_lengths(self.train.train.lengths, limit, self.overhead())
+        lengths = row_lengths(self.store.train.lengths, limit, self.overhead())
         self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
                                          shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
 
@@ -193,7 +197,7 @@ class ClassifyTask(Task):
         resumed run's training file gained a label: an error)."""
         labels: LabelSet = self.tokenizers["labels"]
         out = []
-        for label in self.train.classes or []:
+        for label in self.store.classes or []:
             i = labels.index(label)
             if i is None:
                 raise AtentoError(
@@ -222,7 +226,7 @@ class ClassifyTask(Task):
             start = f"from {p.run} ({p.task} run, step {p.step})"
         labels = self.tokenizers["labels"].labels
         return (
-            f"{len(self.train):,} training sentences, {len(self.valid_ids):,} validation, "
+            f"{len(self.store):,} training sentences, {len(self.valid_ids):,} validation, "
             f"{len(labels)} classes ({', '.join(labels)}), vocabulary "
             f"{self.tokenizers['text'].vocab_size}; {start}"
         )
@@ -230,15 +234,15 @@ class ClassifyTask(Task):
     def collate(self, indices: list[int]) -> ClassBatch:
         """The model inputs (`sequence`) of the store's rows, cut to the model's length, and
         their class indices."""
-        rows, limit = self.train.train, self.piece_limit()
+        rows, limit = self.store.train, self.piece_limit()
         cut = [rows.row(i)[:limit] for i in indices]
         if self.causal:
             ids, pad_mask = pad_rows(cut, first=None, last=self.end_id)
         else:
             tok = self.tokenizers["text"]
             ids, pad_mask = pad_rows(cut, first=tok.bos_id, last=tok.eos_id)
-        assert self.train.labels is not None
-        labels = torch.from_numpy(self.class_of[self.train.labels[np.asarray(indices)]])
+        assert self.store.labels is not None
+        labels = torch.from_numpy(self.class_of[self.store.labels[np.asarray(indices)]])
         return ClassBatch(ids, pad_mask, labels)
 
     def count(self, batch: ClassBatch) -> int:

@@ -154,21 +154,21 @@ class MaskedLMTask(Task):
                               verify=verify)  # fmt: skip
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
-        self.train, self.tokenizers, self.pretrained = load_sentences(
+        self.store, self.tokenizers, self.pretrained = load_sentences(
             self, self.source(), run_dir, tokenizers
         )
         self.valid_ids = self._valid_seqs()
         context = self.cfg.model.context
-        cut = int((np.asarray(self.train.train.lengths) + 2 > context).sum())
+        cut = int((np.asarray(self.store.train.lengths) + 2 > context).sum())
         if cut:
             self.log(f"{cut} training sentence(s) cut to model.context={context} tokens")
-        lengths = row_lengths(self.train.train.lengths, context - 2, 2)
+        lengths = row_lengths(self.store.train.lengths, context - 2, 2)
         self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
                                          shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
 
     def _valid_seqs(self) -> list[list[int]]:
         """The store's validation sentences as `[CLS] x [SEP]` id lists (cut to the context)."""
-        tok, valid = self.tokenizers["text"], self.train.valid
+        tok, valid = self.tokenizers["text"], self.store.valid
         assert valid is not None
         keep = self.cfg.model.context - 2
         return [[tok.bos_id, *valid.row(i)[:keep].tolist(), tok.eos_id]
@@ -186,7 +186,7 @@ class MaskedLMTask(Task):
 
     def describe(self) -> str:
         return (
-            f"{len(self.train):,} pretraining sentences ({self.train.left_out['train']:,} "
+            f"{len(self.store):,} pretraining sentences ({self.store.left_out['train']:,} "
             f"excluded), "
             f"{len(self.valid_ids):,} validation, vocabulary {self.text_vocab} + [MASK]"
         )
@@ -205,7 +205,7 @@ class MaskedLMTask(Task):
     def collate(self, indices: list[int]) -> MaskedBatch:
         """`[CLS] x [SEP]` of the store's rows (cut to model.context), masked with torch's
         global generator."""
-        tok, rows, keep = self.tokenizers["text"], self.train.train, self.cfg.model.context - 2
+        tok, rows, keep = self.tokenizers["text"], self.store.train, self.cfg.model.context - 2
         ids, pad_mask = pad_rows([rows.row(i)[:keep] for i in indices], first=tok.bos_id,
                                  last=tok.eos_id)  # fmt: skip
         return self._masked(ids, pad_mask)
@@ -264,7 +264,7 @@ class MaskedLMTask(Task):
             sentences = read_labelled(text, "text").sentences
             seqs, _ = sentence_ids(self.tokenizers["text"], sentences, self.cfg.model.context)
         else:  # the validation sentences, from the run's store (built again if it is gone)
-            self.train = open_sentences(self, self.source(), getattr(run, "path", None),
+            self.store = open_sentences(self, self.source(), getattr(run, "path", None),
                                         run.tokenizers)  # fmt: skip
             seqs = self._valid_seqs()
         with torch.no_grad():
