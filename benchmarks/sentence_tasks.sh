@@ -83,5 +83,6 @@ for name in sorted({r["label"].split(" ", 1)[1] for r in rows}):
         vals = [r["target_tokens_per_second"] for r in rows if r["label"] == f"{s} {name}"]
         med[s] = statistics.median(vals)
         line += f" {s} {med[s]:>8.1f} ({', '.join(f'{v:.0f}' for v in vals)})"
-    print(line + f"  new/base {med['new'] / med['base']:.3f}")
+    ratio = f"{med['new'] / med['base']:.3f}" if med["base"] else "n/a (raise SECONDS_BUDGET)"
+    print(line + f"  new/base {ratio}")
 PY
