@@ -72,3 +72,14 @@ def test_auto_measures_once_per_size_class_and_keeps_the_result(monkeypatch):
         second = decode_linear(x[:4], weight, bias)
     assert kernels._packed[id(weight)].choice == choice
     torch.testing.assert_close(first[:4], second, rtol=1e-5, atol=1e-5)
+
+
+def test_a_packed_copy_that_no_size_class_uses_is_dropped(monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "auto")
+    monkeypatch.setattr(kernels, "MARGIN", 0.0)  # the packed kernel can never win
+    x, weight, bias = _layer(rows=3)
+    with torch.no_grad():
+        out = decode_linear(x, weight, bias)
+    assert torch.equal(out, F.linear(x, weight, bias))
+    entry = kernels._packed[id(weight)]
+    assert entry.choice == {(torch.float32, 2): False} and entry.packed == {}

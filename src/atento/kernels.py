@@ -69,41 +69,47 @@ def _best_time(fn, calls: int = 2) -> float:
     return best
 
 
+def _entry(weight: Tensor, bias: Tensor | None) -> _Entry:
+    """The weight's entry (under `_lock`), new when the weight or bias changed in place."""
+    version = (weight._version, -1 if bias is None else bias._version)
+    entry = _packed.get(id(weight))
+    if entry is None or entry.version != version:
+        if entry is None:
+            weakref.finalize(weight, _packed.pop, id(weight), None)
+        entry = _packed[id(weight)] = _Entry(version)
+    return entry
+
+
 def decode_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (N, D) -> x W^T + b (N, V) for a decoding step: `F.linear`, or the oneDNN-packed
     weight where it was measured faster for this weight, precision and number of rows
-    (module doc). With gradients, off the CPU, or with ATENTO_DECODE_KERNEL=plain: `F.linear`."""
+    (module doc). With gradients, off the CPU, or with ATENTO_DECODE_KERNEL=plain: `F.linear`.
+    A packed copy is kept only while some size class of rows uses it."""
     mode = os.environ.get("ATENTO_DECODE_KERNEL", "auto")
     dtype = _dtype(x, weight)
     if (mode == "plain" or dtype is None or torch.is_grad_enabled() or x.dim() != 2
             or x.device.type != "cpu" or not _available()):  # fmt: skip
         return F.linear(x, weight, bias)
     x = x.contiguous()
-    version = (weight._version, -1 if bias is None else bias._version)
+    key = (dtype, x.size(0).bit_length())
+
+    def fast() -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(
+            x.to(dtype), entry.packed[dtype], entry.bias[dtype], "none", [], ""
+        )
+
     with _lock:
-        entry = _packed.get(id(weight))
-        if entry is None or entry.version != version:
-            if entry is None:
-                weakref.finalize(weight, _packed.pop, id(weight), None)
-            entry = _packed[id(weight)] = _Entry(version)
-        if dtype not in entry.packed:
-            entry.packed[dtype] = torch.ops.mkldnn._reorder_linear_weight(
-                weight.detach().to(dtype), x.size(0)
-            )
-            entry.bias[dtype] = None if bias is None else bias.detach().to(dtype)
-        packed, packed_bias = entry.packed[dtype], entry.bias[dtype]
-
-        def fast() -> Tensor:
-            return torch.ops.mkldnn._linear_pointwise(
-                x.to(dtype), packed, packed_bias, "none", [], ""
-            )
-
-        key = (dtype, x.size(0).bit_length())
+        entry = _entry(weight, bias)
         if key not in entry.choice:
-            if mode == "packed":
-                entry.choice[key] = True
-            else:
-                plain = _best_time(lambda: F.linear(x, weight, bias))
-                entry.choice[key] = _best_time(fast) <= MARGIN * plain
+            if dtype not in entry.packed:
+                entry.packed[dtype] = torch.ops.mkldnn._reorder_linear_weight(
+                    weight.detach().to(dtype), x.size(0)
+                )
+                entry.bias[dtype] = None if bias is None else bias.detach().to(dtype)
+            entry.choice[key] = mode == "packed" or (
+                _best_time(fast) <= MARGIN * _best_time(lambda: F.linear(x, weight, bias))
+            )
+            if not any(used for (d, _), used in entry.choice.items() if d == dtype):
+                del entry.packed[dtype], entry.bias[dtype]  # F.linear everywhere so far
         use_packed = entry.choice[key]
     return fast() if use_packed else F.linear(x, weight, bias)
