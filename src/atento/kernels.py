@@ -1,15 +1,18 @@
-"""A decoding step's output layer through a weight packed once for oneDNN, where it is faster.
+"""Decoding's matrix products through a weight packed once for oneDNN, where that is faster.
 
 `F.linear` multiplies by the plain (V, D) weight at every step. oneDNN's linear with the weight
 reordered once into its own blocked layout (`torch.ops.mkldnn._reorder_linear_weight` and
-`_linear_pointwise`, what inductor's freezing uses) skips the per-call work on the weight: on a
-2-core AMD EPYC (avx512_bf16, one thread) Marian's beam-5 output layer (160 x 512 -> 58,101) ran
-1.75x faster in fp32 and 1.17x in bf16, GPT-2's (8 x 768 -> 50,257) 2.5x in fp32 and 1.7x in
-bf16 (`benchmarks/decode_kernels.py`). Which kernel wins depends on the CPU and on the number of
-rows, so nothing is assumed: the first call for a weight, a precision and a size class of rows
-(1, 2-3, 4-7, ...) times both kernels (after one warm-up call each, the best of two) and keeps
-the packed one only if it is at least 5 % faster. The packed copy is made once per weight and
-precision and made again when the weight changes in place (a training run's validation).
+`_linear_pointwise`, what inductor's freezing uses) skips the per-call work on the weight;
+for the shapes of beam-5 Marian's output layer (160 x 512 -> 58,101) and of GPT-2's products
+at batch 1 and 8 it was clearly faster on a 2-core AMD EPYC, in fp32 and in bf16
+(`benchmarks/decode_kernels.py` measures each shape on the CPU at hand). Which kernel wins
+depends on the CPU and on the number of rows, so nothing is assumed: the first call for a
+weight, a precision and a size class of rows (1, 2-3, 4-7, ...) times both kernels (after one
+warm-up call each, the best of two) and keeps the packed one only if it is at least 5 %
+faster. The packed copy is made once per weight and precision, made again when the weight
+changes in place (a training run's validation), and dropped while no size class uses it.
+Callers: the translation Transformer's and the language models' output layer in `step`, and
+every product of the language models' lean cached step (`Block.step`).
 
 Numbers: under CPU bf16 autocast both kernels multiply bf16 by bf16 (autocast's own cast of
 the weight, or the packed bf16 copy), so bf16 decoding stays within bf16's rounding. In fp32
