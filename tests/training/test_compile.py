@@ -87,13 +87,16 @@ def test_a_failing_compile_falls_back_to_the_plain_path(tmp_path, monkeypatch):
     plain = _losses(Trainer(_config("off"), tmp_path / "plain", progress=False), 3)
     monkeypatch.setattr(nn.Module, "compile", broken)
     logged: list[str] = []
-    trainer = Trainer(_config("on"), tmp_path / "on", progress=False)
+    trainer = Trainer(_config("on", "runtime.compile_scope=layers"), tmp_path / "on",
+                      progress=False)  # fmt: skip
     trainer.compiler.log = logged.append
-    assert trainer.compiler.enabled and trainer.model._compiled_call_impl is not None
+    layers = [*trainer.model.encoder_layers, *trainer.model.decoder_layers]
+    assert trainer.compiler.enabled and trainer.compiler.compiled == layers
+    assert all(m._compiled_call_impl is not None for m in layers)
     assert _losses(trainer, 3) == plain
     assert logged == ["runtime.compile: compiling failed (RuntimeError: C++ compile error); "
                       "training goes on without it"]  # fmt: skip
-    assert trainer.model._compiled_call_impl is None
+    assert all(m._compiled_call_impl is None for m in layers)
     summary = trainer.compiler.summary()
     assert summary["compile"] == "off" and summary["compile_failed"].startswith("RuntimeError")
 

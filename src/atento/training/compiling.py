@@ -90,14 +90,28 @@ def compile_targets(model: nn.Module, scope: str) -> list[nn.Module]:
     return [m for m in model.children() if any(True for _ in m.parameters())]
 
 
-def _dynamo_counts() -> tuple[int, float]:
-    """(graphs compiled so far in this process, seconds dynamo spent compiling them)."""
-    from torch._dynamo.utils import compile_times, counters
+def _graphs() -> int:
+    """Graphs dynamo compiled so far in this process (a counter read: cheap every step)."""
+    from torch._dynamo.utils import counters
 
-    graphs = int(counters["stats"]["unique_graphs"])
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _compile_seconds() -> float:
+    """Seconds dynamo spent compiling so far in this process (its own timer)."""
+    from torch._dynamo.utils import compile_times
+
     names, values = compile_times(repr="csv", aggregate=True)
-    seconds = dict(zip(names, values, strict=True)).get("_compile.compile_inner", 0.0)
-    return graphs, float(seconds)
+    return float(dict(zip(names, values, strict=True)).get("_compile.compile_inner", 0.0))
+
+
+def _allow_recompiles(modules: int) -> None:
+    """Room in dynamo's per-code cache for one entry per compiled module: every module's
+    compiled call shares the code of `Module._call_impl`, and past the limit (8) dynamo would
+    quietly run the remaining layers of a deep model eagerly."""
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 4 * modules)
 
 
 class StepCompiler:
@@ -111,12 +125,13 @@ class StepCompiler:
         self.failed: str | None = None
         self.graphs = 0
         self.step_seconds = 0.0  # wall time of the steps that compiled something
-        self._base = _dynamo_counts() if enabled else (0, 0.0)
+        self._base = (_graphs(), _compile_seconds()) if enabled else (0, 0.0)
         self.compiled: list[nn.Module] = []
         if enabled:
-            for module in compile_targets(model, scope):
+            self.compiled = compile_targets(model, scope)
+            _allow_recompiles(len(self.compiled))
+            for module in self.compiled:
                 module.compile(dynamic=True)
-                self.compiled.append(module)
 
     @classmethod
     def build(cls, model: nn.Module, runtime: RuntimeConfig, placement: Placement, *, arch: str,
@@ -149,8 +164,7 @@ class StepCompiler:
         except Exception as exc:  # noqa: BLE001 - any compiler error: the plain path decides
             self.disable(exc)
             return step()
-        graphs, _ = _dynamo_counts()
-        self.graphs = graphs - self._base[0]
+        self.graphs = _graphs() - self._base[0]
         if self.graphs != before:
             self.step_seconds += time.perf_counter() - tick
         return out
@@ -172,9 +186,8 @@ class StepCompiler:
         includes the backward's compilation), and the failure that turned it off, if any."""
         out: dict[str, Any] = {"compile": "on" if self.enabled else "off"}
         if self.enabled or self.failed:
-            _, seconds = _dynamo_counts()
             out.update(compile_scope=self.scope, compile_graphs=self.graphs,
-                       compile_seconds=round(seconds - self._base[1], 1),
+                       compile_seconds=round(_compile_seconds() - self._base[1], 1),
                        compile_step_seconds=round(self.step_seconds, 1))  # fmt: skip
         if self.failed:
             out["compile_failed"] = self.failed
