@@ -5,7 +5,7 @@ from /proc every `--every` seconds, printed as a timeline with the peak (issue 2
         configs/multi30k_fr_en_transformer.yaml data.dir=../shared/data/multi30k \
         runtime.precision=bf16
 
-The run goes into a temporary directory (removed afterwards). The last line is JSON: the
+The run goes into a temporary directory (removed afterwards) unless `--out` names one. The last line is JSON: the
 samples (seconds, MiB), the peak and the run's own `peak_memory_mb`.
 """
 
@@ -34,10 +34,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0, help="train.max_minutes of the run")
     p.add_argument("--every", type=float, default=30.0, help="seconds between RSS samples")
+    p.add_argument("--out", type=Path, help="keep the run here (default: a temporary directory)")
     p.add_argument("train_args", nargs="+", help="CONFIG [overrides] for `atento train`")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
+        run_dir = args.out or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "atento", "train", *args.train_args,
                f"train.max_minutes={args.minutes}", "--out", str(run_dir)]  # fmt: skip
         start = time.monotonic()

@@ -10,14 +10,17 @@ against the number of labelled training rows, three arms:
 - `bow`: the bag-of-words logistic regression of `sst2_pretraining.py` on the same rows.
 
     .venv/bin/python experiments/sst2_learning_curve.py [--sizes 500 2000 8000 all]
-        [--seeds 1 2 3] [--arms pretrained scratch bow] [--minutes 10]
-        [--pretrain-minutes 60] [--pretrain-set KEY=VALUE ...] [--set KEY=VALUE ...]
+        [--seeds 1 2 3] [--arms pretrained scratch bow] [--minutes 10 | --steps N]
+        [--pretrain-minutes 60 | --pretrain-steps N] [--pretrain-set KEY=VALUE ...]
+        [--set KEY=VALUE ...]
         [--runs runs/exp_curve] [--out experiments/results/sst2_learning_curve] [--summarize]
 
 Labelled subsets: for seed s, the training rows in the order of `random.Random(s).shuffle`,
 and the first N of them: nested (the 500 rows of a seed are among its 2,000), seeded, NOT
 label-balanced (a plain random sample keeps the file's ~56 % positive). `all` is the whole
-file. Each fine-tuning run gets the same wall-clock budget (`--minutes`) and validates once,
+file. Each fine-tuning run gets the same budget, wall-clock (`--minutes`) or in updates
+(`--steps`, the same on any machine and under any load; `--pretrain-steps` likewise for the
+pretraining), and validates once,
 at its end (`train.valid_every=0`), so the checkpoint that `atento evaluate --json` scores is
 the last one: nothing is selected on the validation set. `--set` overrides go to every
 `atento train` (e.g. runtime.threads=2), `--pretrain-set` to the pretraining only (default
@@ -93,7 +96,7 @@ def summary(rows: list[dict]) -> str:
     lines = [
         "SST-2 learning curve, sentence_split/valid.tsv (1,000 whole sentences) accuracy",
         f"{'arm':11} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
-        f"{'steps':>6} {'minutes':>7}",
+        f"{'steps':>6} {'budget':>11} {'train min':>9}",
     ]
     for arm in ARMS:
         for size in sorted({r["labelled"] for r in rows if r["arm"] == arm}):
@@ -101,15 +104,19 @@ def summary(rows: list[dict]) -> str:
             acc = [r["accuracy"] for r in group]
             sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
             steps = f"{statistics.mean(r['steps'] for r in group):.0f}" if arm != "bow" else "-"
-            minutes = f"{group[0]['minutes']:g}" if arm != "bow" else "-"
+            spent, name = "-", "-"
+            if arm != "bow":
+                name = group[0].get("budget", f"{group[0]['minutes']:g} min")
+                spent = f"{statistics.mean(r.get('train_seconds', 0) for r in group) / 60:.1f}"
             lines.append(
                 f"{arm:11} {size:8d} {len(acc):2d}  {statistics.mean(acc):.4f} +- {sd:.4f}"
-                f"{'':5} {min(acc):.4f}..{max(acc):.4f} {steps:>6} {minutes:>7}"
+                f"{'':5} {min(acc):.4f}..{max(acc):.4f} {steps:>6} {name:>11} {spent:>9}"
             )
     pre = {r["pretrain"]["run"]: r["pretrain"] for r in rows if r.get("pretrain")}
     for info in pre.values():
         lines.append(
-            f"pretraining ({info['run']}): {info['minutes']:g} min, {info['steps']} updates, "
+            f"pretraining ({info['run']}): {info.get('budget') or budget_name(info['minutes'], 0)}"
+            f", {info['steps']} updates, "
             f"masked-token accuracy {info.get('accuracy', float('nan')):.3f}"
         )
     machines = sorted({r["machine"] for r in rows if r.get("machine")})
@@ -155,11 +162,23 @@ def write_reports(rows: list[dict], out: Path) -> None:
 def pretrain(args, log) -> dict:
     """The one MLM pretraining run shared by every size and seed (read back when done)."""
     out = Path(args.runs) / "mlm"
-    overrides = [f"train.max_minutes={args.pretrain_minutes}", "train.seed=1",
+    overrides = [*budget(args.pretrain_minutes, args.pretrain_steps), "train.seed=1",
                  *args.set, *args.pretrain_set]  # fmt: skip
     result = train("configs/sst2_mlm.yaml", fresh(out, log), overrides, log)
     return {"run": str(out), "minutes": args.pretrain_minutes, "steps": result["steps"],
+            "budget": budget_name(args.pretrain_minutes, args.pretrain_steps),
             "accuracy": result["last"].get("accuracy"), "overrides": overrides}  # fmt: skip
+
+
+def budget(minutes: float, steps: int) -> list[str]:
+    """The overrides of a budget: `steps` updates when given (no time limit), else minutes."""
+    if steps:
+        return [f"train.max_steps={steps}", "train.max_minutes=0"]
+    return [f"train.max_minutes={minutes}"]
+
+
+def budget_name(minutes: float, steps: int) -> str:
+    return f"{steps} steps" if steps else f"{minutes:g} min"
 
 
 def fresh(out: Path, log) -> Path:
@@ -178,13 +197,14 @@ def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict
     path = write_subset(ROOT / train_path, size, seed, ROOT / args.runs / "subsets" / f"{name}.tsv")
     subset = os.path.relpath(path, ROOT)  # as the configs name their files
     row = {"arm": arm, "labelled": size, "seed": seed, "minutes": args.minutes,
+           "budget": budget_name(args.minutes, args.steps),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{cpu_model()} ({cpu_flags()})"}  # fmt: skip
     if arm == "bow":
         bow = bag_of_words(subset, valid_path, fmt)
         return {**row, "minutes": 0.0, **bow}
     init = f"model.init_from={pre['run']}" if arm == "pretrained" else "model.init_from="
-    overrides = [f"data.train={subset}", init, f"train.max_minutes={args.minutes}",
+    overrides = [f"data.train={subset}", init, *budget(args.minutes, args.steps),
                  f"train.seed={seed}", "train.valid_every=0", *args.set]  # fmt: skip
     out = fresh(Path(args.runs) / f"{arm}_{name}", log)
     result = train("configs/sst2_bert.yaml", out, overrides, log)
@@ -197,12 +217,23 @@ def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict
 
 def check_budgets(rows: list[dict], args) -> None:
     """One OUT per budget: the runs already in it must have this call's budgets."""
+    want = (budget_name(args.minutes, args.steps),
+            budget_name(args.pretrain_minutes, args.pretrain_steps))  # fmt: skip
     for r in rows:
-        pre = (r.get("pretrain") or {}).get("minutes", args.pretrain_minutes)
-        if r["arm"] != "bow" and (r["minutes"], pre) != (args.minutes, args.pretrain_minutes):
+        if r["arm"] == "bow":
+            continue
+        pre = r.get("pretrain") or {}
+        pre_minutes = pre.get("minutes", args.pretrain_minutes)
+        have = (r.get("budget") or budget_name(r["minutes"], 0),
+                pre.get("budget") or budget_name(pre_minutes, 0))  # fmt: skip
+        if r["arm"] == "scratch":
+            have, wanted = have[:1], want[:1]
+        else:
+            wanted = want
+        if have != wanted:
             raise SystemExit(
-                f"{args.out}.jsonl holds runs of --minutes {r['minutes']:g} "
-                f"--pretrain-minutes {pre:g}: give these budgets, or another --out"
+                f"{args.out}.jsonl holds runs of budget {' / pretraining '.join(have)}: "
+                "give these budgets, or another --out"
             )
 
 
@@ -218,8 +249,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--minutes", type=float, default=10.0, help="fine-tuning minutes per run")
+    p.add_argument("--steps", type=int, default=0,
+                   help="fine-tuning updates per run instead of --minutes")  # fmt: skip
     p.add_argument("--pretrain-minutes", type=float, default=60.0,
                    help="minutes of the one MLM pretraining run")  # fmt: skip
+    p.add_argument("--pretrain-steps", type=int, default=0,
+                   help="updates of the MLM pretraining instead of --pretrain-minutes")  # fmt: skip
     p.add_argument("--pretrain-set", nargs="*", default=["data.drop_contained=true"],
                    metavar="KEY=VALUE", help="overrides of the pretraining run")  # fmt: skip
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

@@ -99,6 +99,24 @@ def test_bad_sizes_are_one_line_errors():
 
 def test_a_jsonl_of_another_budget_is_refused():
     args = curve.parse_args(["--minutes", "5", "--pretrain-minutes", "60", "--out", "x/c"])
-    with pytest.raises(SystemExit, match="x/c.jsonl holds runs of --minutes 10"):
+    with pytest.raises(SystemExit, match="x/c.jsonl holds runs of budget 10 min / pretraining"):
         curve.check_budgets(ROWS, args)
     curve.check_budgets(ROWS, curve.parse_args(["--pretrain-minutes", "60"]))  # the same: fine
+    steps = curve.parse_args(["--steps", "800", "--pretrain-steps", "5000"])
+    with pytest.raises(SystemExit, match="budget 10 min / pretraining 60 min"):
+        curve.check_budgets(ROWS, steps)
+
+
+def test_a_budget_in_steps_sets_no_time_limit_and_is_checked():
+    assert curve.budget(10.0, 0) == ["train.max_minutes=10.0"]
+    assert curve.budget(10.0, 800) == ["train.max_steps=800", "train.max_minutes=0"]
+    args = curve.parse_args(["--steps", "800", "--pretrain-steps", "5000"])
+    rows = [{**r, "budget": "800 steps"} for r in ROWS]
+    for r in rows:
+        if r.get("pretrain"):
+            r["pretrain"] = {**r["pretrain"], "budget": "5000 steps"}
+    curve.check_budgets(rows, args)  # the same budgets: fine
+    with pytest.raises(SystemExit, match="budget 800 steps / pretraining 5000 steps"):
+        curve.check_budgets(rows, curve.parse_args(["--steps", "900", "--pretrain-steps", "5000"]))
+    assert " 800 steps " in curve.summary(rows)
+    assert "pretraining (runs/x/mlm): 5000 steps, 9000 updates" in curve.summary(rows)
