@@ -55,6 +55,9 @@ class TrainConfig:
     # output layer + loss in fixed row chunks, logits never whole (training.fused_output):
     # null (auto) = on under bf16/fp16 autocast only (fp32 keeps the plain path); true; false
     fused_output: bool | None = None
+    # AdamW's fused kernel (torch's fused=True) instead of its per-parameter loop of tensor
+    # operations on a CPU (training.optimizer); false keeps earlier runs' updates bit for bit
+    fused_optimizer: bool = False
 
 
 @dataclass
