@@ -9,9 +9,9 @@ unrecorded (allocator, kernel caches and, with `runtime.compile=on`, the compila
 records `--steps` steps and prints the operators by self CPU time: each one's share of the
 recorded self time, grouped into matrix products (mm, addmm, bmm, ...), fused attention
 kernels, recurrent kernels (GRU / LSTM), compiled regions (`runtime.compile`) and everything
-else. The same table goes to `--out` (default
-`benchmarks/results/profile_<config>_<precision>.txt`). Shares are roughly meaningful on a busy
-machine; absolute times only on an idle one.
+else, and the optimizer step's share (its operators included). The same table goes to `--out`
+(default `benchmarks/results/profile_<config>_<precision>.txt`). Shares are roughly meaningful
+on a busy machine; absolute times only on an idle one.
 """
 
 from __future__ import annotations
@@ -68,13 +68,17 @@ def steps(trainer: Trainer, n: int, plan_state: dict) -> list[float]:
 
 def table(prof, top: int) -> tuple[str, dict[str, float]]:
     """The operators by self CPU time (share of the total) and the shares of the groups."""
-    rows = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
+    events = prof.key_averages()
+    rows = [(e.key, e.self_cpu_time_total, e.count) for e in events]
     rows = [r for r in rows if r[1] > 0 and not r[0].startswith("ProfilerStep")]
     rows.sort(key=lambda r: -r[1])
     total = sum(r[1] for r in rows) or 1.0
     groups: dict[str, float] = {}
     for name, us, _ in rows:
         groups[group(name)] = groups.get(group(name), 0.0) + us / total
+    # the optimiser's step with everything it calls (its operators are in the groups above too)
+    step = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
+    groups["(of which the optimizer step)"] = step / total
     lines = [f"{'operator':<58} {'group':<18} {'self ms':>10} {'share':>7} {'calls':>7}"]
     for name, us, count in rows[:top]:
         lines.append(f"{name[:58]:<58} {group(name):<18} {us / 1000:>10.1f} "
