@@ -78,7 +78,7 @@ def table(prof, top: int) -> tuple[str, dict[str, float]]:
         groups[group(name)] = groups.get(group(name), 0.0) + us / total
     # the optimiser's step with everything it calls (its operators are in the groups above too)
     step = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
-    groups["(of which the optimizer step)"] = step / total
+    groups["(of which the optimizer step)"] = step / total  # printed last
     lines = [f"{'operator':<58} {'group':<18} {'self ms':>10} {'share':>7} {'calls':>7}"]
     for name, us, count in rows[:top]:
         lines.append(f"{name[:58]:<58} {group(name):<18} {us / 1000:>10.1f} "
@@ -115,9 +115,9 @@ def main() -> None:
     ]
     if compiled:
         head.append("compile: " + ", ".join(f"{k} {v}" for k, v in compiled.items()))
+    order = sorted(groups.items(), key=lambda g: (g[0].startswith("("), -g[1]))
     head.append("self CPU time by group: " + ", ".join(
-        f"{name} {100 * share:.1f}%" for name, share in sorted(groups.items(), key=lambda g: -g[1])
-    ))  # fmt: skip
+        f"{name} {100 * share:.1f}%" for name, share in order))  # fmt: skip
     report = "\n".join([*head, "", text, ""])
     print(report)
     name = f"profile_{Path(args.config).stem}_{placement.precision}.txt"
