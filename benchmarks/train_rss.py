@@ -5,8 +5,8 @@ from /proc every `--every` seconds, printed as a timeline with the peak (issue 2
         configs/multi30k_fr_en_transformer.yaml data.dir=../shared/data/multi30k \
         runtime.precision=bf16
 
-The run goes into a temporary directory (removed afterwards) unless `--out` names one. The last
-line is JSON: the samples (seconds, MiB), the peak and the run's own `peak_memory_mb`.
+The run goes into a temporary directory (removed afterwards) unless `--out` names one. The
+last line is JSON: the samples (seconds, MiB), the peak and the run's own `peak_memory_mb`.
 """
 
 from __future__ import annotations

@@ -71,17 +71,23 @@ def atento(*args: str) -> list[str]:
     return ["flock", LOCK, sys.executable, "-m", "atento", *args]
 
 
-def train(config: str, out: Path, overrides: list[str], log, *, summarize: bool = False) -> dict:
+def train(
+    config: str, out: Path, overrides: list[str], log, *, summarize: bool = False,
+    resume: bool = False,
+) -> dict:  # fmt: skip
     """One `atento train CONFIG OVERRIDES --out OUT` under the shared lock; its result, wall
     time and last metrics. A run with a result.json is read back, not repeated; with
-    `summarize` a run without one raises NotRun."""
+    `summarize` a run without one raises NotRun; with `resume` an unfinished run continues
+    from its last checkpoint (`--resume auto`)."""
     done = ROOT / out / "result.json"
     if done.is_file():  # done before: resume
         result = json.loads(done.read_text())
         return {**result, "wall_seconds": run_wall(out), "curve": curve(metrics(out))}
     if summarize:
         raise NotRun(str(out))
-    cmd = atento("train", config, *overrides, "--out", str(out))
+    cmd = atento(
+        "train", config, *overrides, "--out", str(out), *(["--resume", "auto"] if resume else [])
+    )
     log(" ".join(cmd))
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -164,7 +164,8 @@ def pretrain(args, log) -> dict:
     out = Path(args.runs) / "mlm"
     overrides = [*budget(args.pretrain_minutes, args.pretrain_steps), "train.seed=1",
                  *args.set, *args.pretrain_set]  # fmt: skip
-    result = train("configs/sst2_mlm.yaml", fresh(out, log), overrides, log)
+    # it checkpoints at each validation: a session that stops it loses no more than that
+    result = train("configs/sst2_mlm.yaml", out, overrides, log, resume=True)
     return {"run": str(out), "minutes": args.pretrain_minutes, "steps": result["steps"],
             "budget": budget_name(args.pretrain_minutes, args.pretrain_steps),
             "accuracy": result["last"].get("accuracy"), "overrides": overrides}  # fmt: skip

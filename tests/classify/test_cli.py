@@ -10,6 +10,7 @@ import torch
 
 from atento.cli.main import main
 from atento.config_io import config_from_dict, dump_config
+from atento.data.labelled import read_labelled
 from atento.rundir import load_run
 from atento.tasks.classify import predict
 
@@ -172,6 +173,12 @@ def test_evaluate_an_mlm_run(mlm_run, tmp_path, capsys) -> None:
     report = json.loads(out)
     assert code == 0 and report["task"] == "mlm" and report["sentences"] == 2
     assert report["loss"] > 0 and 0 <= report["accuracy"] <= 1
+    code, out, _ = _run(["evaluate", mlm_run, "--json"], capsys)  # its validation sentences
+    report = json.loads(out)
+    data = load_run(mlm_run).cfg.data
+    excluded = set(read_labelled(data.exclude, "sst2").sentences)
+    n = sum(s not in excluded for s in read_labelled(data.train, "sst2").sentences)
+    assert code == 0 and report["text"] == "validation" and report["sentences"] == n - int(n * 0.95)
 
 
 def test_attention_draws_a_classified_sentence(bert_run, tmp_path, capsys) -> None:

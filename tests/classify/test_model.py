@@ -104,9 +104,14 @@ def test_mlm_drop_contained_pretrains_on_the_maximal_rows(toy_data, tmp_path) ->
     for flag, expected in ((False, 21), (True, 3)):
         raw["data"]["drop_contained"] = flag
         task = task_class("mlm")(config_from_dict(raw), log=lambda *_: None)
-        train, valid = task._sentences()
-        assert len(train) + len(valid) == expected
-    assert train + valid == ["a fine film", "a dull plot", "the actor was great"]
+        task.prepare(None, None)  # the sentences as the corpus store holds them
+        tok, store = task.tokenizers["text"], task.store
+        rows = [store.train.row(i) for i in range(len(store.train))]
+        rows += [store.valid.row(i) for i in range(len(store.valid))]
+        assert len(rows) == expected and len(store.valid) == expected - int(expected * 0.66)
+    kept = ["a fine film", "a dull plot", "the actor was great"]
+    assert [s for s, _ in task.source().train()] == kept  # what the store streams
+    assert [r.tolist() for r in rows] == [tok.encode(s) for s in kept]
 
 
 # ---------------------------------------------------------------- attention direction

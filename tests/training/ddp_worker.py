@@ -2,8 +2,8 @@
 
     python ddp_worker.py RUN_DIR RANK WORLD_SIZE PORT [key=value ...]     (RESUME=1: --resume)
 
-Trains configs/toy_dates.yaml with the overrides and writes RUN_DIR/rank{RANK}.json: the loss of
-every step and the batches (example indices) this rank took.
+Trains configs/toy_dates.yaml (or the config file CONFIG names) with the overrides and writes
+RUN_DIR/rank{RANK}.json: the loss of every step and the batches (example indices) this rank took.
 """
 
 import json
@@ -28,7 +28,7 @@ def main() -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(size))  # fmt: skip
     world = distributed.World(rank, size, rank, size)
-    cfg = load_config(CONFIG, overrides)
+    cfg = load_config(os.environ.get("CONFIG") or CONFIG, overrides)
     distributed.init(world, torch.device("cpu"), cfg.runtime.collective_timeout)
     trainer = Trainer(cfg, out, resume=os.environ.get("RESUME") == "1", progress=False,
                       world=world)  # fmt: skip

@@ -31,10 +31,11 @@ def _port() -> str:
         return str(s.getsockname()[1])
 
 
-def _ranks(run: Path, world: int, overrides: list[str], resume: bool = False) -> list[dict]:
+def _ranks(run: Path, world: int, overrides: list[str], resume: bool = False,
+           config: Path | None = None) -> list[dict]:  # fmt: skip
     """Train `world` ranks as plain processes; each rank's losses and batches."""
     port = _port()
-    env = {**os.environ, "RESUME": "1" if resume else "0"}
+    env = {**os.environ, "RESUME": "1" if resume else "0", "CONFIG": str(config or "")}
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), str(run), str(r), str(world), port, *overrides],
@@ -158,3 +159,23 @@ def test_nproc_starts_torchrun_for_this_machine(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["world_size"] == 2 and result["steps"] == 4
+
+
+def test_classifier_ranks_map_one_sentence_store(tmp_path, toy_data):
+    """MLM and classification prepare on every rank too: local rank 0 builds the sentence
+    store, the other waits for it; both train on one plan like one process."""
+    from atento.config_io import config_from_dict, dump_config
+    from atento.data.store import stores_root
+    from conftest import classify_config
+
+    config = tmp_path / "cls.yaml"
+    dump_config(config_from_dict(classify_config(toy_data)), config)
+    over = ["train.max_steps=3", "train.valid_every=0", "runtime.precision=fp32",
+            "runtime.collective_timeout=60", f"data.train={toy_data['valid']}"]  # fmt: skip
+    ranks = _ranks(tmp_path / "ddp", 2, over, config=config)
+    [single] = _ranks(tmp_path / "accum", 1, [*over, "train.accum_steps=2"], config=config)
+    assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"], abs=0)
+    assert ranks[0]["losses"] == pytest.approx(single["losses"], rel=1e-6)
+    key = json.loads((tmp_path / "ddp" / "store.json").read_text())["key"]
+    assert key == json.loads((tmp_path / "accum" / "store.json").read_text())["key"]
+    assert (stores_root() / key / "manifest.json").is_file()

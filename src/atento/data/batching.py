@@ -106,7 +106,7 @@ def collate(
     return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
 
 
-def _pad_rows(rows: Sequence[np.ndarray], *, first: int | None, last: int | None):
+def pad_rows(rows: Sequence[np.ndarray], *, first: int | None, last: int | None):
     """Rows of ids (numpy, any integer type) -> ids (N, L) long with `first` before and `last`
     after each row (None: nothing), PAD on the right, and mask (N, L) bool."""
     extra = (first is not None) + (last is not None)
@@ -131,9 +131,9 @@ def collate_arrays(
 ) -> Batch:  # fmt: skip
     """`collate` of pairs given as numpy rows (a corpus store's memory-mapped ids): the same
     `Batch` with the same special ids, built without Python lists."""
-    src_ids, src_mask = _pad_rows(src_rows, first=None, last=src_eos)
-    tgt_in, _ = _pad_rows(tgt_rows, first=bos_id, last=None)
-    tgt_out, tgt_mask = _pad_rows(tgt_rows, first=None, last=eos_id)
+    src_ids, src_mask = pad_rows(src_rows, first=None, last=src_eos)
+    tgt_in, _ = pad_rows(tgt_rows, first=bos_id, last=None)
+    tgt_out, tgt_mask = pad_rows(tgt_rows, first=None, last=eos_id)
     return Batch(src_ids, src_mask, tgt_in, tgt_out, tgt_mask, int(tgt_mask.sum()))
 
 

@@ -7,6 +7,7 @@
     text   plain UTF-8 lines, no labels (pretraining text)
 
     data = read_labelled("train.tsv", "sst2")      # Labelled(sentences, labels, lines)
+    for sentence, label, line in iter_labelled("train.tsv", "sst2"): ...  # streamed
 
 Every problem is one `AtentoError` naming the file and line: a missing or empty file, a binary
 file, invalid UTF-8 in a UTF-8 format, a TSV line without a label, an empty sentence.
@@ -14,10 +15,11 @@ file, invalid UTF-8 in a UTF-8 format, a TSV line without a label, an empty sent
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atento.data.lines import text_file_bytes
+from atento.data.lines import readable_path
 from atento.errors import AtentoError
 
 FORMATS = ("sst2", "trec", "text")
@@ -38,11 +40,30 @@ class Labelled:
         return len(self.sentences)
 
 
-def _raw_lines(path: Path) -> list[bytes]:
-    lines = text_file_bytes(path).split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(number, bytes) of each line of `path` (split on "\\n", which is dropped), streamed;
+    one-line errors for a missing, empty (only whitespace) or binary file (a NUL byte, naming
+    its line). Leading blank lines are held back until the first line with text."""
+    path = readable_path(path)
+    held: list[tuple[int, bytes]] | None = []
+    try:
+        with open(path, "rb") as f:
+            for number, chunk in enumerate(f, start=1):
+                chunk = chunk[:-1] if chunk.endswith(b"\n") else chunk
+                if b"\x00" in chunk:
+                    raise AtentoError(f"{path}:{number}: NUL byte: a binary file, not text")
+                if held is not None:
+                    held.append((number, chunk))
+                    if not chunk.strip():
+                        continue
+                    yield from held
+                    held = None
+                    continue
+                yield number, chunk
+    except OSError as exc:
+        raise AtentoError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if held is not None:
+        raise AtentoError(f"{path}: empty file")
 
 
 def _utf8(chunk: bytes, path: Path, number: int) -> str:
@@ -54,19 +75,23 @@ def _utf8(chunk: bytes, path: Path, number: int) -> str:
         ) from None
 
 
-def read_sst2(path: str | Path) -> Labelled:
+Example = tuple[str, str | None, int]  # (sentence, label or None, line number)
+
+
+def _sst2(path: Path) -> Iterator[Example]:
     """A GLUE SST-2 TSV file (module doc). A blank line, a line without a tab or label, or an
     empty sentence is an error naming the line."""
-    path = Path(path)
-    raw = _raw_lines(path)
-    header = _utf8(raw[0], path, 1).lstrip("\ufeff").rstrip("\r")
-    if header.strip() != SST2_HEADER:
-        raise AtentoError(
-            f"{path}:1: expected the header 'sentence<TAB>label', got {header[:60]!r}"
-        )
-    out = Labelled([], [], [], str(path))
-    for number, chunk in enumerate(raw[1:], start=2):
-        line = _utf8(chunk, path, number).rstrip("\r")
+    n = 0
+    for number, chunk in _raw_lines(path):
+        line = _utf8(chunk, path, number)
+        if number == 1:
+            header = line.lstrip("\ufeff").rstrip("\r")
+            if header.strip() != SST2_HEADER:
+                raise AtentoError(
+                    f"{path}:1: expected the header 'sentence<TAB>label', got {header[:60]!r}"
+                )
+            continue
+        line = line.rstrip("\r")
         if not line.strip():
             raise AtentoError(f"{path}:{number}: empty line (expected sentence<TAB>label)")
         if "\t" not in line:
@@ -77,19 +102,15 @@ def read_sst2(path: str | Path) -> Labelled:
             raise AtentoError(f"{path}:{number}: no label (expected sentence<TAB>label)")
         if not sentence:
             raise AtentoError(f"{path}:{number}: empty sentence")
-        out.sentences.append(sentence)
-        out.labels.append(label)
-        out.lines.append(number)
-    if not out.sentences:
+        n += 1
+        yield sentence, label, number
+    if not n:
         raise AtentoError(f"{path}: no examples after the header")
-    return out
 
 
-def read_trec(path: str | Path) -> Labelled:
+def _trec(path: Path) -> Iterator[Example]:
     """A Li and Roth file, decoded as Latin-1 (module doc); labels are the coarse classes."""
-    path = Path(path)
-    out = Labelled([], [], [], str(path))
-    for number, chunk in enumerate(_raw_lines(path), start=1):
+    for number, chunk in _raw_lines(path):
         line = chunk.decode("latin-1").rstrip("\r")
         if not line.strip():
             raise AtentoError(f"{path}:{number}: empty line (expected LABEL:fine question)")
@@ -99,33 +120,38 @@ def read_trec(path: str | Path) -> Labelled:
             raise AtentoError(f"{path}:{number}: no label (expected LABEL:fine question)")
         if not question.strip():
             raise AtentoError(f"{path}:{number}: empty question")
-        out.sentences.append(question.strip())
-        out.labels.append(coarse)
-        out.lines.append(number)
-    return out
+        yield question.strip(), coarse, number
 
 
-def read_text(path: str | Path) -> Labelled:
+def _text(path: Path) -> Iterator[Example]:
     """Plain UTF-8 lines without labels; blank lines are skipped (pretraining text)."""
-    path = Path(path)
-    out = Labelled([], None, [], str(path))
-    for number, chunk in enumerate(_raw_lines(path), start=1):
+    for number, chunk in _raw_lines(path):
         line = _utf8(chunk, path, number).strip()
         if line:
-            out.sentences.append(line)
-            out.lines.append(number)
-    return out
+            yield line, None, number
+
+
+_READERS = {"sst2": _sst2, "trec": _trec, "text": _text}
+
+
+def iter_labelled(path: str | Path, fmt: str) -> Iterator[Example]:
+    """(sentence, label, line number) of each example of `path` in format `fmt` (sst2 | trec |
+    text; label None for text), one at a time: a file of any size is never held in memory.
+    The errors are those of `read_labelled`, raised when the reader reaches the line."""
+    if fmt not in _READERS:
+        raise AtentoError(f"unknown data format {fmt!r} (use {', '.join(FORMATS)})")
+    return _READERS[fmt](Path(path))
 
 
 def read_labelled(path: str | Path, fmt: str) -> Labelled:
-    """Read `path` in format `fmt` (sst2 | trec | text)."""
-    if fmt == "sst2":
-        return read_sst2(path)
-    if fmt == "trec":
-        return read_trec(path)
-    if fmt == "text":
-        return read_text(path)
-    raise AtentoError(f"unknown data format {fmt!r} (use {', '.join(FORMATS)})")
+    """Read `path` in format `fmt` (sst2 | trec | text) into memory."""
+    out = Labelled([], None if fmt == "text" else [], [], str(path))
+    for sentence, label, number in iter_labelled(path, fmt):
+        out.sentences.append(sentence)
+        if out.labels is not None:
+            out.labels.append(label)
+        out.lines.append(number)
+    return out
 
 
 def drop_contained(sentences: list[str]) -> list[str]:

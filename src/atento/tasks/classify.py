@@ -13,6 +13,9 @@
 
 Inputs: `[CLS] x [SEP]` for `bert`; `x` + an end token for `gpt` (`</s>`, or a line break for
 a character LM: what the LM saw at the end of a line), whose state is the one classified.
+The training sentences are read once, streaming, into the corpus store
+(`atento.data.store.sentences`: memory-mapped rows of ids and an int32 class column, prepared
+on first use or by `atento prepare`); the validation file is read into memory.
 The classes are the sorted distinct labels of the training file, stored with the tokenizers
 (`LabelSet`, role `labels`); a validation or evaluation label outside them is an error
 naming its file and line. The loss is the cross-entropy summed over the batch's sentences
@@ -30,23 +33,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atento.analysis.classification import classification_report
 from atento.config import check
-from atento.data.batching import Movable, TokenBatchSampler, _pad
+from atento.data.batching import Movable, TokenBatchSampler, pad_rows
 from atento.data.labelled import LABELLED_FORMATS, Labelled, read_labelled
 from atento.data.lines import LinePolicy, fit_lengths
+from atento.data.store import SentenceData, SentenceSource, labelled_source
 from atento.data.text import piece_labels
 from atento.data.tokenizers import CharTokenizer, LabelSet, Tokenizer
 from atento.errors import AtentoError
-from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import ClassifierPredictor, predict
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task
-from atento.tasks.mlm import build_text_tokenizer
+from atento.tasks.sentence_data import load_sentences, open_sentences, row_lengths
 from atento.training.loss import sequence_loss
 
 
@@ -60,12 +64,17 @@ class ClassifyDataConfig:
     tokenizer: str = "sentencepiece"  # sentencepiece | char (with init_from: the pretrained run's)
     vocab_size: int = 8000  # sentencepiece, new tokenizer only
     lm_weight: float = 0.0  # gpt only: auxiliary language-model loss weight (Radford: 0.5)
+    tokenizer_sample: int = 1_000_000  # sentences SentencePiece trains on (a seeded sample)
+    seed: int = 1234  # the tokenizer sample's seed
+    workers: int = 0  # processes encoding the corpus store; 0 = the CPU cores
 
     def validate(self, cfg: Any) -> None:
         check(self.format in LABELLED_FORMATS, cfg, "data.format", ", ".join(LABELLED_FORMATS))
         check(self.tokenizer in ("char", "sentencepiece"), cfg, "data.tokenizer",
               "char, sentencepiece")  # fmt: skip
         check(self.lm_weight >= 0, cfg, "data.lm_weight", "a value >= 0")
+        check(self.tokenizer_sample >= 1, cfg, "data.tokenizer_sample", "at least 1")
+        check(self.workers >= 0, cfg, "data.workers", "0 (the CPU cores) or more")
         if not (self.train and self.valid):
             raise AtentoError("config: task=classify needs data.train and data.valid")
         if self.lm_weight > 0 and cfg.model.arch != "gpt":
@@ -89,6 +98,7 @@ class ClassifyTask(Task):
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
     units = "sentences"
+    prepares_on_every_rank = True  # the corpus store: local rank 0 builds, the others wait
 
     # ---------------------------------------------------------------- sequences
     @property
@@ -147,29 +157,55 @@ class ClassifyTask(Task):
         return out
 
     # ---------------------------------------------------------------- training
+    def prepare_store(
+        self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None, *,
+        workers: int | None = None, verify: bool = False,
+    ) -> SentenceData:  # fmt: skip
+        """The training sentences' corpus store, with their classes (found, waited for or
+        built; `atento prepare`)."""
+        return open_sentences(self, self.source(), run_dir, tokenizers, workers=workers,
+                              verify=verify)  # fmt: skip
+
+    def source(self) -> SentenceSource:
+        """The training file's sentences and labels, streamed."""
+        return labelled_source(self.cfg.data.train, self.cfg.data.format, labelled=True)
+
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
         data = self.cfg.data
-        train = read_labelled(data.train, data.format)
-        valid = read_labelled(data.valid, data.format)
-        self.pretrained = None
-        if tokenizers is None:
-            text, self.pretrained = text_tokenizer(
-                self.cfg, run_dir, lambda: build_text_tokenizer(data, train.sentences, run_dir)
-            )
-            labels = LabelSet(sorted(set(train.labels or [])))
+        self.store, text, self.pretrained = load_sentences(self, self.source(), run_dir,
+                                                           tokenizers)  # fmt: skip
+        if tokenizers is None:  # the sorted distinct labels of the training file
+            labels = LabelSet(self.store.classes or [])
             if run_dir is not None:
                 labels.save(run_dir, "labels")
-            tokenizers = {"text": text, "labels": labels}
+            tokenizers = {**text, "labels": labels}
         self.tokenizers = tokenizers
-        self.train_ids, cut = self.encode(train)
-        self.train_labels = self.label_ids(train)
+        self.class_of = self._class_map()
+        self.end_id = self._end_id() if self.causal else None
+        valid = read_labelled(data.valid, data.format)
         self.valid_ids, _ = self.encode(valid)
         self.valid_labels = self.label_ids(valid)
-        if cut:
+        limit = self.piece_limit()
+        if limit is not None and (cut := int((np.asarray(self.store.train.lengths) > limit).sum())):
             self.log(f"{cut} training sentence(s) cut to model.context={self.cfg.model.context}")
-        lengths = [(len(s), len(s)) for s in self.train_ids]
+        lengths = row_lengths(self.store.train.lengths, limit, self.overhead())
         self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
                                          shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
+
+    def _class_map(self) -> np.ndarray:
+        """The run's class index of each of the store's classes (the same order, unless a
+        resumed run's training file gained a label: an error)."""
+        labels: LabelSet = self.tokenizers["labels"]
+        out = []
+        for label in self.store.classes or []:
+            i = labels.index(label)
+            if i is None:
+                raise AtentoError(
+                    f"{self.cfg.data.train}: label {label!r} is not one the model knows "
+                    f"({', '.join(labels.labels)})"
+                )
+            out.append(i)
+        return np.asarray(out, dtype=np.int64)
 
     def model_sizes(self) -> dict[str, Any]:
         text = self.tokenizers["text"].vocab_size
@@ -190,14 +226,23 @@ class ClassifyTask(Task):
             start = f"from {p.run} ({p.task} run, step {p.step})"
         labels = self.tokenizers["labels"].labels
         return (
-            f"{len(self.train_ids):,} training sentences, {len(self.valid_ids):,} validation, "
+            f"{len(self.store):,} training sentences, {len(self.valid_ids):,} validation, "
             f"{len(labels)} classes ({', '.join(labels)}), vocabulary "
             f"{self.tokenizers['text'].vocab_size}; {start}"
         )
 
     def collate(self, indices: list[int]) -> ClassBatch:
-        ids, pad_mask = _pad([self.train_ids[i] for i in indices])
-        labels = torch.tensor([self.train_labels[i] for i in indices], dtype=torch.long)
+        """The model inputs (`sequence`) of the store's rows, cut to the model's length, and
+        their class indices."""
+        rows, limit = self.store.train, self.piece_limit()
+        cut = [rows.row(i)[:limit] for i in indices]
+        if self.causal:
+            ids, pad_mask = pad_rows(cut, first=None, last=self.end_id)
+        else:
+            tok = self.tokenizers["text"]
+            ids, pad_mask = pad_rows(cut, first=tok.bos_id, last=tok.eos_id)
+        assert self.store.labels is not None
+        labels = torch.from_numpy(self.class_of[self.store.labels[np.asarray(indices)]])
         return ClassBatch(ids, pad_mask, labels)
 
     def count(self, batch: ClassBatch) -> int:

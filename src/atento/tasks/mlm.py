@@ -7,9 +7,13 @@
       exclude: ../shared/data/sst2/sentence_split/valid.tsv  # never pretrained on (same format)
       valid_fraction: 0.05      # the last 5 % of the sentences: validation (or data.valid)
       drop_contained: false     # true: only the rows that occur inside no other row, once
-      tokenizer: sentencepiece
+      tokenizer: sentencepiece  # trained on a seeded sample of data.tokenizer_sample sentences
     model:
       arch: bert
+
+The sentences are read once, streaming, into the corpus store (`atento.data.store.sentences`,
+prepared on first use or by `atento prepare`): each sentence's ids as a memory-mapped row,
+the validation ones too; `[CLS]`/`[SEP]` and the cut to `model.context` are added per batch.
 
 Each sentence is `[CLS] x [SEP]` (BOS ... EOS). Of its tokens (never [CLS], [SEP] or padding)
 each is chosen with probability `data.mask_prob` (15 %), and a sentence where none was chosen
@@ -29,20 +33,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from atento.config import check
-from atento.data.batching import Movable, TokenBatchSampler, _pad
-from atento.data.labelled import FORMATS, drop_contained, read_labelled
+from atento.data.batching import Movable, TokenBatchSampler, _pad, pad_rows
+from atento.data.labelled import FORMATS, read_labelled
+from atento.data.store import SentenceData, SentenceSource, labelled_source
 from atento.data.text import piece_labels
-from atento.data.tokenizers import Tokenizer, build_tokenizer
+from atento.data.tokenizers import Tokenizer
 from atento.data.vocab import N_SPECIAL
 from atento.errors import AtentoError
-from atento.models.pretrained import text_tokenizer
 from atento.predictors.classify import MaskedLMPredictor
 from atento.runtime import Placement
 from atento.tasks.base import LossOutput, Selection, Task, loss_metrics
+from atento.tasks.sentence_data import load_sentences, open_sentences, row_lengths
 from atento.training.loss import sequence_loss
 
 MASK_KEEP = (0.8, 0.1, 0.1)  # [MASK], random token, unchanged
@@ -61,6 +67,9 @@ class MLMDataConfig:
     vocab_size: int = 8000
     mask_prob: float = 0.15
     drop_contained: bool = False  # keep only the rows inside no other row (SST-2's phrases)
+    tokenizer_sample: int = 1_000_000  # sentences SentencePiece trains on (a seeded sample)
+    seed: int = 1234  # the tokenizer sample's seed
+    workers: int = 0  # processes encoding the corpus store; 0 = the CPU cores
 
     def validate(self, cfg: Any) -> None:
         check(self.format in FORMATS, cfg, "data.format", ", ".join(FORMATS))
@@ -68,6 +77,8 @@ class MLMDataConfig:
               "char, sentencepiece")  # fmt: skip
         check(0.0 < self.valid_fraction < 1.0, cfg, "data.valid_fraction", "a value in (0, 1)")
         check(0.0 < self.mask_prob < 1.0, cfg, "data.mask_prob", "a value in (0, 1)")
+        check(self.tokenizer_sample >= 1, cfg, "data.tokenizer_sample", "at least 1")
+        check(self.workers >= 0, cfg, "data.workers", "0 (the CPU cores) or more")
         if not self.train:
             raise AtentoError("config: task=mlm needs data.train (a text or labelled file)")
 
@@ -117,12 +128,6 @@ def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[li
     return out, cut
 
 
-def build_text_tokenizer(data: Any, sentences: list[str], run_dir: Path | None) -> Tokenizer:
-    """A char or SentencePiece tokenizer of `sentences`, saved as `text` in `run_dir`."""
-    return build_tokenizer(data.tokenizer, sentences, vocab_size=data.vocab_size, run_dir=run_dir,
-                           name="text")  # fmt: skip
-
-
 class MaskedLMTask(Task):
     name = "mlm"
     predictor = MaskedLMPredictor
@@ -130,48 +135,44 @@ class MaskedLMTask(Task):
     data_config = MLMDataConfig
     selection = Selection("loss", higher_is_better=False)
     unit = "masked"
+    prepares_on_every_rank = True  # the corpus store: local rank 0 builds, the others wait
+
+    def source(self) -> SentenceSource:
+        """The pretraining sentences (less data.exclude's, maximal ones only with
+        data.drop_contained) and the validation ones (data.valid, or the last fraction)."""
+        data = self.cfg.data
+        return labelled_source(data.train, data.format, exclude=data.exclude,
+                               drop_nested=data.drop_contained, valid=data.valid,
+                               valid_fraction=data.valid_fraction)  # fmt: skip
+
+    def prepare_store(
+        self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None, *,
+        workers: int | None = None, verify: bool = False,
+    ) -> SentenceData:  # fmt: skip
+        """The sentences' corpus store (found, waited for or built; `atento prepare`)."""
+        return open_sentences(self, self.source(), run_dir, tokenizers, workers=workers,
+                              verify=verify)  # fmt: skip
 
     def prepare(self, run_dir: Path | None, tokenizers: dict[str, Tokenizer] | None) -> None:
-        data = self.cfg.data
-        train, valid = self._sentences()
-        self.pretrained = None
-        if tokenizers is None:
-            text, self.pretrained = text_tokenizer(
-                self.cfg, run_dir, lambda: build_text_tokenizer(data, train, run_dir)
-            )
-            tokenizers = {"text": text}
-        self.tokenizers = tokenizers
-        tok = tokenizers["text"]
+        self.store, self.tokenizers, self.pretrained = load_sentences(
+            self, self.source(), run_dir, tokenizers
+        )
+        self.valid_ids = self._valid_seqs()
         context = self.cfg.model.context
-        self.train_ids, cut = sentence_ids(tok, train, context)
-        self.valid_ids, _ = sentence_ids(tok, valid, context)
-        self.n_train_sentences = len(train)
+        cut = int((np.asarray(self.store.train.lengths) + 2 > context).sum())
         if cut:
             self.log(f"{cut} training sentence(s) cut to model.context={context} tokens")
-        lengths = [(len(s), len(s)) for s in self.train_ids]
+        lengths = row_lengths(self.store.train.lengths, context - 2, 2)
         self.sampler = TokenBatchSampler(lengths, batch_tokens=self.cfg.train.batch_tokens,
                                          shuffle=True, seed=self.cfg.train.seed)  # fmt: skip
 
-    def _sentences(self) -> tuple[list[str], list[str]]:
-        """Training and validation sentences, the excluded ones removed from both."""
-        data = self.cfg.data
-        train = read_labelled(data.train, data.format).sentences
-        excluded: set[str] = set()
-        if data.exclude:
-            excluded = set(read_labelled(data.exclude, data.format).sentences)
-        self.n_excluded = sum(s in excluded for s in train)
-        train = [s for s in train if s not in excluded]
-        if data.drop_contained:
-            train = drop_contained(train)
-        if data.valid:
-            valid = [s for s in read_labelled(data.valid, data.format).sentences
-                     if s not in excluded]  # fmt: skip
-        else:
-            cut = int(len(train) * (1 - data.valid_fraction))
-            train, valid = train[:cut], train[cut:]
-        if not train or not valid:
-            raise AtentoError(f"{data.train}: too few sentences for training and validation")
-        return train, valid
+    def _valid_seqs(self) -> list[list[int]]:
+        """The store's validation sentences as `[CLS] x [SEP]` id lists (cut to the context)."""
+        tok, valid = self.tokenizers["text"], self.store.valid
+        assert valid is not None
+        keep = self.cfg.model.context - 2
+        return [[tok.bos_id, *valid.row(i)[:keep].tolist(), tok.eos_id]
+                for i in range(len(valid))]  # fmt: skip
 
     @property
     def text_vocab(self) -> int:
@@ -185,12 +186,13 @@ class MaskedLMTask(Task):
 
     def describe(self) -> str:
         return (
-            f"{self.n_train_sentences:,} pretraining sentences ({self.n_excluded:,} excluded), "
+            f"{len(self.store):,} pretraining sentences ({self.store.left_out['train']:,} "
+            f"excluded), "
             f"{len(self.valid_ids):,} validation, vocabulary {self.text_vocab} + [MASK]"
         )
 
-    def _masked(self, seqs: list[list[int]], generator=None) -> MaskedBatch:
-        ids, pad_mask = _pad(seqs)
+    def _masked(self, ids: Tensor, pad_mask: Tensor, generator=None) -> MaskedBatch:
+        """Mask padded `[CLS] x [SEP]` ids (B, T) with pad_mask (B, T) True = real token."""
         tok = self.tokenizers["text"]
         candidates = pad_mask & (ids != tok.bos_id) & (ids != tok.eos_id)
         replace = tok.regular_ids
@@ -201,7 +203,12 @@ class MaskedLMTask(Task):
         return MaskedBatch(inputs, pad_mask, chosen, ids[chosen])
 
     def collate(self, indices: list[int]) -> MaskedBatch:
-        return self._masked([self.train_ids[i] for i in indices])
+        """`[CLS] x [SEP]` of the store's rows (cut to model.context), masked with torch's
+        global generator."""
+        tok, rows, keep = self.tokenizers["text"], self.store.train, self.cfg.model.context - 2
+        ids, pad_mask = pad_rows([rows.row(i)[:keep] for i in indices], first=tok.bos_id,
+                                 last=tok.eos_id)  # fmt: skip
+        return self._masked(ids, pad_mask)
 
     def count(self, batch: MaskedBatch) -> int:
         return int(batch.targets.numel())
@@ -223,7 +230,7 @@ class MaskedLMTask(Task):
         total, correct, count = 0.0, 0, 0
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         for k in range(0, len(order), 128):
-            batch = self._masked([seqs[i] for i in order[k : k + 128]], g)
+            batch = self._masked(*_pad([seqs[i] for i in order[k : k + 128]]), g)
             batch = batch.to(placement.device)
             with placement.autocast():
                 logits = self.forward(model, batch)
@@ -253,8 +260,13 @@ class MaskedLMTask(Task):
         task) or the run's validation sentences, with the fixed validation masks."""
         self.tokenizers = run.tokenizers
         text = getattr(args, "text", None)
-        sentences = read_labelled(text, "text").sentences if text else self._sentences()[1]
-        seqs, _ = sentence_ids(self.tokenizers["text"], sentences, self.cfg.model.context)
+        if text:
+            sentences = read_labelled(text, "text").sentences
+            seqs, _ = sentence_ids(self.tokenizers["text"], sentences, self.cfg.model.context)
+        else:  # the validation sentences, from the run's store (built again if it is gone)
+            self.store = open_sentences(self, self.source(), getattr(run, "path", None),
+                                        run.tokenizers)  # fmt: skip
+            seqs = self._valid_seqs()
         with torch.no_grad():
             report: dict[str, Any] = self._score(run.model, run.placement, seqs)
         report.update(sentences=len(seqs), text=text or "validation")

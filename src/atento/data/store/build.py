@@ -32,7 +32,7 @@ from typing import Any
 
 from atento._version import __version__
 from atento.data.store.arrays import TokenArrays
-from atento.data.store.keys import FORMAT, stores_root
+from atento.data.store.keys import FORMAT, digest_of, stores_root
 from atento.data.tokenizers import Tokenizer, load_tokenizer
 from atento.errors import AtentoError
 
@@ -239,6 +239,17 @@ def clean_stores() -> tuple[int, int]:
         count += not path.name.startswith(".tmp-")
         freed += size
     return count, freed
+
+
+def reusable(key: str, identity: list[dict[str, Any]], tokenizers: dict[str, Tokenizer]
+             ) -> Store | None:  # fmt: skip
+    """The store `key` (the one a run directory recorded) when it holds the same inputs and was
+    encoded with the same `tokenizers`, else None (a store is then found or built by its own
+    key)."""
+    store = read_store(stores_root() / key)
+    if store is None or store.manifest.get("inputs") != identity:
+        return None
+    return store if store.manifest.get("tokenizer_sha256") == digest_of(tokenizers) else None
 
 
 RECORD = "store.json"

@@ -119,3 +119,11 @@ def encode_text_batch(tokenizers: dict[str, Tokenizer], batch: tuple) -> tuple:
     if eos:
         ids = [[*row, tok.eos_id] for row in ids]
     return part, flatten(ids, dtype)[0]
+
+
+def encode_rows_batch(tokenizers: dict[str, Tokenizer], batch: tuple) -> tuple:
+    """A batch of (part, texts, labels, dtype) -> (part, ids of every text, one after the
+    other, each text's length, labels as they came): rows of single sentences."""
+    part, texts, labels, dtype = batch
+    ids, lengths = flatten(tokenizers["text"].encode_batch(texts), dtype)
+    return part, ids, lengths, labels

@@ -24,9 +24,9 @@ import numpy as np
 from atento import faults
 from atento.data.lines import DEFAULT_POLICY, LinePolicy, stream_lines
 from atento.data.store.arrays import ArrayWriter, token_dtype
-from atento.data.store.build import Store, open_store, read_store
+from atento.data.store.build import Store, open_store, reusable
 from atento.data.store.encode import BATCH_LINES, encode_batches, encode_pairs_batch
-from atento.data.store.keys import digest_of, file_identity, store_key, stores_root
+from atento.data.store.keys import digest_of, file_identity, store_key
 from atento.data.store.sample import Reservoir, train_tokenizers
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
@@ -110,7 +110,7 @@ def prepare_parallel(
     tokenizer_sample, seed, max_len): found or built. `reuse`: the key a run directory
     recorded, taken when that store holds the same inputs and the same `tokenizers`."""
     if reuse and tokenizers is not None:
-        found = _reusable(reuse, source, tokenizers)
+        found = reusable(reuse, source.identity, tokenizers)
         if found is not None:
             return ParallelData(found)
     key, keyed = parallel_key(source, settings, tokenizers)
@@ -119,14 +119,6 @@ def prepare_parallel(
         return _build(folder, source, settings, tokenizers, workers, log) | {"settings": keyed}
 
     return ParallelData(open_store(key, build, log=log, verify=verify))
-
-
-def _reusable(key: str, source: PairSource, tokenizers: dict[str, Tokenizer]) -> Store | None:
-    store = read_store(stores_root() / key)
-    if store is None or store.manifest.get("inputs") != source.identity:
-        return None
-    digest = digest_of(tokenizers)
-    return store if store.manifest.get("tokenizer_sha256") == digest else None
 
 
 def _sample_and_train(folder, source, settings, log) -> dict[str, Tokenizer]:

@@ -26,9 +26,9 @@ from typing import Any
 from atento import faults
 from atento.data.lines import DEFAULT_POLICY, LinePolicy, stream_lines
 from atento.data.store.arrays import ArrayWriter, token_dtype
-from atento.data.store.build import Store, open_store, read_store
+from atento.data.store.build import Store, open_store, reusable
 from atento.data.store.encode import BATCH_LINES, encode_batches, encode_text_batch
-from atento.data.store.keys import digest_of, file_identity, store_key, stores_root
+from atento.data.store.keys import digest_of, file_identity, store_key
 from atento.data.store.sample import Reservoir, train_tokenizers
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
@@ -145,11 +145,9 @@ def prepare_stream(
     """The store of `source` under `settings` (tokenizer, vocab_size, tokenizer_sample, seed):
     found or built (see `prepare_parallel` for `reuse`)."""
     if reuse and tokenizers is not None:
-        store = read_store(stores_root() / reuse)
-        digest = digest_of(tokenizers)
-        if (store is not None and store.manifest.get("inputs") == source.identity
-                and store.manifest.get("tokenizer_sha256") == digest):  # fmt: skip
-            return StreamData(store)
+        found = reusable(reuse, source.identity, tokenizers)
+        if found is not None:
+            return StreamData(found)
     if tokenizers is None:
         keyed = {k: settings[k] for k in ("tokenizer", "vocab_size", "tokenizer_sample", "seed")}
     else:
