@@ -105,7 +105,7 @@ def main() -> None:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             timed = steps(trainer, args.steps, state)
         text, groups = table(prof, args.top)
-        compiled = trainer.compiler.summary() if hasattr(trainer, "compiler") else {}
+        compiled = {"": trainer.compiler.describe(), **trainer.compiler.summary()}
     head = [
         f"config {args.config} {' '.join(args.overrides)}",
         f"precision {placement.precision}, threads {torch.get_num_threads()}, CPU features "
@@ -113,8 +113,7 @@ def main() -> None:
         f"warm-up {args.warmup} steps ({sum(warm):.1f} s); recorded {args.steps} steps, "
         f"{1000 * sum(timed) / len(timed):.0f} ms a step under the profiler",
     ]
-    if compiled:
-        head.append("compile: " + ", ".join(f"{k} {v}" for k, v in compiled.items()))
+    head.append(", ".join(f"{k} {v}".strip() for k, v in compiled.items() if k != "compile"))
     order = sorted(groups.items(), key=lambda g: (g[0].startswith("("), -g[1]))
     head.append("self CPU time by group: " + ", ".join(
         f"{name} {100 * share:.1f}%" for name, share in order))  # fmt: skip

@@ -135,6 +135,7 @@ def test_compiled_training_matches_the_plain_one(tmp_path):
     summary = trainer.compiler.summary()
     assert summary["compile"] == "on" and summary["compile_graphs"] >= 1
     assert summary["compile_seconds"] > 0
+    assert summary["compile_recompiles"] == 0  # six shapes, one dynamic graph set
     graphs = summary["compile_graphs"]
     _losses(trainer, 6)  # the same six shapes again: nothing new to compile
     assert trainer.compiler.summary()["compile_graphs"] == graphs

@@ -124,6 +124,7 @@ class StepCompiler:
         self.enabled = enabled
         self.failed: str | None = None
         self.graphs = 0
+        self.first_graphs: int | None = None  # graphs of the first step; later ones recompile
         self.step_seconds = 0.0  # wall time of the steps that compiled something
         self._base = (_graphs(), _compile_seconds()) if enabled else (0, 0.0)
         self.compiled: list[nn.Module] = []
@@ -141,8 +142,8 @@ class StepCompiler:
 
     def describe(self) -> str:
         """The run log's line: on (scope) or off, and why."""
-        state = f"on ({self.scope}, dynamic shapes)" if self.enabled else "off"
-        return f"compile {state} ({self.reason})"
+        state = f"on, scope {self.scope}, dynamic shapes" if self.enabled else "off"
+        return f"runtime.compile: {state} ({self.reason})"
 
     def eager(self):
         """A context in which the compiled modules run their plain forward (validation and
@@ -154,7 +155,8 @@ class StepCompiler:
     def run(self, step: Callable[[], T]) -> T:
         """`step()`, compiled where enabled; a failure while compiled turns compiling off (one
         log line) and runs `step()` again eagerly (the step must start from a clean state:
-        the trainer's zeroes the gradients first)."""
+        the trainer's zeroes the gradients first). Counts the graphs compiled: those of the
+        first step, and the recompilations after it."""
         if not self.enabled:
             return step()
         before = self.graphs
@@ -167,6 +169,8 @@ class StepCompiler:
         self.graphs = _graphs() - self._base[0]
         if self.graphs != before:
             self.step_seconds += time.perf_counter() - tick
+        if self.first_graphs is None:
+            self.first_graphs = self.graphs
         return out
 
     def disable(self, exc: BaseException) -> None:
@@ -181,12 +185,15 @@ class StepCompiler:
         self.reason = "compiling failed: plain PyTorch"
 
     def summary(self) -> dict[str, Any]:
-        """The run's compile figures: whether on, graphs compiled, seconds spent compiling
+        """The run's compile figures: whether on, graphs compiled (and how many of them after
+        the first step: recompilations for new shapes or modes), seconds spent compiling
         (dynamo's count, forward graphs, and the wall time of the steps that compiled, which
         includes the backward's compilation), and the failure that turned it off, if any."""
         out: dict[str, Any] = {"compile": "on" if self.enabled else "off"}
         if self.enabled or self.failed:
+            recompiles = self.graphs - (self.first_graphs or 0)
             out.update(compile_scope=self.scope, compile_graphs=self.graphs,
+                       compile_recompiles=recompiles,
                        compile_seconds=round(_compile_seconds() - self._base[1], 1),
                        compile_step_seconds=round(self.step_seconds, 1))  # fmt: skip
         if self.failed:

@@ -79,7 +79,7 @@ class Trainer:
             self._seed(cfg.train.seed + self.world.rank)
         self.compiler = StepCompiler.build(self.model, cfg.runtime, self.placement,
                                            arch=cfg.model.arch, log=self.log)  # fmt: skip
-        self.log(f"runtime: {self.compiler.describe()}")
+        self.log(self.compiler.describe())
         self.ddp = self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
