@@ -9,6 +9,13 @@ tokens per second (EOS included, padding excluded, as OpenNMT-py counts them), u
 tokens per update, and peak resident memory. Process settings (threads, allocator, kernel cache)
 are applied from the config's `runtime` section as `atento train` does. Run it on an otherwise
 idle machine.
+
+With `runtime.compile=on` the steady state starts `--skip` seconds after the last step that
+compiled something (so the window never holds a compilation, however long it took), and the
+line adds the compile figures (`compile_graphs`, `compile_seconds`: dynamo's count;
+`compile_step_seconds`: the wall time of the steps that compiled) and
+`tokens_per_second_with_compile`: every token over every second from the first step on,
+compilation included. `benchmarks/compile_ab.py` runs it with compiling off and on in rounds.
 """
 
 from __future__ import annotations
@@ -46,15 +53,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
         start = time.perf_counter()
-        tokens = updates = 0
+        tokens = updates = all_tokens = 0
         measured_from = None
+        warm_from = start  # the end of the last step that compiled something
         epoch = 0
         while time.perf_counter() - start < args.seconds:
             for idx in trainer.task.batch_plan(epoch):
                 batch = trainer.task.collate(idx).to(placement.device)
+                graphs = trainer.compiler.graphs
                 _, count = trainer.train_step(batch)
                 now = time.perf_counter()
-                if measured_from is None and now - start >= args.skip:
+                all_tokens += count
+                if trainer.compiler.graphs != graphs:  # compiled: the steady state starts later
+                    warm_from, measured_from, tokens, updates = now, None, 0, 0
+                elif measured_from is None and now - warm_from >= args.skip:
                     measured_from = now
                 elif measured_from is not None:
                     tokens += count
@@ -62,23 +74,24 @@ def main() -> None:
                 if now - start >= args.seconds:
                     break
             epoch += 1
-        seconds = time.perf_counter() - measured_from
-    print(
-        json.dumps(
-            {
-                "label": args.label or Path(args.config).stem,
-                "target_tokens_per_second": round(tokens / seconds, 1),
-                "updates": updates,
-                "target_tokens_per_update": round(tokens / max(updates, 1), 1),
-                "measured_seconds": round(seconds, 1),
-                "parameters": count_parameters(trainer.model),
-                "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "threads": torch.get_num_threads(),
-                "precision": placement.precision,
-                "overrides": args.overrides,
-            }
-        )
-    )
+        end = time.perf_counter()
+        seconds = end - measured_from if measured_from is not None else float("nan")
+        compiled = trainer.compiler.summary()
+    row = {
+        "label": args.label or Path(args.config).stem,
+        "target_tokens_per_second": round(tokens / seconds, 1),
+        "updates": updates,
+        "target_tokens_per_update": round(tokens / max(updates, 1), 1),
+        "measured_seconds": round(seconds, 1),
+        "tokens_per_second_with_compile": round(all_tokens / (end - start), 1),
+        **compiled,
+        "parameters": count_parameters(trainer.model),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "threads": torch.get_num_threads(),
+        "precision": placement.precision,
+        "overrides": args.overrides,
+    }
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

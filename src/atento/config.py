@@ -20,7 +20,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from atento.errors import AtentoError
-from atento.options import PRECISION_CHOICES, OptionError, check_beam
+from atento.options import (
+    COMPILE_CHOICES,
+    COMPILE_SCOPES,
+    PRECISION_CHOICES,
+    OptionError,
+    check_beam,
+)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -49,6 +55,9 @@ class TrainConfig:
     # output layer + loss in fixed row chunks, logits never whole (training.fused_output):
     # null (auto) = on under bf16/fp16 autocast only (fp32 keeps the plain path); true; false
     fused_output: bool | None = None
+    # AdamW's fused kernel (torch's fused=True) instead of its per-parameter loop of tensor
+    # operations on a CPU (training.optimizer); false keeps earlier runs' updates bit for bit
+    fused_optimizer: bool = False
 
 
 @dataclass
@@ -76,6 +85,10 @@ class RuntimeConfig:
     kernel_cache: int = 16  # CPU training: oneDNN + ideep kernel-cache caps; 0 = their defaults
     collective_timeout: float = 1800.0  # seconds a rank waits for the others (torchrun) before
     # it fails: longer than a validation takes, since the others wait while rank 0 validates
+    # torch.compile of the training forward (atento.training.compiling): auto (where measured
+    # to pay; off until then) | on | off; compile_scope: model (the whole forward) | layers
+    compile: str = "auto"
+    compile_scope: str = "model"
 
     def validate(self, cfg: Config) -> None:
         device = self.device.split(":")[0] if self.device.startswith("cuda:") else self.device
@@ -85,6 +98,9 @@ class RuntimeConfig:
         check(self.threads >= 0, cfg, "runtime.threads", "0 or more")
         check(self.kernel_cache >= 0, cfg, "runtime.kernel_cache", "0 or more")
         check(self.collective_timeout > 0, cfg, "runtime.collective_timeout", "seconds > 0")
+        check(self.compile in COMPILE_CHOICES, cfg, "runtime.compile", ", ".join(COMPILE_CHOICES))
+        check(self.compile_scope in COMPILE_SCOPES, cfg, "runtime.compile_scope",
+              ", ".join(COMPILE_SCOPES))  # fmt: skip
 
 
 @dataclass

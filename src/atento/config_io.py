@@ -53,6 +53,9 @@ def _field_types(cls: type, raw: dict | None = None) -> dict[str, Any]:
     return types_
 
 
+ON_OFF_KEYS = ("runtime.compile",)  # str keys whose on / off YAML reads as true / false
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML / command-line value to the declared type or raise naming the key."""
     origin = typing.get_origin(typ)
@@ -83,6 +86,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 pass
     elif typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
+    elif typ is str and isinstance(value, bool) and key in ON_OFF_KEYS:
+        return "on" if value else "off"  # YAML 1.1 reads a bare on / off as a bool
     name = getattr(typ, "__name__", str(typ))
     raise AtentoError(f"config: {key} must be {name}, got {value!r}")
 

@@ -19,6 +19,8 @@ from atento.errors import AtentoError
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # what a device can compute in; `auto` picks one
 PRECISION_CHOICES = ("auto", *PRECISIONS)
+COMPILE_CHOICES = ("auto", "on", "off")  # runtime.compile (atento.training.compiling)
+COMPILE_SCOPES = ("model", "layers")  # runtime.compile_scope: what is compiled
 
 
 class OptionError(AtentoError):

@@ -5,7 +5,10 @@ serial: in the Transformer config that was 22 % of a training step. Here one 64-
 serves four elements: its four 16-bit lanes are compared with a threshold t, so an element is
 kept with probability q = (32768 - t) / 65536, the multiple of 1/65536 closest to 1 - p
 (|q - (1 - p)| <= 2^-17), and kept elements are scaled by exactly 1/q, so E[dropout(x)] = x.
-On other devices (CUDA's fused kernels are already fast) this is `F.dropout`.
+On other devices (CUDA's fused kernels are already fast) this is `F.dropout`, and so it is in a
+compiled forward (`runtime.compile`): `random_` would split the graph at every dropout, and
+inductor draws `F.dropout`'s mask in the fused kernel itself (its own generator: a compiled run's
+masks differ from an eager run's).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-    if x.device.type != "cpu" or p == 1.0:
+    if x.device.type != "cpu" or p == 1.0 or torch.compiler.is_compiling():
         return F.dropout(x, p, training=True)
     keep, scale = keep_mask(x.shape, p), 1.0 / keep_probability(p)
     if x.dtype in (torch.float32, torch.float64):

@@ -19,6 +19,7 @@ from atento.checkpoints import Checkpoint, capture_rng, restore_rng
 from atento.config import config_to_dict
 from atento.errors import AtentoError
 from atento.training.ema import WeightAverage
+from atento.training.optimizer import load_optimizer_state
 
 if TYPE_CHECKING:
     from torch import nn
@@ -138,7 +139,7 @@ def restore(trainer: Trainee, ckpt: Checkpoint) -> None:
         trainer.ema.load(ckpt.model, int(training["ema_updates"]))
     elif trainer.ema is not None:  # averaging switched on at resume: start from these weights
         trainer.ema = WeightAverage(trainer.model, trainer.ema.decay)
-    trainer.optimizer.load_state_dict(training["optimizer"])
+    load_optimizer_state(trainer.optimizer, training["optimizer"])
     trainer.scheduler.load_state_dict(training["scheduler"])
     if "scaler" in training:
         trainer.scaler.load_state_dict(training["scaler"])

@@ -40,6 +40,7 @@ from atento.models.factory import count_parameters
 from atento.registry import build_model, placement_for, task_class
 from atento.runtime import Placement, peak_memory_mb
 from atento.training.checkpointing import Progress, capture, restore
+from atento.training.compiling import StepCompiler
 from atento.training.distributed import World, deal, rank_batches
 from atento.training.ema import WeightAverage
 from atento.training.optimizer import build_optimizer
@@ -76,6 +77,9 @@ class Trainer:
         self.model = build_model(cfg, **self.task.model_sizes()).to(self.placement.device)
         if self.world.rank > 0:  # same initial weights; each rank its own dropout masks
             self._seed(cfg.train.seed + self.world.rank)
+        self.compiler = StepCompiler.build(self.model, cfg.runtime, self.placement,
+                                           arch=cfg.model.arch, log=self.log)  # fmt: skip
+        self.log(self.compiler.describe())
         self.ddp = self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -133,10 +137,28 @@ class Trainer:
         with budget B train like one process with budget W * B. Returns that mean loss and count.
         """
         batches = batches if isinstance(batches, list) else [batches]
-        world, W = self.world, self.world.size
+        world = self.world
         self.model.train()
         local = sum(self.task.count(b) for b in batches)
         total = int(world.sum([local], self.placement.device)[0]) if world.distributed else local
+        value = self.compiler.run(lambda: self._gradients(batches, total))
+        faults.point("step")
+        if world.distributed:
+            value = world.sum([value], self.placement.device)[0]
+        if self.cfg.train.clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        return value, total
+
+    def _gradients(self, batches: list, total: int) -> float:
+        """Zeroed, then the gradients of the step's micro-batches (`runtime.compile` runs this
+        again eagerly where compiling fails); this rank's share of the mean loss."""
+        W = self.world.size
         self.optimizer.zero_grad(set_to_none=True)
         value = 0.0
         for i, batch in enumerate(batches):
@@ -151,23 +173,12 @@ class Trainer:
                 loss = out.loss / total if W == 1 else out.loss * (W / total)
                 self.scaler.scale(loss).backward()
             value += float(loss.detach()) / W
-        faults.point("step")
-        if world.distributed:
-            value = world.sum([value], self.placement.device)[0]
-        if self.cfg.train.clip_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update()
-        return value, total
+        return value
 
     def validate(self) -> dict[str, float]:
         """The task's validation metrics (of the averaged weights with train.ema_decay > 0)."""
         average = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
-        with average, torch.no_grad():
+        with average, torch.no_grad(), self.compiler.eager():
             self.model.eval()
             return self.task.validate(self.model, self.placement)
 
@@ -308,4 +319,5 @@ class Trainer:
             peak_device_memory_mb=peak.get("device"), device=str(device),
             precision=self.placement.precision, world_size=self.world.size,
             stopped_by=stopped_by or "done", units=self.task.units,
+            compiled=self.compiler.summary(),
         )  # fmt: skip

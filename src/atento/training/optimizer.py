@@ -11,10 +11,27 @@ if TYPE_CHECKING:
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `param_groups`; `train.fused_optimizer`: PyTorch's fused kernel (one pass over
+    each parameter, its gradient and both moments) instead of the per-parameter loop of about
+    ten tensor operations that PyTorch runs on a CPU (foreach is CUDA's default only)."""
+    fused = {"fused": True} if train.fused_optimizer else {}
     return torch.optim.AdamW(
         param_groups(model, train.weight_decay, train.lr), lr=train.lr,
-        betas=(0.9, train.beta2), eps=1e-9,
+        betas=(0.9, train.beta2), eps=1e-9, **fused,
     )  # fmt: skip
+
+
+IMPLEMENTATION = ("fused", "foreach")  # the groups' flags that choose AdamW's implementation
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping this optimiser's implementation: the saved
+    groups' `fused` / `foreach` flags would otherwise win over `train.fused_optimizer` on
+    resume (the state itself, step and moments, is the same for both)."""
+    keep = [{k: g.get(k) for k in IMPLEMENTATION} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, keep, strict=True):
+        group.update(flags)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, lr: float) -> list[dict]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,17 @@ class TrainResult:
     world_size: int
     stopped_by: str
     units: str = "tokens"  # the task's `units`: tokens, sentences
+    # runtime.compile's figures (`StepCompiler.summary`): compile on/off, graphs, seconds
+    compiled: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The JSON object `atento train` prints: the fields, paths as text, the throughput
         named by its unit (`tokens_per_second`, `sentences_per_second`)."""
         out = {}
         for key, value in vars(self).items():
-            if key != "units":
+            if key == "compiled":
+                out.update(value)
+            elif key != "units":
                 key = f"{self.units}_per_second" if key == "throughput" else key
                 out[key] = str(value) if isinstance(value, Path) else value
         return out

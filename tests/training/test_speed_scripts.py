@@ -1,0 +1,58 @@
+"""The training-speed scripts of issue 24 run (benchmarks/profile_train_step.py,
+benchmarks/compile_ab.py with train_throughput.py), on the toy Transformer, in seconds."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS
+
+ROOT = Path(__file__).resolve().parents[2]
+TOY = str(CONFIGS / "toy_transformer.yaml")
+FAST = ["runtime.threads=1", "runtime.precision=fp32", "data.n_train=64"]
+
+
+def _script(name: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *argv],
+                          capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
+
+
+def test_profile_groups_operators_and_writes_the_table(tmp_path):
+    out = tmp_path / "profile.txt"
+    done = _script("profile_train_step.py", TOY, *FAST, "--warmup", "2", "--steps", "2",
+                   "--out", str(out))  # fmt: skip
+    text = out.read_text()
+    assert text.strip() in done.stdout
+    assert "self CPU time by group: " in text and "matrix products" in text
+    groups = text.split("self CPU time by group: ")[1].splitlines()[0].split(", ")
+    shares = {g.rsplit(" ", 1)[0]: float(g.rsplit(" ", 1)[1].rstrip("%")) for g in groups}
+    optimizer = shares.pop("(of which the optimizer step)")
+    assert sum(shares.values()) == pytest.approx(100.0, abs=0.5)
+    assert 0 < optimizer < 100
+    assert "aten::mm" in text or "aten::addmm" in text
+
+
+def test_profile_group_names():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from profile_train_step import group
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert group("aten::addmm") == "matrix products"
+    assert group("aten::_scaled_dot_product_flash_attention_for_cpu") == "fused attention"
+    assert group("aten::mkldnn_rnn_layer") == "recurrent kernels"
+    assert group("Torch-Compiled Region: 0/0") == "compiled regions"
+    assert group("aten::add_") == "everything else"
+
+
+def test_compile_ab_runs_rounds_and_tabulates(tmp_path):
+    out = tmp_path / "ab.jsonl"
+    done = _script("compile_ab.py", TOY, *FAST, "--variants", "off", "--rounds", "2",
+                   "--seconds", "1", "--skip", "0", "--out", str(out))  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["variant"], r["round"]) for r in rows] == [("off", 1), ("off", 2)]
+    assert all(r["compile"] == "off" and r["target_tokens_per_second"] > 0 for r in rows)
+    assert "steady tok/s" in done.stdout and "\noff " in done.stdout
