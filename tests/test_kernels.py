@@ -1,5 +1,7 @@
 """Decoding's products through a oneDNN-packed weight (`atento.kernels`) equal F.linear."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +10,13 @@ from atento import kernels
 from atento.kernels import decode_linear
 
 pytestmark = pytest.mark.skipif(not kernels._available(), reason="no oneDNN in this torch")
+
+
+@pytest.fixture(autouse=True)
+def _own_choices(monkeypatch, tmp_path):
+    """Each test measures afresh: its own kernels.json, nothing remembered in memory."""
+    monkeypatch.setenv("ATENTO_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernels, "_remembered", None)
 
 
 def _layer(rows: int = 6, bias: bool = True):
@@ -83,3 +92,35 @@ def test_a_packed_copy_that_no_size_class_uses_is_dropped(monkeypatch):
     assert torch.equal(out, F.linear(x, weight, bias))
     entry = kernels._packed[id(weight)]
     assert entry.choice == {(torch.float32, 2): False} and entry.packed == {}
+
+
+def test_a_measured_choice_is_remembered_for_later_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "auto")
+    monkeypatch.setattr(kernels, "MARGIN", 10.0)  # the packed kernel always wins
+    x, weight, bias = _layer(rows=3)
+    with torch.no_grad():
+        decode_linear(x, weight, bias)
+    saved = json.loads((tmp_path / "kernels.json").read_text())
+    assert list(saved.values()) == [True]
+    assert next(iter(saved)).endswith("| 300x48 | float32 | rows class 2")
+    # a later run (nothing in memory, another weight of the shape): the remembered kernel, no
+    # measurement, so the same outputs whatever the machine's load
+    monkeypatch.setattr(kernels, "_remembered", None)
+    monkeypatch.setattr(kernels, "_best_time", lambda fn: pytest.fail("measured again"))
+    x2, weight2, bias2 = _layer(rows=3)
+    with torch.no_grad():
+        out = decode_linear(x2, weight2, bias2)
+    assert kernels._packed[id(weight2)].choice == {(torch.float32, 2): True}
+    torch.testing.assert_close(out, F.linear(x2, weight2, bias2), rtol=1e-5, atol=1e-5)
+
+
+def test_a_cache_that_cannot_be_written_only_means_measuring(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "auto")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("ATENTO_CACHE", str(blocker / "below"))  # a folder under a file
+    x, weight, bias = _layer(rows=2)
+    with torch.no_grad():
+        torch.testing.assert_close(decode_linear(x, weight, bias), F.linear(x, weight, bias),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+    assert (torch.float32, 2) in kernels._packed[id(weight)].choice

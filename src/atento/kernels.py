@@ -9,7 +9,11 @@ at batch 1 and 8 it was clearly faster on a 2-core AMD EPYC, in fp32 and in bf16
 depends on the CPU and on the number of rows, so nothing is assumed: the first call for a
 weight, a precision and a size class of rows (1, 2-3, 4-7, ...) times both kernels (after one
 warm-up call each, the best of two) and keeps the packed one only if it is at least 5 %
-faster. The packed copy is made once per weight and precision, made again when the weight
+faster. The choice is remembered on disk (`$ATENTO_CACHE/kernels.json`, keyed by the CPU, its
+features, the torch version, the thread count, the weight's shape, the precision and the size
+class), so that later runs on the same machine take the same kernel and give the same outputs
+instead of measuring again under whatever load they meet. The packed copy is made once per
+weight and precision, made again when the weight
 changes in place (a training run's validation), and dropped while no size class uses it.
 Callers: the translation Transformer's and the language models' output layer in `step`, and
 every product of the language models' lean cached step (`Block.step`).
@@ -23,10 +27,13 @@ oneDNN sums in another order than MKL: logits differ from `F.linear`'s by about 
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +42,7 @@ from torch import Tensor
 MARGIN = 0.95  # the packed kernel must take at most 95 % of F.linear's time
 _packed: dict[int, _Entry] = {}  # id(weight) -> its entry, dropped when the weight is freed
 _lock = threading.Lock()
+_remembered: dict[str, bool] | None = None  # kernels.json, read at the first measurement
 
 
 class _Entry:
@@ -104,15 +112,71 @@ def decode_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     with _lock:
         entry = _entry(weight, bias)
         if key not in entry.choice:
-            if dtype not in entry.packed:
+            name = _choice_key(weight, key)
+            known = True if mode == "packed" else _remembered_choices().get(name)
+            if known is not False and dtype not in entry.packed:
                 entry.packed[dtype] = torch.ops.mkldnn._reorder_linear_weight(
                     weight.detach().to(dtype), x.size(0)
                 )
                 entry.bias[dtype] = None if bias is None else bias.detach().to(dtype)
-            entry.choice[key] = mode == "packed" or (
-                _best_time(fast) <= MARGIN * _best_time(lambda: F.linear(x, weight, bias))
-            )
-            if not any(used for (d, _), used in entry.choice.items() if d == dtype):
+            if known is None:  # measured once per machine (kernels.json), then remembered
+                plain = _best_time(lambda: F.linear(x, weight, bias))
+                known = _best_time(fast) <= MARGIN * plain
+                _remember(name, known)
+            entry.choice[key] = known
+            in_use = any(used for (d, _), used in entry.choice.items() if d == dtype)
+            if dtype in entry.packed and not in_use:
                 del entry.packed[dtype], entry.bias[dtype]  # F.linear everywhere so far
         use_packed = entry.choice[key]
     return fast() if use_packed else F.linear(x, weight, bias)
+
+
+def _choices_path() -> Path:
+    from atento.data.store.keys import cache_root
+
+    return cache_root() / "kernels.json"
+
+
+def _machine() -> str:
+    """What a measured choice depends on besides the shape: CPU, features, torch, threads."""
+    model = platform.processor()
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    from atento.runtime import cpu_features
+
+    threads = torch.get_num_threads()
+    return f"{model} | {cpu_features()} | torch {torch.__version__} | {threads} threads"
+
+
+def _choice_key(weight: Tensor, key: tuple[torch.dtype, int]) -> str:
+    dtype, size_class = key
+    shape = "x".join(map(str, weight.shape))
+    return f"{_machine()} | {shape} | {str(dtype).removeprefix('torch.')} | rows class {size_class}"
+
+
+def _remembered_choices() -> dict[str, bool]:
+    global _remembered
+    if _remembered is None:
+        try:
+            _remembered = json.loads(_choices_path().read_text())
+        except (OSError, ValueError):
+            _remembered = {}
+    return _remembered
+
+
+def _remember(name: str, packed: bool) -> None:
+    """Add a measured choice to kernels.json (written whole, then renamed); a cache that cannot
+    be written only means measuring again in the next run."""
+    choices = _remembered_choices()
+    choices[name] = packed
+    path = _choices_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(choices, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
