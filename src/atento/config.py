@@ -53,7 +53,7 @@ class TrainConfig:
     seed: int = 1
     ema_decay: float = 0.0  # > 0: validate, keep and translate an exponential moving average
     # output layer + loss in fixed row chunks, logits never whole (training.fused_output):
-    # null (auto) = on under bf16/fp16 autocast only (fp32 keeps the plain path); true; false
+    # null (auto) = on under bf16/fp16 autocast and in fp32 on a CPU (fp32 on a GPU: plain)
     fused_output: bool | None = None
     # AdamW's fused kernel (torch's fused=True) instead of its per-parameter loop of tensor
     # operations on a CPU (training.optimizer); false keeps earlier runs' updates bit for bit

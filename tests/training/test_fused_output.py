@@ -78,10 +78,12 @@ def test_bad_shapes_are_a_value_error():
         fused_output_loss(torch.zeros(2, 3, 4), torch.zeros(5, 4), torch.zeros(2, dtype=torch.long))
 
 
-def test_auto_is_on_under_bf16_autocast_only():
+def test_auto_is_on_under_bf16_autocast_and_in_fp32_on_a_cpu_only():
     model = torch.nn.Module()
     model.output_layer = lambda: None
-    assert fused_dtype(None, model, "cpu") is None
+    assert fused_dtype(None, model, "cpu") == torch.float32
+    assert fused_dtype(None, model, "cuda") is None  # fp32 on a GPU: not measured, plain
+    assert fused_dtype(False, model, "cpu") is None
     assert fused_dtype(True, model, "cpu") == torch.float32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert fused_dtype(None, model, "cpu") == torch.bfloat16
