@@ -144,17 +144,18 @@ class ClassifyTask(Task):
 
     def label_ids(self, data: Labelled) -> list[int]:
         """Class indices of a file's labels; an unknown label is an error naming its line."""
+        lines = zip(data.labels or [], data.lines, strict=True)
+        return [self._class_index(label, f"{data.name}:{line}") for label, line in lines]
+
+    def _class_index(self, label: str, where: str) -> int:
+        """The run's class index of `label`; an unknown label is an error naming `where`."""
         labels: LabelSet = self.tokenizers["labels"]
-        out = []
-        for label, line in zip(data.labels or [], data.lines, strict=True):
-            i = labels.index(label)
-            if i is None:
-                raise AtentoError(
-                    f"{data.name}:{line}: label {label!r} is not one the model knows "
-                    f"({', '.join(labels.labels)})"
-                )
-            out.append(i)
-        return out
+        i = labels.index(label)
+        if i is None:
+            raise AtentoError(
+                f"{where}: label {label!r} is not one the model knows ({', '.join(labels.labels)})"
+            )
+        return i
 
     # ---------------------------------------------------------------- training
     def prepare_store(
@@ -195,16 +196,8 @@ class ClassifyTask(Task):
     def _class_map(self) -> np.ndarray:
         """The run's class index of each of the store's classes (the same order, unless a
         resumed run's training file gained a label: an error)."""
-        labels: LabelSet = self.tokenizers["labels"]
-        out = []
-        for label in self.store.classes or []:
-            i = labels.index(label)
-            if i is None:
-                raise AtentoError(
-                    f"{self.cfg.data.train}: label {label!r} is not one the model knows "
-                    f"({', '.join(labels.labels)})"
-                )
-            out.append(i)
+        where = str(self.cfg.data.train)
+        out = [self._class_index(label, where) for label in self.store.classes or []]
         return np.asarray(out, dtype=np.int64)
 
     def model_sizes(self) -> dict[str, Any]:

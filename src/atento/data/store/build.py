@@ -32,7 +32,7 @@ from typing import Any
 
 from atento._version import __version__
 from atento.data.store.arrays import TokenArrays
-from atento.data.store.keys import FORMAT, digest_of, stores_root
+from atento.data.store.keys import FORMAT, digest_of, store_key, stores_root
 from atento.data.tokenizers import Tokenizer, load_tokenizer
 from atento.errors import AtentoError
 
@@ -250,6 +250,31 @@ def reusable(key: str, identity: list[dict[str, Any]], tokenizers: dict[str, Tok
     if store is None or store.manifest.get("inputs") != identity:
         return None
     return store if store.manifest.get("tokenizer_sha256") == digest_of(tokenizers) else None
+
+
+def single_side_store(
+    kind: str, identity: list[dict[str, Any]], settings: dict[str, Any],
+    tokenizers: dict[str, Tokenizer] | None, build: Callable[[Path], dict[str, Any]], *,
+    log, reuse: str | None, verify: bool,
+) -> Store:  # fmt: skip
+    """The store of a one-sided kind ("stream", "sentences"): the recorded store `reuse` when
+    it still fits (`reusable`), else the one keyed by the inputs and either the encoding
+    settings (tokenizer, vocab_size, tokenizer_sample, seed: the tokenizer is trained on the
+    sample) or the given tokenizers' hash, found or made by `build(folder)` (its manifest
+    gains the keyed settings)."""
+    if reuse and tokenizers is not None:
+        found = reusable(reuse, identity, tokenizers)
+        if found is not None:
+            return found
+    if tokenizers is None:
+        keyed = {k: settings[k] for k in ("tokenizer", "vocab_size", "tokenizer_sample", "seed")}
+    else:
+        keyed = {"tokenizer_sha256": digest_of(tokenizers)}
+
+    def build_keyed(folder: Path) -> dict[str, Any]:
+        return build(folder) | {"settings": keyed}
+
+    return open_store(store_key(kind, identity, keyed), build_keyed, log=log, verify=verify)
 
 
 RECORD = "store.json"

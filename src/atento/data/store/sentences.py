@@ -30,9 +30,9 @@ import numpy as np
 from atento import faults
 from atento.data.labelled import drop_contained, iter_labelled
 from atento.data.store.arrays import ArrayWriter, token_dtype
-from atento.data.store.build import Store, open_store, reusable
+from atento.data.store.build import Store, single_side_store
 from atento.data.store.encode import BATCH_LINES, encode_batches, encode_rows_batch
-from atento.data.store.keys import digest_of, file_identity, store_key
+from atento.data.store.keys import digest_of, file_identity
 from atento.data.store.sample import Reservoir, train_tokenizers
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
@@ -128,20 +128,12 @@ def prepare_sentences(
     """The store of `source` under `settings` (tokenizer, vocab_size, tokenizer_sample, seed):
     found or built (see `prepare_parallel` for `reuse`); `tokenizers`: {"text": ...} to use
     as it is (keyed by its hash), or None to train one on the sample."""
-    if reuse and tokenizers is not None:
-        found = reusable(reuse, source.identity, tokenizers)
-        if found is not None:
-            return SentenceData(found)
-    if tokenizers is None:
-        keyed = {k: settings[k] for k in ("tokenizer", "vocab_size", "tokenizer_sample", "seed")}
-    else:
-        keyed = {"tokenizer_sha256": digest_of(tokenizers)}
-    key = store_key("sentences", source.identity, keyed)
 
     def build(folder: Path) -> dict[str, Any]:
-        return _build(folder, source, settings, tokenizers, workers, log) | {"settings": keyed}
+        return _build(folder, source, settings, tokenizers, workers, log)
 
-    return SentenceData(open_store(key, build, log=log, verify=verify))
+    return SentenceData(single_side_store("sentences", source.identity, settings, tokenizers,
+                                          build, log=log, reuse=reuse, verify=verify))  # fmt: skip
 
 
 @dataclass

@@ -26,9 +26,9 @@ from typing import Any
 from atento import faults
 from atento.data.lines import DEFAULT_POLICY, LinePolicy, stream_lines
 from atento.data.store.arrays import ArrayWriter, token_dtype
-from atento.data.store.build import Store, open_store, reusable
+from atento.data.store.build import Store, single_side_store
 from atento.data.store.encode import BATCH_LINES, encode_batches, encode_text_batch
-from atento.data.store.keys import digest_of, file_identity, store_key
+from atento.data.store.keys import digest_of, file_identity
 from atento.data.store.sample import Reservoir, train_tokenizers
 from atento.data.tokenizers import Tokenizer
 from atento.errors import AtentoError
@@ -144,20 +144,12 @@ def prepare_stream(
 ) -> StreamData:  # fmt: skip
     """The store of `source` under `settings` (tokenizer, vocab_size, tokenizer_sample, seed):
     found or built (see `prepare_parallel` for `reuse`)."""
-    if reuse and tokenizers is not None:
-        found = reusable(reuse, source.identity, tokenizers)
-        if found is not None:
-            return StreamData(found)
-    if tokenizers is None:
-        keyed = {k: settings[k] for k in ("tokenizer", "vocab_size", "tokenizer_sample", "seed")}
-    else:
-        keyed = {"tokenizer_sha256": digest_of(tokenizers)}
-    key = store_key("stream", source.identity, keyed)
 
     def build(folder: Path) -> dict[str, Any]:
-        return _build(folder, source, settings, tokenizers, workers, log) | {"settings": keyed}
+        return _build(folder, source, settings, tokenizers, workers, log)
 
-    return StreamData(open_store(key, build, log=log, verify=verify))
+    return StreamData(single_side_store("stream", source.identity, settings, tokenizers, build,
+                                        log=log, reuse=reuse, verify=verify))  # fmt: skip
 
 
 def _first_pass(source: TextSource, kind: str) -> tuple[int | None, set[str]]:
