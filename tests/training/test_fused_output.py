@@ -91,17 +91,38 @@ def test_auto_is_on_under_bf16_autocast_and_in_fp32_on_a_cpu_only():
         assert fused_dtype(True, torch.nn.Linear(2, 2), "cpu") is None  # no output_layer()
 
 
-def _trainer_losses(tmp_path, setting, steps=3):
+def _trainer(tmp_path, setting, config="toy_transformer.yaml"):
     from atento.config_io import load_config
     from atento.training.loop import Trainer
     from conftest import CONFIGS
 
     over = ["data.n_train=64", "runtime.precision=fp32", f"train.fused_output={setting}"]
-    trainer = Trainer(load_config(CONFIGS / "toy_transformer.yaml", over), tmp_path / setting,
-                      progress=False)  # fmt: skip
+    return Trainer(load_config(CONFIGS / config, over), tmp_path / f"{config}-{setting}",
+                   progress=False)  # fmt: skip
+
+
+def _trainer_losses(tmp_path, setting, steps=3):
+    trainer = _trainer(tmp_path, setting)
     batches = [trainer.task.collate(list(range(16 * i, 16 * i + 16))) for i in range(steps)]
     losses = [trainer.train_step(batch)[0] for batch in batches]
     return losses, trainer.model.tgt_embed.weight.detach()
+
+
+def test_the_attention_rnn_trains_the_same_with_the_fused_output(tmp_path):
+    """The RNN translator's output layer (with its bias) through the chunked loss: the same
+    losses and weights as its plain logits, to float32 summation order."""
+    runs = {}
+    for setting in ("false", "true"):
+        trainer = _trainer(tmp_path, setting, "toy_dates.yaml")
+        batches = [trainer.task.collate(list(range(16 * i, 16 * i + 16))) for i in range(3)]
+        losses = [trainer.train_step(batch)[0] for batch in batches]
+        runs[setting] = (
+            losses,
+            [p.detach().clone() for p in trainer.model.decoder.output.parameters()],
+        )
+    assert runs["true"][0] == pytest.approx(runs["false"][0], rel=1e-5)
+    for fused, plain in zip(runs["true"][1], runs["false"][1], strict=True):
+        torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_tied_transformer_trains_the_same_with_the_fused_output(tmp_path):

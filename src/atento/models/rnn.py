@@ -183,10 +183,12 @@ class RNNDecoder(nn.Module):
         )
 
     def forward(
-        self, tgt_ids: Tensor, state: RNNDecoderState, select: Tensor | None = None
-    ) -> tuple[Tensor, RNNDecoderState, Tensor | None]:
-        """tgt_ids (B, T) -> logits (B, T, V) (or (N, V) at the `select`ed positions), the state
-        after step T, weights (B, T, S) or None."""
+        self, tgt_ids: Tensor, state: RNNDecoderState, select: Tensor | None = None,
+        output_inputs: bool = False,
+    ) -> tuple[Tensor, RNNDecoderState, Tensor | None]:  # fmt: skip
+        """tgt_ids (B, T) -> logits (B, T, V) (or (N, V) at the `select`ed positions; with
+        `output_inputs` the output layer's inputs instead), the state after step T, weights
+        (B, T, S) or None."""
         emb = self.dropout(self.embed(tgt_ids))  # (B, T, E)
         if self.input_feeding:
             outs, weights, prev, hidden = [], [], state.prev_out, state.hidden
@@ -203,7 +205,8 @@ class RNNDecoder(nn.Module):
             prev = None
         new_state = RNNDecoderState(hidden, prev, state.memory, state.keys, state.memory_mask)
         out = self.dropout(out)
-        return self.output(out if select is None else out[select]), new_state, w
+        rows = out if select is None else out[select]
+        return (rows if output_inputs else self.output(rows)), new_state, w
 
     def _attend(self, rnn_out: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor | None]:
         if self.attention is None:
@@ -256,17 +259,23 @@ class RNNSeq2Seq(nn.Module):
 
     def forward(
         self, src_ids: Tensor, src_mask: Tensor, tgt_in: Tensor, select: Tensor | None = None,
-        options: DecodeOptions | None = None,
+        options: DecodeOptions | None = None, hidden: bool = False,
     ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """Teacher forcing: logits (B, T, V) and, with `options.attention`, the attention
         weights (B, T, S) (None without attention or when not asked for).
 
         `select` (B, T) bool: logits only at those positions, (N, V) in row-major order.
+        `hidden`: the output layer's inputs instead of the logits (the fused output layer and
+        loss of `atento.training.fused_output` apply `output_layer()` to them).
         """
         options = DEFAULT_OPTIONS if options is None else options
         state = self.init_state(self.encode(src_ids, src_mask), options)
-        logits, _, weights = self.decoder(tgt_in, state, select)
+        logits, _, weights = self.decoder(tgt_in, state, select, output_inputs=hidden)
         return logits, weights if options.attention else None
+
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """The output layer's weight (V, H) and bias (V,)."""
+        return self.decoder.output.weight, self.decoder.output.bias
 
     def step(
         self, last_ids: Tensor, state: RNNDecoderState, options: DecodeOptions = DEFAULT_OPTIONS

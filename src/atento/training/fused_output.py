@@ -53,9 +53,9 @@ def _chunk_loss(z: Tensor, target: Tensor, eps: float, grad: bool) -> tuple[Tens
 def _fused(
     h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
     dtype: torch.dtype, grad: bool, chunk: int,
-) -> tuple[Tensor, Tensor | None, Tensor | None]:  # fmt: skip
-    """The summed loss and, with `grad`, d loss / d h (N, D) in h's dtype and d loss / d weight
-    (V, D) in fp32."""
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
+    """The summed loss and, with `grad`, d loss / d h (N, D) in h's dtype, d loss / d weight
+    (V, D) and d loss / d bias (V,) (None without a bias) in fp32."""
     N, V = h.size(0), weight.size(0)
     w = weight.detach().to(dtype)
     x = h.detach().to(dtype)
@@ -64,6 +64,8 @@ def _fused(
     zlow = None if dtype == torch.float32 else torch.empty(rows, V, dtype=dtype, device=h.device)
     grad_h = torch.empty(N, h.size(1), dtype=h.dtype, device=h.device) if grad else None
     grad_w = torch.zeros(V, weight.size(1), dtype=torch.float32, device=h.device) if grad else None
+    with_bias = grad and bias is not None
+    grad_b = torch.zeros(V, dtype=torch.float32, device=h.device) if with_bias else None
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for start in range(0, N, chunk):
         xc = x[start : start + chunk]
@@ -79,11 +81,13 @@ def _fused(
         total += loss.sum()
         if g is None:
             continue
+        if grad_b is not None:
+            grad_b += g.sum(0)
         if zlow is not None:
             g = zlow[:r].copy_(g)
         grad_h[start : start + r] = g @ w
         grad_w += (g.t() @ xc).float()
-    return total, grad_h, grad_w
+    return total, grad_h, grad_w, grad_b
 
 
 class _FusedOutputLoss(torch.autograd.Function):
@@ -91,18 +95,21 @@ class _FusedOutputLoss(torch.autograd.Function):
     def forward(ctx, h, weight, bias, target, eps, dtype, chunk):  # noqa: D102
         need = ctx.needs_input_grad
         with torch.autocast(h.device.type, enabled=False):
-            total, grad_h, grad_w = _fused(h, weight, bias, target, eps, dtype,
-                                           need[0] or need[1], chunk)  # fmt: skip
-        ctx.save_for_backward(grad_h, grad_w)
+            grads = _fused(h, weight, bias, target, eps, dtype, any(need[:3]), chunk)
+        total, grad_h, grad_w, grad_b = grads
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
+        ctx.bias_dtype = None if bias is None else bias.dtype
         return total
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        grad_h, grad_w = ctx.saved_tensors
-        gh = grad_h.mul_(grad.to(grad_h.dtype)) if ctx.needs_input_grad[0] else None
-        gw = grad_w.mul_(grad).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
-        return gh, gw, None, None, None, None, None
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gh = grad_h.mul_(grad.to(grad_h.dtype)) if need[0] else None
+        gw = grad_w.mul_(grad).to(ctx.weight_dtype) if need[1] else None
+        gb = grad_b.mul_(grad).to(ctx.bias_dtype) if need[2] else None
+        return gh, gw, gb, None, None, None, None
 
 
 def fused_output_loss(
@@ -110,8 +117,9 @@ def fused_output_loss(
     bias: Tensor | None = None, dtype: torch.dtype | None = None, chunk: int = CHUNK,
 ) -> Tensor:  # fmt: skip
     """Summed label-smoothed cross-entropy of the logits `h @ weight.T (+ bias)` without the
-    (N, V) logits: h (N, D), weight (V, D), targets (N,), bias (V,) (a fixed buffer: no
-    gradient). `dtype`: the matrix products' dtype (None: h's). Gradients flow to h and weight."""
+    (N, V) logits: h (N, D), weight (V, D), targets (N,), bias (V,) (a trained parameter, as
+    the RNN's, or a fixed buffer, as Marian's). `dtype`: the matrix products' dtype (None: h's).
+    Gradients flow to h, weight and a bias that requires them."""
     dtype = h.dtype if dtype is None else dtype
     if h.dim() != 2 or targets.shape != h.shape[:1]:
         raise ValueError(f"h must be (N, D) and targets (N,), got {tuple(h.shape)} and "
@@ -122,7 +130,7 @@ def fused_output_loss(
 @dataclass
 class OutputRows:
     """What a task's `forward` returns on the fused path: the output layer's inputs (N, D), its
-    weight and fixed bias, and the dtype of its matrix products (the forward's autocast)."""
+    weight and bias, and the dtype of its matrix products (the forward's autocast)."""
 
     hidden: Tensor
     weight: Tensor
