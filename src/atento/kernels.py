@@ -27,6 +27,7 @@ oneDNN sums in another order than MKL: logits differ from `F.linear`'s by about 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -137,8 +138,9 @@ def _choices_path() -> Path:
     return cache_root() / "kernels.json"
 
 
-def _machine() -> str:
-    """What a measured choice depends on besides the shape: CPU, features, torch, threads."""
+@functools.cache
+def _cpu() -> str:
+    """The CPU's model name and features with the torch version (read once per process)."""
     model = platform.processor()
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.is_file() else []:
@@ -147,8 +149,12 @@ def _machine() -> str:
             break
     from atento.runtime import cpu_features
 
-    threads = torch.get_num_threads()
-    return f"{model} | {cpu_features()} | torch {torch.__version__} | {threads} threads"
+    return f"{model} | {cpu_features()} | torch {torch.__version__}"
+
+
+def _machine() -> str:
+    """What a measured choice depends on besides the shape: CPU, features, torch, threads."""
+    return f"{_cpu()} | {torch.get_num_threads()} threads"
 
 
 def _choice_key(weight: Tensor, key: tuple[torch.dtype, int]) -> str:
