@@ -1,13 +1,14 @@
 """Decoding's products through a oneDNN-packed weight (`atento.kernels`) equal F.linear."""
 
 import json
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from atento import kernels
-from atento.kernels import decode_linear
+from atento.kernels import decode_linear, decode_linears
 
 pytestmark = pytest.mark.skipif(not kernels._available(), reason="no oneDNN in this torch")
 
@@ -102,7 +103,7 @@ def test_a_measured_choice_is_remembered_for_later_runs(monkeypatch, tmp_path):
         decode_linear(x, weight, bias)
     saved = json.loads((tmp_path / "kernels.json").read_text())
     assert list(saved.values()) == [True]
-    assert next(iter(saved)).endswith("| 300x48 | float32 | rows class 2")
+    assert next(iter(saved)).endswith("| 300x48 | float32 | rows class 2 | weights from memory")
     # a later run (nothing in memory, another weight of the shape): the remembered kernel, no
     # measurement, so the same outputs whatever the machine's load
     monkeypatch.setattr(kernels, "_remembered", None)
@@ -124,3 +125,66 @@ def test_a_cache_that_cannot_be_written_only_means_measuring(monkeypatch, tmp_pa
         torch.testing.assert_close(decode_linear(x, weight, bias), F.linear(x, weight, bias),
                                    rtol=1e-5, atol=1e-5)  # fmt: skip
     assert (torch.float32, 2) in kernels._packed[id(weight)].choice
+
+
+def _qkv(bias: tuple[bool, bool, bool] = (True, True, True)) -> list[torch.nn.Linear]:
+    torch.manual_seed(3)
+    return [torch.nn.Linear(48, n, bias=b) for n, b in zip((48, 48, 32), bias, strict=True)]
+
+
+@pytest.mark.parametrize("bias", [(True, True, True), (False, False, False), (True, False, True)])
+@pytest.mark.parametrize("rows", [1, 5])
+def test_fused_maps_give_each_map_s_product(bias, rows, monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    layers, x = _qkv(bias), torch.randn(rows, 48)
+    with torch.no_grad():
+        outs = decode_linears(x, layers)
+        assert [o.shape for o in outs] == [(rows, 48), (rows, 48), (rows, 32)]
+        for out, layer in zip(outs, layers, strict=True):
+            torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_maps_follow_a_weight_changed_in_place(monkeypatch):
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    layers, x = _qkv(), torch.randn(2, 48)
+    with torch.no_grad():
+        decode_linears(x, layers)
+        layers[1].weight.mul_(-3.0)  # an optimiser step between two validations
+        layers[2].bias.add_(1.0)
+        outs = decode_linears(x, layers)
+        for out, layer in zip(outs, layers, strict=True):
+            torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_maps_in_plain_mode_or_with_gradients_are_each_f_linear_exactly(monkeypatch):
+    layers, x = _qkv(), torch.randn(3, 48)
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
+    outs = decode_linears(x, layers)  # gradients on: unfused, differentiable
+    assert all(o.requires_grad for o in outs)
+    assert all(torch.equal(o, layer(x)) for o, layer in zip(outs, layers, strict=True))
+    monkeypatch.setenv("ATENTO_DECODE_KERNEL", "plain")
+    with torch.no_grad():
+        outs = decode_linears(x, layers)
+        assert all(torch.equal(o, layer(x)) for o, layer in zip(outs, layers, strict=True))
+    assert not any(id(layers[0].weight) in ids for ids in kernels._fused)
+
+
+def test_the_measurement_reads_the_weights_from_memory(monkeypatch):
+    """Between timed calls a buffer twice the last-level cache is read (clean caches, the
+    weight evicted), and short products get more calls than long ones."""
+    reads = []
+    monkeypatch.setattr(kernels, "_last_level_cache_bytes", lambda: 1 << 20)
+    real_ones = torch.ones
+
+    def ones(n):
+        t = real_ones(n)
+        reads.append(t.numel() * 4)
+        return t
+
+    monkeypatch.setattr(kernels.torch, "ones", ones)
+    calls = []
+    kernels._best_time(lambda: calls.append(1))  # ~instant: the most calls
+    assert reads == [2 << 20] and len(calls) == 1 + 50
+    calls.clear()
+    kernels._best_time(lambda: (calls.append(1), time.sleep(0.01)))
+    assert len(calls) == 1 + 5

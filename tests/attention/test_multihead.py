@@ -120,3 +120,43 @@ def test_a_float64_model_keeps_float64_attention():
     q, k, v = (p(x).view(2, 5, 2, 4).transpose(1, 2) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
     expected = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)  # sqrt(4) = 2
     torch.testing.assert_close(weights, expected, rtol=0, atol=1e-12)
+
+
+def _kv(n: int, t: int, seed: int) -> KVCache:
+    g = torch.Generator().manual_seed(seed)
+    return KVCache(torch.randn(n, 2, t, 4, generator=g), torch.randn(n, 2, t, 4, generator=g))
+
+
+def test_cache_append_keeps_room_and_equals_concatenation():
+    cache, steps = _kv(3, 5, 0), [_kv(3, 1, i + 1) for i in range(30)]
+    expected_k, expected_v = cache.keys, cache.values
+    for i, step in enumerate(steps):
+        before = cache
+        cache = cache.append(step)
+        expected_k = torch.cat([expected_k, step.keys], 2)
+        expected_v = torch.cat([expected_v, step.values], 2)
+        assert torch.equal(cache.keys, expected_k) and torch.equal(cache.values, expected_v)
+        if i > 0 and before.room is not None and cache.length <= before.room.keys.size(2):
+            assert cache.keys.data_ptr() == before.keys.data_ptr()  # written in place: no copy
+    assert cache.length == 35 and cache.room.keys.size(2) < 2 * 35  # room grows by half
+
+
+def test_cache_append_is_a_value_two_branches_from_one_cache():
+    base = _kv(2, 4, 0).append(_kv(2, 1, 1))  # now with spare room
+    a, b = base.append(_kv(2, 1, 2)), base.append(_kv(2, 1, 3))  # b cannot take a's room
+    assert torch.equal(a.keys[:, :, :5], base.keys) and torch.equal(b.keys[:, :, :5], base.keys)
+    assert torch.equal(a.keys[:, :, 5:], _kv(2, 1, 2).keys)
+    assert torch.equal(b.keys[:, :, 5:], _kv(2, 1, 3).keys)
+    assert a.keys.data_ptr() != b.keys.data_ptr()
+
+
+def test_cache_append_with_gradients_or_out_of_inference_mode():
+    with torch.inference_mode():
+        grown = _kv(1, 3, 0).append(_kv(1, 1, 1))  # room of inference tensors
+    later = grown.append(_kv(1, 1, 2))  # outside inference mode: copied, no error
+    assert torch.equal(later.keys[:, :, :4], grown.keys)
+    keys = torch.randn(1, 2, 1, 4, requires_grad=True)
+    tracked = grown.append(KVCache(keys, keys * 2))
+    assert tracked.room is None  # concatenated: differentiable
+    tracked.values.sum().backward()
+    assert torch.equal(keys.grad, torch.full_like(keys, 2.0))

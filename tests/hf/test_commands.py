@@ -63,8 +63,9 @@ def _greedy_reference(theirs, ids: list[int], n: int) -> list[int]:
 
 
 def test_gpt2_greedy_sampling_with_the_packed_output_layer(gpt2_dir, gpt2_run, monkeypatch):
-    """The output layer through the oneDNN-packed weight (`atento.kernels`; the suite
-    otherwise keeps F.linear) gives transformers' greedy tokens too."""
+    """Every product of the cached step through oneDNN-packed weights, the query, key and
+    value maps fused into one (`atento.kernels`; the suite otherwise keeps F.linear), gives
+    transformers' greedy tokens too."""
     monkeypatch.setenv("ATENTO_DECODE_KERNEL", "packed")
     run = atento.load(gpt2_run)
     theirs = _gpt2(gpt2_dir).eval()
