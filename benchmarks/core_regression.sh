@@ -12,6 +12,7 @@
 # Each side runs its own code and its own copy of the configs (the same settings, spelt as that
 # revision spells them: train.bf16 / train.threads are read as runtime.precision / runtime.threads).
 # Usage: BASE_REV=6f5ce91 REPEATS=3 SECONDS_BUDGET=40 SKIP=10 benchmarks/core_regression.sh
+# PARTS="3" runs only the decoding part (default "1 2 3": all three).
 # Run it alone on the machine. Results: benchmarks/results/core_regression.txt (+ .jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ REPEATS=${REPEATS:-3}
 SECONDS_BUDGET=${SECONDS_BUDGET:-40}
 SKIP=${SKIP:-10}
 DECODE_STEPS=${DECODE_STEPS:-300}
+PARTS=${PARTS:-1 2 3}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 PY=.venv/bin/python
 OUT=benchmarks/results/core_regression.txt
 JSONL=benchmarks/results/core_regression.jsonl
@@ -46,8 +49,9 @@ side() {  # side base|new -> the source root of that side
   if [[ $1 == base ]]; then echo "$base"; else echo "."; fi
 }
 
-echo "## 1. first 50 training losses, fp32, seed 1" | tee -a "$OUT"
+part 1 && echo "## 1. first 50 training losses, fp32, seed 1" | tee -a "$OUT"
 for cfg in "$R" "$T"; do
+  part 1 || continue
   for s in base new; do
     # the plain output layer on the new side (fp32 on a CPU fuses it by default since issue 24):
     # the loss comparison is about everything else; NEW_LOSS_OVERRIDES="" compares the defaults
@@ -64,13 +68,14 @@ print(f"{sys.argv[3]}: {len(a)} losses, identical={same}, first {a[0]:.6f} last 
 PY
 done
 
-echo "## 2. training tokens/s (${SECONDS_BUDGET} s a run, first ${SKIP} s skipped)" | tee -a "$OUT"
+part 2 && echo "## 2. training tokens/s (${SECONDS_BUDGET} s a run, first ${SKIP} s skipped)" | tee -a "$OUT"
 train() {  # train SIDE LABEL CONFIG [overrides]
   local s=$1 label=$2 cfg=$3; shift 3
   $PY "$(side $s)/benchmarks/train_throughput.py" "$(side $s)/$cfg" data.dir="$DATA" train.threads=2 "$@" \
     --seconds "$SECONDS_BUDGET" --skip "$SKIP" --label "$s $label" 2>/dev/null | tee -a "$JSONL"
 }
 for round in $(seq "$REPEATS"); do
+  part 2 || break
   echo "# round $round" >> "$JSONL"
   for s in base new; do train $s "R fp32" "$R" train.bf16=false; done
   train new "R bf16" "$R" train.bf16=true
@@ -78,10 +83,11 @@ for round in $(seq "$REPEATS"); do
   for s in base new; do train $s "T bf16" "$T" train.bf16=true; done
 done
 
-echo "## 3. beam-5 decoding, test_2016_flickr, output pieces/s" | tee -a "$OUT"
+part 3 && echo "## 3. beam-5 decoding, test_2016_flickr, output pieces/s" | tee -a "$OUT"
 TEST_SRC=$DATA/test_2016_flickr.fr.gz
 TEST_REF=$DATA/test_2016_flickr.en.gz
 for name in R T; do
+  part 3 || break
   cfg=$R; [[ $name == T ]] && cfg=$T
   PYTHONPATH=$base/src $PY -m atento.cli.main train "$base/$cfg" data.dir="$DATA" train.max_minutes=0 \
     train.max_steps="$DECODE_STEPS" train.valid_every=0 --out "$WORKDIR/run_$name" > /dev/null 2>&1
@@ -95,11 +101,13 @@ decode() {  # decode SIDE NAME
     | tee -a "$JSONL"
 }
 for round in $(seq "$REPEATS"); do
+  part 3 || break
   for s in base new; do decode $s R; done
   for s in new base; do decode $s T; done
 done
 
 for name in R T; do
+  part 3 || break
   if cmp -s "$WORKDIR/hyp_base_$name.txt" "$WORKDIR/hyp_new_$name.txt"; then same=identical; else
     same="DIFFERENT ($(diff "$WORKDIR/hyp_base_$name.txt" "$WORKDIR/hyp_new_$name.txt" | grep -c '^<') lines)"
   fi
@@ -131,4 +139,4 @@ for name in ("R", "T"):
     if b and n:
         print(f"  {name} decode BLEU base {b[0]} new {n[0]}")
 PY
-cat "$WORKDIR/same.txt" | tee -a "$OUT"
+if [[ -f "$WORKDIR/same.txt" ]]; then tee -a "$OUT" < "$WORKDIR/same.txt"; fi

@@ -103,7 +103,7 @@ def test_a_measured_choice_is_remembered_for_later_runs(monkeypatch, tmp_path):
         decode_linear(x, weight, bias)
     saved = json.loads((tmp_path / "kernels.json").read_text())
     assert list(saved.values()) == [True]
-    assert next(iter(saved)).endswith("| 300x48 | float32 | rows class 2 | weights from memory")
+    assert next(iter(saved)).endswith("| 300x48 | float32 | rows class 2")
     # a later run (nothing in memory, another weight of the shape): the remembered kernel, no
     # measurement, so the same outputs whatever the machine's load
     monkeypatch.setattr(kernels, "_remembered", None)
@@ -169,22 +169,11 @@ def test_fused_maps_in_plain_mode_or_with_gradients_are_each_f_linear_exactly(mo
     assert not any(id(layers[0].weight) in ids for ids in kernels._fused)
 
 
-def test_the_measurement_reads_the_weights_from_memory(monkeypatch):
-    """Between timed calls a buffer twice the last-level cache is read (clean caches, the
-    weight evicted), and short products get more calls than long ones."""
-    reads = []
-    monkeypatch.setattr(kernels, "_last_level_cache_bytes", lambda: 1 << 20)
-    real_ones = torch.ones
-
-    def ones(n):
-        t = real_ones(n)
-        reads.append(t.numel() * 4)
-        return t
-
-    monkeypatch.setattr(kernels.torch, "ones", ones)
+def test_short_products_are_timed_more_often():
+    """Single timings of a short product are noisy: 5 calls for a slow one, up to 50."""
     calls = []
     kernels._best_time(lambda: calls.append(1))  # ~instant: the most calls
-    assert reads == [2 << 20] and len(calls) == 1 + 50
+    assert len(calls) == 1 + 50
     calls.clear()
     kernels._best_time(lambda: (calls.append(1), time.sleep(0.01)))
     assert len(calls) == 1 + 5

@@ -8,16 +8,14 @@ at batch 1 and 8 it was clearly faster on a 2-core AMD EPYC, in fp32 and in bf16
 (`benchmarks/decode_kernels.py` measures each shape on the CPU at hand). Which kernel wins
 depends on the CPU and on the number of rows, so nothing is assumed: the first call for a
 weight, a precision and a size class of rows (1, 2-3, 4-7, ...) times both kernels (after one
-warm-up call each, the best of 5 to 50 calls, each with the weight evicted from the caches first: in a
-decoding step every weight of a model larger than the last-level cache comes from memory, and
-there the kernels differ most, e.g. 13 against 27 GB/s for GPT-2's 3,072 x 768 product at one
-row, against a tie when the weight sits in the cache) and keeps the packed one only if it is at
-least 5 % faster. The choice is remembered on disk (`$ATENTO_CACHE/kernels.json`, keyed by the
-CPU, its features, the torch version, the thread count, the weight's shape, the precision and
-the size class), so that later runs on the same machine take the same kernel and give the same
-outputs instead of measuring again under whatever load they meet. The packed copy is made once
-per weight and precision, made again when the weight changes in place (a training run's
-validation), and dropped while no size class uses it.
+warm-up call each, the best of 5 to 50 calls: more for short products, whose single timings are
+noisy) and keeps the packed one only if it is at least 5 % faster. The choice is remembered on
+disk (`$ATENTO_CACHE/kernels.json`, keyed by the CPU, its features, the torch version, the
+thread count, the weight's shape, the precision and the size class), so that later runs on the
+same machine take the same kernel and give the same outputs instead of measuring again under
+whatever load they meet. The packed copy is made once per weight and precision, made again when
+the weight changes in place (a training run's validation), and dropped while no size class uses
+it.
 Callers: the translation Transformer's and the language models' output layer in `step`, and
 every product of the language models' lean cached step (`Block.step`), where the query, key
 and value maps of the same input go through `decode_linears`: one product with their weights
@@ -54,7 +52,6 @@ _packed: dict[int, _Entry] = {}  # id(weight) -> its entry, dropped when the wei
 _lock = threading.Lock()
 _remembered: dict[str, bool] | None = None  # kernels.json, read at the first measurement
 _fused: dict[tuple[int, ...], _Fused] = {}  # ids of the fused weights -> their concatenation
-MEASURED = "weights from memory"  # how choices are measured (part of their key in kernels.json)
 
 
 class _Entry:
@@ -99,34 +96,14 @@ def _dtype(x: Tensor, weight: Tensor) -> torch.dtype | None:
     return None
 
 
-@functools.cache
-def _last_level_cache_bytes() -> int:
-    """The largest CPU cache's size (sysfs), 32 MiB where it cannot be read."""
-    sizes = []
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            text = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
-        digits = text.rstrip("KkMmGg")
-        if digits.isdigit():
-            sizes.append(int(digits) * scale)
-    return max(sizes, default=32 << 20)
-
-
 def _best_time(fn) -> float:
-    """The best of 5 to 50 timed calls (more for shorter ones, at least ~5 ms timed in all)
-    after a warm-up one, the caches flushed before each (twice the last-level cache read,
-    which leaves them clean, as the products before it in a decoding step do), so that the
-    weight comes from memory as in a step."""
+    """The best of 5 to 50 timed calls (more for shorter ones, ~5 ms timed in all) after a
+    warm-up one."""
     tick = time.perf_counter()
     fn()  # warm-up: oneDNN builds its kernel at the first call
     calls = min(50, max(5, int(0.005 / max(time.perf_counter() - tick, 1e-6))))
-    flush = torch.ones(2 * _last_level_cache_bytes() // 4)
     best = float("inf")
     for _ in range(calls):
-        flush.sum()
         tick = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - tick)
@@ -241,8 +218,7 @@ def _machine() -> str:
 def _choice_key(weight: Tensor, key: tuple[torch.dtype, int]) -> str:
     dtype, size_class = key
     shape = "x".join(map(str, weight.shape))
-    precision = str(dtype).removeprefix("torch.")
-    return f"{_machine()} | {shape} | {precision} | rows class {size_class} | {MEASURED}"
+    return f"{_machine()} | {shape} | {str(dtype).removeprefix('torch.')} | rows class {size_class}"
 
 
 def _remembered_choices() -> dict[str, bool]:

@@ -139,14 +139,17 @@ def test_cache_append_keeps_room_and_equals_concatenation():
         if i > 0 and before.room is not None and cache.length <= before.room.keys.size(2):
             assert cache.keys.data_ptr() == before.keys.data_ptr()  # written in place: no copy
     assert cache.length == 35 and cache.room.keys.size(2) < 2 * 35  # room grows by half
+    once = _kv(3, 5, 0).index_select(torch.tensor([2, 0])).append(_kv(2, 1, 9))  # beam search
+    assert once.room.keys.shape == once.keys.shape  # one exact copy, no spare room
 
 
 def test_cache_append_is_a_value_two_branches_from_one_cache():
-    base = _kv(2, 4, 0).append(_kv(2, 1, 1))  # now with spare room
+    base = _kv(2, 4, 0).append(_kv(2, 1, 1)).append(_kv(2, 1, 4))  # now with spare room
     a, b = base.append(_kv(2, 1, 2)), base.append(_kv(2, 1, 3))  # b cannot take a's room
-    assert torch.equal(a.keys[:, :, :5], base.keys) and torch.equal(b.keys[:, :, :5], base.keys)
-    assert torch.equal(a.keys[:, :, 5:], _kv(2, 1, 2).keys)
-    assert torch.equal(b.keys[:, :, 5:], _kv(2, 1, 3).keys)
+    assert base.room.keys.size(2) > base.length
+    assert torch.equal(a.keys[:, :, :6], base.keys) and torch.equal(b.keys[:, :, :6], base.keys)
+    assert torch.equal(a.keys[:, :, 6:], _kv(2, 1, 2).keys)
+    assert torch.equal(b.keys[:, :, 6:], _kv(2, 1, 3).keys)
     assert a.keys.data_ptr() != b.keys.data_ptr()
 
 

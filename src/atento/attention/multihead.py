@@ -47,11 +47,13 @@ class KVCache:
     keys, values: (N, H, S, Dh); S grows by one per decoding step for self-attention and is the
     source length for cross-attention.
 
-    `append` keeps spare positions after the cached ones (half as many again as it holds) and
-    writes later steps into them, so that a step costs its own keys and values, not a copy of
-    the whole cache (which at batch 8 and 288 positions of GPT-2 small took a quarter of a
-    step). A cache stays a value: positions once written are never overwritten, and an append
-    to a cache whose spare room another append already took copies instead.
+    A cache that `append` made and that grows again gets spare positions after its own (half
+    as many again as it holds), and later steps are written into them, so that a step costs
+    its own keys and values, not a copy of the whole cache (which at batch 8 and 288 positions
+    of GPT-2 small took a quarter of a step). A cache stays a value: positions once written are
+    never overwritten, and an append to a cache whose spare room another append already took
+    copies instead. A cache that beam search reordered (`index_select`: a compact copy) is
+    appended to by one exact copy, as `torch.cat` would.
     """
 
     keys: Tensor
@@ -75,7 +77,9 @@ class KVCache:
                 keys = torch.cat([self.keys, other.keys], dim=2)  # (N, H, S1 + S2, Dh)
                 return KVCache(keys=keys, values=torch.cat([self.values, other.values], dim=2))
             n, h, _, dh = self.keys.shape
-            capacity = s + t + max(16, (s + t) // 2)
+            # room only for a cache that grows a second time: beam search reorders its caches
+            # (compact copies) before every append, and a spare half there is only cost
+            capacity = s + t if room is None else s + t + max(16, (s + t) // 2)
             room = _Room(self.keys.new_empty(n, h, capacity, dh),
                          self.values.new_empty(n, h, capacity, self.values.size(3)), s)  # fmt: skip
             room.keys[:, :, :s] = self.keys
