@@ -1,7 +1,6 @@
 """Decoding's products through a oneDNN-packed weight (`atento.kernels`) equal F.linear."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -169,11 +168,22 @@ def test_fused_maps_in_plain_mode_or_with_gradients_are_each_f_linear_exactly(mo
     assert not any(id(layers[0].weight) in ids for ids in kernels._fused)
 
 
-def test_short_products_are_timed_more_often():
-    """Single timings of a short product are noisy: 5 calls for a slow one, up to 50."""
+def test_short_products_are_timed_more_often(monkeypatch):
+    """Single timings of a short product are noisy: 5 calls for a slow one, up to 50 (a fake
+    clock that each call advances, so the machine's load cannot change the count)."""
+    clock = [0.0]
+    monkeypatch.setattr(kernels.time, "perf_counter", lambda: clock[0])
+
+    def product(seconds):
+        def call():
+            calls.append(1)
+            clock[0] += seconds
+
+        return call
+
     calls = []
-    kernels._best_time(lambda: calls.append(1))  # ~instant: the most calls
+    kernels._best_time(product(1e-6))  # ~instant: the most calls
     assert len(calls) == 1 + 50
     calls.clear()
-    kernels._best_time(lambda: (calls.append(1), time.sleep(0.01)))
+    kernels._best_time(product(0.01))
     assert len(calls) == 1 + 5
