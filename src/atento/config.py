@@ -58,6 +58,10 @@ class TrainConfig:
     # AdamW's fused kernel (torch's fused=True) instead of its per-parameter loop of tensor
     # operations on a CPU (training.optimizer); false keeps earlier runs' updates bit for bit
     fused_optimizer: bool = False
+    # multi-head attention of CPU training steps written out (two products and a softmax)
+    # instead of PyTorch's fused kernel: null (auto) = up to 128 keys, where it measured faster
+    # (atento.attention.multihead); true = at any length; false = always the fused kernel
+    explicit_attention: bool | None = None
 
 
 @dataclass

@@ -14,6 +14,13 @@ Two paths compute the same thing:
 - explicit: the energies come from the very `ScaledDotScore` the RNN decoder uses and the weights
   from the same `masked_softmax` as `Attention`, so heatmaps and analysis get (B, H, T, S) weights.
 
+A training step on a CPU with at most `explicit_keys` keys (128 by default; the
+`train.explicit_attention` switch sets it on every module) takes a third, explicit form: the two
+products in the inputs' dtype (bf16 under autocast), the softmax in fp32. PyTorch 2.13's fused CPU
+kernel is built for long sequences: at Multi30k's ~17 keys its forward + backward took 2x the
+explicit form's time in fp32 and 3x in bf16 (where it also needs fp32 copies of q, k, v), and the
+two meet between 128 and 256 keys (benchmarks/README.md, "Explicit attention in training").
+
 Incremental decoding keeps a `KVCache` per layer in the decoder state (never on the module):
 self-attention appends one step of keys/values per call; cross-attention keys/values are projected
 once per source with `project_kv(memory)` and reused at every step.
@@ -108,6 +115,9 @@ class KVCache:
         return KVCache(fn(self.keys), fn(self.values))
 
 
+EXPLICIT_KEYS = 128  # measured crossover: explicit faster at <= 128 keys, fused from 256 on
+
+
 def _low_precision_cpu(x: Tensor) -> bool:
     """bf16 (or fp16) on a CPU, i.e. under autocast there: attention itself then runs in fp32.
     (A float64 model keeps float64 attention.)"""
@@ -136,6 +146,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.explicit_keys = EXPLICIT_KEYS  # CPU training steps with <= this many keys: explicit
         self.score = ScaledDotScore()  # the scaled_dot energies of the RNN decoder, reused
 
     def _split(self, x: Tensor) -> Tensor:
@@ -207,6 +218,8 @@ class MultiHeadAttention(nn.Module):
         Returns (B, H, T, Dh) and the weights (B, H, T, S) or None (fast path).
         """
         p = self.dropout if self.training else 0.0
+        if not need_weights and self._explicit_training(q, kv):
+            return _explicit_attention(q, kv, mask, p), None
         if _low_precision_cpu(q):
             # PyTorch 2.13's fused CPU kernel in bf16: ~8x slower backwards than in fp32 when
             # training; ~740 us per decoding call against ~300 in fp32 (~165 for the explicit
@@ -215,6 +228,17 @@ class MultiHeadAttention(nn.Module):
                 out, weights = self._attend(q.float(), kv.map(Tensor.float), mask, p, need_weights)
             return out.to(q.dtype), weights
         return self._attend(q, kv, mask, p, need_weights)
+
+    def _explicit_training(self, q: Tensor, kv: KVCache) -> bool:
+        """A CPU training step (gradients flow) over at most `explicit_keys` keys, outside a
+        compiled graph (where inductor fuses attention itself)."""
+        return (
+            not torch.compiler.is_compiling()  # first: no guard on the key length in a graph
+            and q.device.type == "cpu"
+            and kv.length <= self.explicit_keys
+            and q.requires_grad
+            and torch.is_grad_enabled()
+        )
 
     def _attend(
         self, q: Tensor, kv: KVCache, mask: Tensor | None, p: float, need_weights: bool
@@ -230,3 +254,25 @@ class MultiHeadAttention(nn.Module):
         weights = masked_softmax(energies.view(b, h, t, s), mask)  # (B, H, T, S)
         out = F.dropout(weights, p=p, training=self.training) @ kv.values  # (B, H, T, Dh)
         return out, weights
+
+
+def _explicit_attention(q: Tensor, kv: KVCache, mask: Tensor | None, p: float) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) v with both products in q's dtype and the softmax in fp32:
+    q (B, H, T, Dh), mask (B|1, 1, T|1, S) True = may attend -> (B, H, T, Dh) in q's dtype."""
+    # in place on the product's own output (fp32) or its fp32 copy (bf16): neither is saved
+    energies = (q @ kv.keys.transpose(2, 3)).float().mul_(q.size(-1) ** -0.5)  # (B, H, T, S)
+    weights = masked_softmax(energies, mask).to(kv.values.dtype)
+    if p:
+        weights = F.dropout(weights, p=p)
+    return weights @ kv.values
+
+
+def set_explicit_attention(model: nn.Module, setting: bool | None) -> int:
+    """`train.explicit_attention` on every `MultiHeadAttention` in `model`: None (auto) takes the
+    explicit form in CPU training steps with at most `EXPLICIT_KEYS` keys, True at any length,
+    False never (the fused kernel, as before). Returns the key limit set."""
+    limit = {None: EXPLICIT_KEYS, True: 1 << 62, False: -1}[setting]
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.explicit_keys = limit
+    return limit

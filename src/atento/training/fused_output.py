@@ -30,9 +30,12 @@ from torch import Tensor, nn
 CHUNK = 1024  # rows per chunk: 32 MB of fp32 logits at V = 8,000
 
 
-def _chunk_loss(z: Tensor, target: Tensor, eps: float, grad: bool) -> tuple[Tensor, Tensor | None]:
-    """z (r, V) fp32 logits, overwritten -> per-row losses (r,) and, with `grad`, z itself
-    turned into d loss / d z."""
+def _chunk_loss(
+    z: Tensor, target: Tensor, eps: float, grad: bool, out: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """z (r, V) fp32 logits, overwritten -> per-row losses (r,) and, with `grad`, d loss / d z:
+    z itself, or written into `out` (r, V) of the products' lower dtype by the last pass
+    (no separate cast pass over the chunk)."""
     V = z.size(1)
     loss = -(1.0 - eps) * z.gather(1, target.unsqueeze(1)).squeeze(1)
     if eps:
@@ -44,10 +47,10 @@ def _chunk_loss(z: Tensor, target: Tensor, eps: float, grad: bool) -> tuple[Tens
     if not grad:
         return loss, None
     z.div_(s)  # softmax
-    if eps:
-        z.sub_(eps / V)
     z.scatter_add_(1, target.unsqueeze(1), z.new_full((z.size(0), 1), eps - 1.0))
-    return loss, z
+    if out is not None:
+        return loss, torch.sub(z, eps / V, out=out)  # cast on the way out
+    return loss, z.sub_(eps / V) if eps else z
 
 
 def _fused(
@@ -77,14 +80,13 @@ def _fused(
             z.copy_(torch.mm(xc, w.t(), out=zlow[:r]))
         if bias is not None:
             z.add_(bias.float())
-        loss, g = _chunk_loss(z, target[start : start + chunk], eps, grad)
+        out = None if zlow is None else zlow[:r]
+        loss, g = _chunk_loss(z, target[start : start + chunk], eps, grad, out)
         total += loss.sum()
         if g is None:
             continue
-        if grad_b is not None:
-            grad_b += g.sum(0)
-        if zlow is not None:
-            g = zlow[:r].copy_(g)
+        if grad_b is not None:  # from the fp32 gradient (z, before or without the eps / V)
+            grad_b += z.sum(0) - r * eps / V if out is not None else g.sum(0)
         grad_h[start : start + r] = g @ w
         grad_w += (g.t() @ xc).float()
     return total, grad_h, grad_w, grad_b

@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from atento import faults
+from atento.attention.multihead import set_explicit_attention
 from atento.checkpoints import BEST, LAST
 from atento.config import Config
 from atento.data.tokenizers import tokenizer_from_state
@@ -75,6 +76,7 @@ class Trainer:
         self.task = task_class(cfg.task)(cfg, log=self.log)
         self._prepare_task(None if ckpt is None else ckpt.tokenizers)
         self.model = build_model(cfg, **self.task.model_sizes()).to(self.placement.device)
+        set_explicit_attention(self.model, cfg.train.explicit_attention)
         if self.world.rank > 0:  # same initial weights; each rank its own dropout masks
             self._seed(cfg.train.seed + self.world.rank)
         self.compiler = StepCompiler.build(self.model, cfg.runtime, self.placement,
