@@ -1,6 +1,6 @@
-"""`train.explicit_attention`: CPU training steps over short key sequences compute attention as
-two products and a softmax instead of PyTorch's fused kernel; the two forms give the same
-outputs and gradients, and the switch decides which one runs."""
+"""`train.explicit_attention`: CPU training steps (by default those under bf16 autocast over
+short key sequences) compute attention as two products and a softmax instead of PyTorch's fused
+kernel; the two forms give the same outputs and gradients, and the switch decides which runs."""
 
 from unittest import mock
 
@@ -17,13 +17,14 @@ from conftest import CONFIGS
 D = 32
 
 
-def _pair(seed=0):
-    """Two identical training-mode modules: the first explicit, the second fused."""
+def _pair(seed=0, explicit_setting=True):
+    """Two identical training-mode modules: the first explicit (forced, or auto), the second
+    fused."""
     torch.manual_seed(seed)
     explicit = MultiHeadAttention(d_model=D, heads=4).train()
     fused = MultiHeadAttention(d_model=D, heads=4).train()
     fused.load_state_dict(explicit.state_dict())
-    fused.explicit_keys = -1
+    explicit.explicit, fused.explicit = explicit_setting, False
     return explicit, fused
 
 
@@ -65,9 +66,9 @@ def test_explicit_form_equals_the_fused_kernel_in_fp32(kind):
 
 def test_explicit_form_under_bf16_autocast_is_bf16_products_with_an_fp32_softmax():
     """Under CPU autocast the fused path computes attention in fp32 from fp32 copies; the
-    explicit form multiplies in bf16 and normalises in fp32: the outputs agree to bf16's
-    precision (8 bits of mantissa), and both are bf16."""
-    explicit, fused = _pair()
+    explicit form (auto's choice here) multiplies in bf16 and normalises in fp32: the outputs
+    agree to bf16's precision (8 bits of mantissa), and both are bf16."""
+    explicit, fused = _pair(explicit_setting=None)
     query, memory, src_mask, _ = _inputs()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out_e, grads_e = _run(explicit, query, memory, src_mask[:, None, :])
@@ -80,24 +81,31 @@ def test_explicit_form_under_bf16_autocast_is_bf16_products_with_an_fp32_softmax
 
 
 def test_which_form_runs():
-    """Explicit only for a CPU step that builds gradients over <= explicit_keys keys."""
+    """auto: explicit only for a CPU step that builds gradients under bf16 autocast over <=
+    EXPLICIT_KEYS keys; true: every CPU training step; false: never."""
     mha = MultiHeadAttention(d_model=D, heads=4).train()
     short, long_ = torch.randn(2, 5, D), torch.randn(2, EXPLICIT_KEYS + 1, D)
 
-    def fused_calls(x, grad=True):
+    def fused_calls(x, grad=True, bf16=True):
         spy = mock.patch.object(F, "scaled_dot_product_attention",
                                 wraps=F.scaled_dot_product_attention)  # fmt: skip
-        with spy as sdpa, torch.set_grad_enabled(grad):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        with spy as sdpa, torch.set_grad_enabled(grad), autocast:
             mha(x)
         return sdpa.call_count
 
+    assert mha.explicit is None  # auto
     assert fused_calls(short) == 0
     assert fused_calls(long_) == 1  # the fused kernel is the faster from 256 keys on
     assert fused_calls(short, grad=False) == 1  # validation / decoding: unchanged
+    assert fused_calls(short, bf16=False) == 1  # fp32: within noise, and a higher peak
     model = torch.nn.Sequential(mha)
-    assert set_explicit_attention(model, True) > 10**9 and fused_calls(long_) == 0
-    assert set_explicit_attention(model, False) == -1 and fused_calls(short) == 1
-    assert set_explicit_attention(model, None) == EXPLICIT_KEYS == mha.explicit_keys
+    set_explicit_attention(model, True)
+    assert fused_calls(long_, bf16=False) == 0 and fused_calls(short, grad=False) == 1
+    set_explicit_attention(model, False)
+    assert fused_calls(short) == 1
+    set_explicit_attention(model, None)
+    assert mha.explicit is None
 
 
 def _trainer(tmp_path, explicit: bool) -> Trainer:
@@ -114,7 +122,7 @@ def test_training_losses_are_the_fused_kernels_to_rounding(tmp_path):
     for explicit in (False, True):
         trainer = _trainer(tmp_path, explicit)
         modules = [m for m in trainer.model.modules() if isinstance(m, MultiHeadAttention)]
-        assert modules and all(m.explicit_keys == (1 << 62 if explicit else -1) for m in modules)
+        assert modules and all(m.explicit is explicit for m in modules)
         batches = [trainer.task.collate(list(range(10 * i, 10 * i + 10))) for i in range(6)]
         losses[explicit] = [trainer.train_step(batch)[0] for batch in batches]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)

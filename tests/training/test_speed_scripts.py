@@ -56,3 +56,12 @@ def test_compile_ab_runs_rounds_and_tabulates(tmp_path):
     assert [(r["variant"], r["round"]) for r in rows] == [("off", 1), ("off", 2)]
     assert all(r["compile"] == "off" and r["target_tokens_per_second"] > 0 for r in rows)
     assert "steady tok/s" in done.stdout and "\noff " in done.stdout
+
+
+def test_attention_train_times_both_forms_at_each_length():
+    done = _script("attention_train.py", "--lengths", "4", "16", "--tokens", "32",
+                   "--repeats", "1", "--threads", "1")  # fmt: skip
+    rows = [line for line in done.stdout.splitlines() if line.startswith("L ")]
+    assert len(rows) == 4  # 2 lengths x (float32, bfloat16)
+    assert all("fused" in r and "explicit" in r and "fused / explicit" in r for r in rows)
+    assert rows[0].split()[1:4] == ["4", "B", "8"]  # B = tokens // L

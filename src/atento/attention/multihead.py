@@ -14,12 +14,14 @@ Two paths compute the same thing:
 - explicit: the energies come from the very `ScaledDotScore` the RNN decoder uses and the weights
   from the same `masked_softmax` as `Attention`, so heatmaps and analysis get (B, H, T, S) weights.
 
-A training step on a CPU with at most `explicit_keys` keys (128 by default; the
-`train.explicit_attention` switch sets it on every module) takes a third, explicit form: the two
-products in the inputs' dtype (bf16 under autocast), the softmax in fp32. PyTorch 2.13's fused CPU
-kernel is built for long sequences: at Multi30k's ~17 keys its forward + backward took 2x the
-explicit form's time in fp32 and 3x in bf16 (where it also needs fp32 copies of q, k, v), and the
-two meet between 128 and 256 keys (benchmarks/README.md, "Explicit attention in training").
+A training step on a CPU under bf16 autocast with at most `EXPLICIT_KEYS` = 128 keys takes a
+third, explicit form (`train.explicit_attention`, on every module: null = that choice, true = in
+every CPU training step, false = never): the two products in the inputs' dtype (bf16 under
+autocast), the softmax in fp32. PyTorch 2.13's fused CPU kernel is built for long sequences: at
+Multi30k's ~17 keys its forward + backward took 3x the explicit form's time in bf16 (where it
+also needs fp32 copies of q, k, v) and 2x in fp32; the two meet between 128 and 256 keys. In
+whole fp32 steps the gain was within noise and the peak grew by ~90 MB, so auto leaves fp32 on
+the fused kernel (docs/design.md, "Explicit attention in training steps").
 
 Incremental decoding keeps a `KVCache` per layer in the decoder state (never on the module):
 self-attention appends one step of keys/values per call; cross-attention keys/values are projected
@@ -146,7 +148,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.explicit_keys = EXPLICIT_KEYS  # CPU training steps with <= this many keys: explicit
+        self.explicit: bool | None = None  # train.explicit_attention (see `_explicit_training`)
         self.score = ScaledDotScore()  # the scaled_dot energies of the RNN decoder, reused
 
     def _split(self, x: Tensor) -> Tensor:
@@ -230,15 +232,16 @@ class MultiHeadAttention(nn.Module):
         return self._attend(q, kv, mask, p, need_weights)
 
     def _explicit_training(self, q: Tensor, kv: KVCache) -> bool:
-        """A CPU training step (gradients flow) over at most `explicit_keys` keys, outside a
-        compiled graph (where inductor fuses attention itself)."""
-        return (
-            not torch.compiler.is_compiling()  # first: no guard on the key length in a graph
-            and q.device.type == "cpu"
-            and kv.length <= self.explicit_keys
-            and q.requires_grad
-            and torch.is_grad_enabled()
-        )
+        """Whether this call takes the explicit form: a CPU training step (gradients flow)
+        outside a compiled graph (where inductor fuses attention itself), with `explicit`
+        True, or None (auto) under bf16 / fp16 autocast over at most `EXPLICIT_KEYS` keys."""
+        if torch.compiler.is_compiling():  # first: no guard on the key length in a graph
+            return False
+        if self.explicit is False or q.device.type != "cpu":
+            return False
+        if not (q.requires_grad and torch.is_grad_enabled()):
+            return False
+        return self.explicit is True or (_low_precision_cpu(q) and kv.length <= EXPLICIT_KEYS)
 
     def _attend(
         self, q: Tensor, kv: KVCache, mask: Tensor | None, p: float, need_weights: bool
@@ -267,12 +270,10 @@ def _explicit_attention(q: Tensor, kv: KVCache, mask: Tensor | None, p: float) -
     return weights @ kv.values
 
 
-def set_explicit_attention(model: nn.Module, setting: bool | None) -> int:
+def set_explicit_attention(model: nn.Module, setting: bool | None) -> None:
     """`train.explicit_attention` on every `MultiHeadAttention` in `model`: None (auto) takes the
-    explicit form in CPU training steps with at most `EXPLICIT_KEYS` keys, True at any length,
-    False never (the fused kernel, as before). Returns the key limit set."""
-    limit = {None: EXPLICIT_KEYS, True: 1 << 62, False: -1}[setting]
+    explicit form in CPU training steps under bf16 / fp16 autocast with at most
+    `EXPLICIT_KEYS` keys, True in every CPU training step, False never (the fused kernel)."""
     for module in model.modules():
         if isinstance(module, MultiHeadAttention):
-            module.explicit_keys = limit
-    return limit
+            module.explicit = setting
