@@ -107,14 +107,21 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
 
 
 def _write_contents(ckpt: Checkpoint, directory: Path) -> None:
+    """The checkpoint's files, each fsynced, with their sizes and SHA-256 in meta.json. Every
+    file is written to disk by its own writer and hashed by reading it back: no file is held
+    whole in memory. (With glibc told to keep large blocks, `runtime.malloc_tuning`, an
+    in-memory blob of the optimizer's state and its copy stayed in the training process's heap
+    after the first save: +144 MiB RSS in the fp32 Multi30k Transformer, issue 24.)"""
     files: dict[str, dict[str, Any]] = {}
 
-    def write(name: str, blob: bytes) -> None:
-        with open(directory / name, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
+    def record(name: str) -> None:
+        sha256, size = hashlib.sha256(), 0
+        with open(directory / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha256.update(block)
+                size += len(block)
             os.fsync(handle.fileno())
-        files[name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        files[name] = {"bytes": size, "sha256": sha256.hexdigest()}
 
     tensors = {}
     for i, field in enumerate(_WEIGHTS):
@@ -123,12 +130,13 @@ def _write_contents(ckpt: Checkpoint, directory: Path) -> None:
         state = getattr(ckpt, field)
         if state is not None:
             stored, aliases = _unshare(state)
-            write(f"{field}.safetensors", safetensors.torch.save(stored))
+            safetensors.torch.save_file(stored, str(directory / f"{field}.safetensors"))
+            record(f"{field}.safetensors")
             tensors[field] = {"keys": list(state), "aliases": aliases}
     if ckpt.training is not None:
-        buffer = io.BytesIO()
-        torch.save(ckpt.training, buffer)
-        write(TRAINING, buffer.getvalue())
+        with open(directory / TRAINING, "wb") as handle:
+            torch.save(ckpt.training, handle)  # streamed: no BytesIO of the optimizer's state
+        record(TRAINING)
     roles: dict[str, str] = {}
     names: dict[int, str] = {}  # id(tokenizer) -> file name, so shared tokenizers stay shared
     for role, tok in ckpt.tokenizers.items():
@@ -140,7 +148,7 @@ def _write_contents(ckpt: Checkpoint, directory: Path) -> None:
         roles[role] = names[id(tok)]
     for item in sorted(directory.iterdir()):  # the tokenizer files
         if item.name not in files:
-            write(item.name, item.read_bytes())
+            record(item.name)
     meta = {"format": FORMAT, "atento": __version__, "step": int(ckpt.step),
             "progress": ckpt.progress, "config": ckpt.config, "tokenizers": roles,
             "tensors": tensors, "files": files}  # fmt: skip
@@ -148,7 +156,10 @@ def _write_contents(ckpt: Checkpoint, directory: Path) -> None:
         text = json.dumps(meta, ensure_ascii=False, indent=1)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"checkpoint config and progress must be JSON-able: {exc}") from None
-    write(META, text.encode("utf-8"))
+    with open(directory / META, "wb") as handle:  # last: the checkpoint is complete
+        handle.write(text.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
     _fsync_dir(directory)
 
 

@@ -59,8 +59,9 @@ class TrainConfig:
     # operations on a CPU (training.optimizer); false keeps earlier runs' updates bit for bit
     fused_optimizer: bool = False
     # multi-head attention of CPU training steps written out (two products and a softmax)
-    # instead of PyTorch's fused kernel: null (auto) = up to 128 keys, where it measured faster
-    # (atento.attention.multihead); true = at any length; false = always the fused kernel
+    # instead of PyTorch's fused kernel: null (auto) = under bf16 / fp16 autocast with up to
+    # 128 keys, where it measured faster (atento.attention.multihead); true = in every CPU
+    # training step (fp32 too, any length); false = always the fused kernel
     explicit_attention: bool | None = None
 
 

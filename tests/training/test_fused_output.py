@@ -63,6 +63,28 @@ def test_bf16_products_match_the_autocast_path():
         torch.testing.assert_close(a, b, rtol=0.03, atol=0.01)
 
 
+def test_bf16_bias_gradient_comes_from_the_fp32_logit_gradient():
+    """With bf16 products the logit gradient is cast to bf16 by its last pass; the bias
+    gradient is still summed from the fp32 one (the plain autocast path's, to its precision)."""
+    torch.manual_seed(3)
+    h, weight, targets = torch.randn(50, 16), torch.randn(40, 16), torch.randint(0, 40, (50,))
+    grads = []
+    for fused in (False, True):
+        bias = torch.randn(40, generator=torch.Generator().manual_seed(4)).requires_grad_()
+        if fused:
+            loss = fused_output_loss(h, weight, targets, label_smoothing=0.1, bias=bias,
+                                     dtype=torch.bfloat16, chunk=16)  # fmt: skip
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = F.linear(h, weight)
+            loss = sequence_loss(logits.float() + bias, targets, label_smoothing=0.1)
+        loss.backward()
+        grads.append(bias.grad)
+    assert grads[1].dtype == torch.float32
+    torch.testing.assert_close(grads[1], grads[0], rtol=0.03, atol=0.02)
+    assert grads[1].sum().item() == pytest.approx(0.0, abs=1e-4)  # each row's gradient sums to 0
+
+
 def test_without_gradients_it_is_cross_entropy():
     torch.manual_seed(2)
     h, weight = torch.randn(9, 5), torch.randn(7, 5)
