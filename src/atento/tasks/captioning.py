@@ -269,7 +269,8 @@ class CaptionTask(Task):
                                  [ids for _, ids in chunk]) for chunk in chunks)  # fmt: skip
         metrics = teacher_forced_loss(model, batches, placement.device)
         search = placement.with_precision(self.cfg.search.precision, key="search.precision")
-        translator = self.translator(model, search).with_search(beam=1, nbest=1)
+        # workers=1: no decoding threads' arenas kept by the training process (as translation)
+        translator = self.translator(model, search).with_search(beam=1, nbest=1, workers=1)
         hyps = []  # a few whole batches' rows read at a time: the same batches as one call
         block = 4 * translator.search.batch_size
         for start in range(0, len(self.valid_feats), block):
