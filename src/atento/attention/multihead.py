@@ -121,8 +121,9 @@ EXPLICIT_KEYS = 128  # measured crossover: explicit faster at <= 128 keys, fused
 
 
 def _low_precision_cpu(x: Tensor) -> bool:
-    """bf16 (or fp16) on a CPU, i.e. under autocast there: attention itself then runs in fp32.
-    (A float64 model keeps float64 attention.)"""
+    """bf16 (or fp16) on a CPU, i.e. under autocast there: the fused attention then runs in
+    fp32, the explicit form of training steps in bf16 products with an fp32 softmax. (A float64
+    model keeps float64 attention.)"""
     return x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
 
 
