@@ -63,3 +63,28 @@ def test_module_contract():
     assert torch.equal(module(x), first)  # seeded: reproducible (exact resume relies on it)
     with pytest.raises(ValueError):
         Dropout(1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_float_mask_equals_the_bool_mask(dtype):
+    """The mask written in the compute dtype holds exactly the bool mask's 0/1 (same draws)."""
+    torch.manual_seed(5)
+    flags = keep_mask((333, 7), 0.25)
+    torch.manual_seed(5)
+    values = keep_mask((333, 7), 0.25, dtype)
+    assert values.dtype == dtype and values.shape == flags.shape
+    assert torch.equal(values, flags.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_output_equals_mask_times_scale(dtype):
+    """dropout(x) = x * mask / q elementwise: an oracle from the same draws."""
+    x = torch.randn(64, 33).to(dtype)
+    torch.manual_seed(6)
+    mask = keep_mask(x.shape, 0.1)
+    torch.manual_seed(6)
+    y = dropout(x, 0.1)
+    expect = x.double() * mask.double() / keep_probability(0.1)
+    assert torch.equal(y == 0, expect == 0)  # the same elements dropped
+    rtol = 2e-7 if dtype == torch.float32 else 2**-8  # one rounding of the product
+    torch.testing.assert_close(y.double(), expect, rtol=rtol, atol=0)

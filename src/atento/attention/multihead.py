@@ -127,6 +127,19 @@ def _low_precision_cpu(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
 
 
+def autocast_input(x: Tensor) -> Tensor:
+    """x in the dtype that autocast gives a matrix product's input (bf16 / fp16 inside a
+    low-precision autocast region of x's device, else x itself). Autocast casts an fp32
+    activation at every product that reads it; a tensor read by several (the query, key and
+    value maps; the encoder memory read by every decoder layer) is cast once this way. The
+    products see the same values; the backward sums their input gradients in the low dtype
+    (as a single product over the concatenated weights would produce them) before one cast."""
+    device = x.device.type
+    if x.dtype != torch.float32 or not torch.is_autocast_enabled(device):
+        return x
+    return x.to(torch.get_autocast_dtype(device))
+
+
 class MultiHeadAttention(nn.Module):
     """H heads of width Dh = D / H, with learned Q/K/V projections and an output projection.
 
@@ -179,10 +192,11 @@ class MultiHeadAttention(nn.Module):
         cache to carry to the next step.
         """
         if memory is None:
+            query = autocast_input(query)  # read by three products: cast once
             new = self.project_kv(query)
             kv = new if cache is None else cache.append(new)
         else:
-            kv = cache if cache is not None else self.project_kv(memory)
+            kv = cache if cache is not None else self.project_kv(autocast_input(memory))
         q = self._split(self.q_proj(query))  # (B, H, T, Dh)
         head_mask = None if mask is None else mask.unsqueeze(1)  # (B, 1, T, S)
         out, weights = self.attend(q, kv, head_mask, need_weights=need_weights)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from atento.attention.masks import causal_mask
+from atento.attention.multihead import autocast_input
 from atento.data.vocab import PAD_ID
 from atento.kernels import decode_linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput, log_softmax_fp32
@@ -246,6 +247,7 @@ class TransformerSeq2Seq(nn.Module):
         # rows offset..offset+T-1 of the causal mask over all offset+T positions: (1, T, P+T)
         self_mask = None if T == 1 else causal_mask(offset + T, ids.device)[offset:].unsqueeze(0)
         mem_mask = memory_mask.unsqueeze(1)  # (B, 1, S)
+        memory = autocast_input(memory)  # every layer's cross-attention reads it: cast once
         weights, new_caches = None, []
         for i, layer in enumerate(self.decoder_layers):
             x, w, cache = layer(
