@@ -116,3 +116,15 @@ def test_location_ignores_key_content_and_handles_long_sources():
 def test_dot_needs_matching_widths():
     with pytest.raises(ValueError):
         make_score("dot", query_size=4, key_size=6)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_gradients_pass_gradcheck(name):
+    """Every score's backward (the additive one's tanh runs in place on the sum) against finite
+    differences in float64, through the queries and the memory."""
+    attn = _attention(name).double()
+    query, memory, mask = _inputs()
+    query, memory = query.double().requires_grad_(), memory.double().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda q, m: _run(attn, q, m, mask)[0], (query, memory), eps=1e-6, atol=1e-5
+    )

@@ -68,7 +68,9 @@ class AdditiveScore(AttentionScore):
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         q = self.query_proj(query)  # (B, T, A)
-        hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        # tanh in place on the sum (autograd keeps tanh's output, not the sum's): one
+        # (B, T, S, A) block fewer, identical values and gradients
+        hidden = (q.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # (B, T, S, A)
         return self.v(hidden).squeeze(-1)  # (B, T, S)
 
 
