@@ -13,9 +13,7 @@ median of --repeats timed calls and the ratio. Run it on an otherwise idle machi
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,18 +21,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from timing import median_ms  # noqa: E402
+
 from atento.attention.multihead import KVCache, _explicit_attention  # noqa: E402
-
-
-def _median_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -65,7 +54,7 @@ def main() -> None:
             def explicit(q=q, k=k, v=v, grad=grad, mask=mask):
                 _explicit_attention(q, KVCache(k, v), mask, 0.0).backward(grad)
 
-            a, b = _median_ms(fused, args.repeats), _median_ms(explicit, args.repeats)
+            a, b = median_ms(fused, args.repeats), median_ms(explicit, args.repeats)
             name = str(dtype).removeprefix("torch.")
             print(f"L {length:4d}  B {batch:4d}  {name:8s}  fused {a:7.2f} ms  explicit {b:7.2f} "
                   f"ms  fused / explicit {a / b:5.2f}")  # fmt: skip

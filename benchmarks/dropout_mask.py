@@ -13,27 +13,16 @@ Prints one line per (size, dtype) with medians in ms. Run it on an otherwise idl
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from timing import median_ms  # noqa: E402
+
 from atento.nn.dropout import dropout, keep_mask, keep_probability  # noqa: E402
-
-
-def _median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def _bool_path(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,18 +44,18 @@ def _train(fn, x: torch.Tensor, p: float):
 def _row(n: int, dtype: torch.dtype, p: float, repeats: int) -> str:
     """One (size, dtype) line of the table."""
     words = torch.empty((n + 3) // 4, dtype=torch.int64)
-    draws = _median_ms(lambda: words.random_(-(2**63), None), repeats)
+    draws = median_ms(lambda: words.random_(-(2**63), None), repeats)
     lanes = words.view(torch.int16)[:n]
     threshold = round(p * 65536) - 32768
-    compare_bool = _median_ms(lambda: lanes >= threshold, repeats)
+    compare_bool = median_ms(lambda: lanes >= threshold, repeats)
     flags = lanes >= threshold
-    convert = _median_ms(lambda: flags.to(dtype), repeats)
-    direct = _median_ms(  # a fresh tensor each call, as in `keep_mask`
+    convert = median_ms(lambda: flags.to(dtype), repeats)
+    direct = median_ms(  # a fresh tensor each call, as in `keep_mask`
         lambda: torch.ge(lanes, threshold, out=torch.empty(n, dtype=dtype)), repeats
     )
     x = torch.randn(n).to(dtype)
-    before = _median_ms(_train(_bool_path, x, p), repeats)
-    after = _median_ms(_train(dropout, x, p), repeats)
+    before = median_ms(_train(_bool_path, x, p), repeats)
+    after = median_ms(_train(dropout, x, p), repeats)
     name = str(dtype).removeprefix("torch.")
     return (
         f"{n:>9,} {name:>8}: draws {draws:.2f}; mask: compare to bool {compare_bool:.2f} + "
