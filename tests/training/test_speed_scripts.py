@@ -65,3 +65,12 @@ def test_attention_train_times_both_forms_at_each_length():
     assert len(rows) == 4  # 2 lengths x (float32, bfloat16)
     assert all("fused" in r and "explicit" in r and "fused / explicit" in r for r in rows)
     assert rows[0].split()[1:4] == ["4", "B", "8"]  # B = tokens // L
+
+
+def test_dropout_mask_times_both_forms_per_dtype():
+    done = _script("dropout_mask.py", "--sizes", "1000", "4001", "--repeats", "1")
+    rows = [line for line in done.stdout.splitlines() if ": draws " in line]
+    assert len(rows) == 4  # 2 sizes x (float32, bfloat16)
+    expect = [[n, d] for n in ("1,000", "4,001") for d in ("float32:", "bfloat16:")]
+    assert [r.split()[:2] for r in rows] == expect
+    assert all("compare to bool" in r and "dropout fwd+bwd" in r for r in rows)
