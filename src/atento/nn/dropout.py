@@ -11,10 +11,10 @@ inductor draws `F.dropout`'s mask in the fused kernel itself (its own generator:
 masks differ from an eager run's).
 
 The mask is written by the comparison itself in the tensor's dtype (`torch.ge(..., out=)`):
-measured on 4M elements in bf16 (2-core AMD EPYC, benchmarks/README.md), a comparison into a
-bool tensor and its conversion took 0.94 + 2.01 ms against 0.35 ms for the comparison into
-bf16 (fp32: 0.92 + 1.15 ms against 0.28), and a bool mask as an operand of the product is
-converted anyway. The 0/1 values are the same, so the outputs are identical.
+on 4M elements (2-core AMD EPYC, `benchmarks/dropout_mask.py`) a comparison into a bool tensor
+and its conversion took 0.92 + 2.02 ms against 0.34 ms for the comparison into bf16 (fp32:
+1.50 + 1.73 against 0.89), and a bool mask as an operand of the product is converted anyway.
+The 0/1 values are the same, so the outputs are identical.
 """
 
 from __future__ import annotations
