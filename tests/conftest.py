@@ -24,6 +24,9 @@ os.environ["ATENTO_NATIVE_BF16"] = "0"
 # decoding's output layer: F.linear, not a kernel chosen by timing (atento.kernels), so that
 # fp32 outputs do not depend on the machine's load; tests/test_kernels.py sets its own
 os.environ.setdefault("ATENTO_DECODE_KERNEL", "plain")
+# and training's fp32 products likewise (runtime.linear_kernel): tests/test_kernels.py and
+# tests/training/test_linear_kernel.py choose their own
+os.environ.setdefault("ATENTO_LINEAR_KERNEL", "plain")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -23,6 +23,7 @@ from atento.errors import AtentoError
 from atento.options import (
     COMPILE_CHOICES,
     COMPILE_SCOPES,
+    LINEAR_KERNELS,
     PRECISION_CHOICES,
     OptionError,
     check_beam,
@@ -94,6 +95,9 @@ class RuntimeConfig:
     # to pay; off until then) | on | off; compile_scope: model (the whole forward) | layers
     compile: str = "auto"
     compile_scope: str = "model"
+    # fp32 CPU training products of the linear layers (atento.kernels): auto (oneDNN where
+    # measured faster on this machine, per shape) | plain (PyTorch's BLAS) | onednn
+    linear_kernel: str = "auto"
 
     def validate(self, cfg: Config) -> None:
         device = self.device.split(":")[0] if self.device.startswith("cuda:") else self.device
@@ -106,6 +110,8 @@ class RuntimeConfig:
         check(self.compile in COMPILE_CHOICES, cfg, "runtime.compile", ", ".join(COMPILE_CHOICES))
         check(self.compile_scope in COMPILE_SCOPES, cfg, "runtime.compile_scope",
               ", ".join(COMPILE_SCOPES))  # fmt: skip
+        check(self.linear_kernel in LINEAR_KERNELS, cfg, "runtime.linear_kernel",
+              ", ".join(LINEAR_KERNELS))  # fmt: skip
 
 
 @dataclass

@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atento.runtime import cpu_features, linear_kernel
+
 MARGIN = 0.95  # the packed kernel must take at most 95 % of F.linear's time
 # the row count oneDNN lays a packed weight out for, at least: one layout serves every size
 # class of rows, and one made for a single row ran GPT-2's products at 8 rows 1.6-1.8x slower
@@ -209,8 +211,6 @@ def _cpu() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    from atento.runtime import cpu_features
-
     return f"{model} | {cpu_features()} | torch {torch.__version__}"
 
 
@@ -248,3 +248,128 @@ def _remember(name: str, packed: bool) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: the fp32 products of linear layers on oneDNN where that is faster (issue 24)
+
+TRAIN_MIN_ROWS = 64  # smaller products keep F.linear without measuring
+_train_choice: dict[tuple, tuple[bool, bool]] = {}  # (shape, rows class) -> (forward, dgrad)
+
+
+def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (M, K) W^T (+ b) on oneDNN; `weight` (N, K) may be a transposed view (no copy)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _train_choices(rows: int, weight: Tensor) -> tuple[bool, bool]:
+    """(forward on oneDNN?, input gradient on oneDNN?) for `rows` x weight (N, K): measured
+    once per machine, shape and size class of rows (kernels.json), each kernel on random
+    operands of the product's shape; oneDNN is kept where it takes <= MARGIN of MKL's time."""
+    if linear_kernel() == "onednn":
+        return True, True
+    n, k = weight.shape
+    key = (n, k, rows.bit_length())
+    choice = _train_choice.get(key)
+    if choice is not None:
+        return choice
+    with _lock:
+        remembered = _remembered_choices()
+        picks = []
+        for kind in ("forward", "dgrad"):
+            name = f"{_machine()} | train {kind} | {n}x{k} | float32 | rows class {key[2]}"
+            known = remembered.get(name)
+            if known is None:
+                gen = torch.Generator().manual_seed(0)  # leaves the global generator alone
+                with torch.no_grad():
+                    if kind == "forward":
+                        a, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
+                        plain = _best_time(lambda a=a, w=w: F.linear(a, w))
+                        fast = _best_time(lambda a=a, w=w: _dnn(a, w))
+                    else:  # gy (M, N) @ W (N, K): W^T as a transposed view
+                        a, w = torch.randn(rows, n, generator=gen), torch.randn(n, k, generator=gen)
+                        plain = _best_time(lambda a=a, w=w: a @ w)
+                        fast = _best_time(lambda a=a, w=w: _dnn(a, w.t()))
+                known = fast <= MARGIN * plain
+                _remember(name, known)
+            picks.append(bool(known))
+        choice = _train_choice[key] = (picks[0], picks[1])
+    return choice
+
+
+class _TrainLinear(torch.autograd.Function):
+    """y = x W^T + b with the forward and / or the input gradient on oneDNN; the weight
+    gradient stays PyTorch's (MKL): oneDNN's read the transposed operands slower (measured)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, fwd_dnn, dgrad_dnn):  # noqa: D102
+        x2 = x.reshape(-1, x.size(-1))
+        y = _dnn(x2, weight, bias) if fwd_dnn else F.linear(x2, weight, bias)
+        ctx.save_for_backward(x2, weight)
+        ctx.dgrad_dnn, ctx.with_bias, ctx.in_shape = dgrad_dnn, bias is not None, x.shape
+        return y.view(*x.shape[:-1], weight.size(0))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        x2, weight = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.size(-1))
+        need = ctx.needs_input_grad
+        dx = dw = db = None
+        if need[0]:
+            dx = _dnn(g2, weight.t()) if ctx.dgrad_dnn else g2 @ weight
+            dx = dx.view(ctx.in_shape)
+        if need[1]:
+            dw = g2.t() @ x2
+        if ctx.with_bias and need[2]:
+            db = g2.sum(0)
+        return dx, dw, db, None, None
+
+
+def train_kernels(x: Tensor, weight: Tensor) -> tuple[bool, bool]:
+    """(forward on oneDNN?, input gradient on oneDNN?) for x (..., K) times weight (N, K)^T in a
+    training step, as `runtime.linear_kernel` says (auto: as measured on this machine, per shape
+    and size class of rows). (False, False), i.e. PyTorch's own products, for plain mode, no
+    gradients, autocast, off the CPU, not fp32, a compiled graph, or fewer than TRAIN_MIN_ROWS
+    rows."""
+    if (
+        linear_kernel() == "plain"
+        or not torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or x.dim() < 2
+        or torch.is_autocast_enabled("cpu")
+        or torch.compiler.is_compiling()
+        or not _available()
+    ):
+        return False, False
+    rows = x.numel() // max(x.size(-1), 1)
+    if rows < TRAIN_MIN_ROWS:
+        return False, False
+    return _train_choices(rows, weight)
+
+
+def train_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear(x, weight, bias)` for a training forward, with its fp32 CPU products on oneDNN
+    where `train_kernels` says so; `F.linear` itself where neither is."""
+    fwd, dgrad = train_kernels(x, weight)
+    if not (fwd or dgrad):
+        return F.linear(x, weight, bias)
+    return _TrainLinear.apply(x, weight, bias, fwd, dgrad)
+
+
+def train_mm(x: Tensor, weight: Tensor, onednn: bool) -> Tensor:
+    """x (M, K) W^T for weight (N, K), a transposed view allowed: oneDNN or PyTorch's `mm`
+    (the fused output layer's products, which have their own backward)."""
+    return _dnn(x, weight) if onednn else x @ weight.t()
+
+
+class Linear(torch.nn.Linear):
+    """`nn.Linear` whose training forward is `train_linear`: the same parameters (`weight`
+    (out, in), `bias`), state dict and `isinstance(m, nn.Linear)`, so run directories and the
+    Hugging Face import map onto it unchanged; outside fp32 CPU training steps it is
+    `F.linear` itself."""
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return train_linear(x, self.weight, self.bias)

@@ -21,6 +21,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")  # what a device can compute in; `auto` pi
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 COMPILE_CHOICES = ("auto", "on", "off")  # runtime.compile (atento.training.compiling)
 COMPILE_SCOPES = ("model", "layers")  # runtime.compile_scope: what is compiled
+LINEAR_KERNELS = ("auto", "plain", "onednn")  # runtime.linear_kernel (atento.kernels)
 
 
 class OptionError(AtentoError):

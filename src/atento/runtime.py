@@ -23,6 +23,8 @@ switched off in the config's `runtime` section:
   LRU_CACHE_CAPACITY): with only oneDNN's capped a bf16 run still grew by ~0.4 GB a minute;
   the same cap on both keeps it flat (issue 24, benchmarks/README.md). An explicit
   ONEDNN_PRIMITIVE_CACHE_CAPACITY or LRU_CACHE_CAPACITY in the environment wins.
+In training it also says which kernels run the linear layers' fp32 products
+(`runtime.linear_kernel`, `atento.kernels.train_linear`; ATENTO_LINEAR_KERNEL overrides it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from atento.errors import AtentoError, warn
+from atento.options import LINEAR_KERNELS
 
 if TYPE_CHECKING:
     from atento.config import RuntimeConfig
@@ -231,6 +234,23 @@ def choose_placement(
     return Placement(dev, precision, reason, cpu_bf16)
 
 
+_linear_kernel = "plain"  # this process's runtime.linear_kernel (the command line sets it)
+
+
+def set_linear_kernel(mode: str) -> None:
+    """Which kernels run the linear layers' fp32 CPU training products
+    (`atento.kernels.train_linear`): auto (oneDNN where measured faster on this machine, per
+    shape), plain (PyTorch's own, bit-identical to F.linear) or onednn (wherever it can)."""
+    global _linear_kernel
+    if mode not in LINEAR_KERNELS:
+        raise ValueError(f"linear kernel must be one of {', '.join(LINEAR_KERNELS)}, got {mode!r}")
+    _linear_kernel = mode
+
+
+def linear_kernel() -> str:
+    return _linear_kernel
+
+
 def apply_process_settings(
     runtime: RuntimeConfig, placement: Placement, *, training: bool, processes: int = 1
 ) -> list[str]:
@@ -252,6 +272,18 @@ def apply_process_settings(
             f"oneDNN and ideep kernel caches capped at {runtime.kernel_cache} "
             "(runtime.kernel_cache)"
         )
+    if training:
+        mode = os.environ.get("ATENTO_LINEAR_KERNEL") or runtime.linear_kernel
+        if mode not in LINEAR_KERNELS:
+            raise AtentoError(
+                f"ATENTO_LINEAR_KERNEL must be one of {', '.join(LINEAR_KERNELS)}, got {mode!r}"
+            )
+        set_linear_kernel(mode)
+        if mode != "plain" and placement.precision == "fp32":
+            applied.append(
+                f"fp32 linear layers' products: {mode} "
+                "(runtime.linear_kernel; auto = oneDNN where measured faster, per shape)"
+            )
     return applied
 
 

@@ -74,3 +74,13 @@ def test_dropout_mask_times_both_forms_per_dtype():
     expect = [[n, d] for n in ("1,000", "4,001") for d in ("float32:", "bfloat16:")]
     assert [r.split()[:2] for r in rows] == expect
     assert all("compare to bool" in r and "dropout fwd+bwd" in r for r in rows)
+
+
+def test_linear_kernel_ab_pairs_the_same_batches():
+    done = _script("linear_kernel_ab.py", TOY, *FAST, "--seconds", "4", "--skip", "0",
+                   "--b", "onednn", "--label", "toy")  # fmt: skip
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["label"] == "toy" and (row["a"], row["b"]) == ("plain", "onednn")
+    assert row["pairs"] > 0 and row["precision"] == "fp32"
+    a, b = row["a_tokens_per_second"], row["b_tokens_per_second"]
+    assert row["speedup_b_over_a"] == pytest.approx(b / a, rel=1e-2)  # the same tokens

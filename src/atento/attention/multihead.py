@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from atento.attention.attention import masked_softmax
 from atento.attention.scores import ScaledDotScore
-from atento.kernels import decode_linear, decode_linears
+from atento.kernels import Linear, decode_linear, decode_linears
 
 
 class _Room:
@@ -158,10 +158,10 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_model // heads
         self.dropout = dropout
         self.fast = fast
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_proj = Linear(d_model, d_model, bias=bias)
+        self.k_proj = Linear(d_model, d_model, bias=bias)
+        self.v_proj = Linear(d_model, d_model, bias=bias)
+        self.out_proj = Linear(d_model, d_model, bias=bias)
         self.explicit: bool | None = None  # train.explicit_attention (see `_explicit_training`)
         self.score = ScaledDotScore()  # the scaled_dot energies of the RNN decoder, reused
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from atento.kernels import Linear
+
 
 class AttentionScore(nn.Module):
     """Base class: energies e[b, t, s] = score(query[b, t], key[b, s])."""
@@ -45,7 +47,7 @@ class GeneralScore(AttentionScore):
 
     def __init__(self, *, query_size: int, key_size: int) -> None:
         super().__init__()
-        self.weight = nn.Linear(key_size, query_size, bias=False)
+        self.weight = Linear(key_size, query_size, bias=False)
 
     def prepare_keys(self, memory: Tensor) -> Tensor:
         return self.weight(memory)  # (B, S, Dq): W_a h_s, once per source
@@ -59,9 +61,9 @@ class AdditiveScore(AttentionScore):
 
     def __init__(self, *, query_size: int, key_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.query_proj = nn.Linear(query_size, hidden_size, bias=False)
-        self.key_proj = nn.Linear(key_size, hidden_size, bias=True)
-        self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.query_proj = Linear(query_size, hidden_size, bias=False)
+        self.key_proj = Linear(key_size, hidden_size, bias=True)
+        self.v = Linear(hidden_size, 1, bias=False)
 
     def prepare_keys(self, memory: Tensor) -> Tensor:
         return self.key_proj(memory)  # (B, S, A): U_a h_s, once per source
@@ -83,7 +85,7 @@ class CosineScore(AttentionScore):
 
     def __init__(self, *, query_size: int) -> None:
         super().__init__()
-        self.strength = nn.Linear(query_size, 1)
+        self.strength = Linear(query_size, 1)
 
     def prepare_keys(self, memory: Tensor) -> Tensor:
         return F.normalize(memory, dim=-1)
@@ -104,7 +106,7 @@ class LocationScore(AttentionScore):
     def __init__(self, *, query_size: int, max_src_len: int) -> None:
         super().__init__()
         self.max_src_len = max_src_len
-        self.weight = nn.Linear(query_size, max_src_len)
+        self.weight = Linear(query_size, max_src_len)
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         src_len = keys.size(1)

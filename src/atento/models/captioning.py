@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from atento.attention import Attention, make_score
 from atento.config import check
+from atento.kernels import Linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput
 from atento.models.rnn import RNNDecoderState, _embedding
 from atento.nn.dropout import Dropout
@@ -77,16 +78,16 @@ class ShowAttendTell(nn.Module):
         super().__init__()
         D = H = hidden_size
         self.tail = tail  # the encoder's trainable end: cut activations -> (B, P, feature_size)
-        self.project = nn.Linear(feature_size, D)  # a_i -> memory (B, P, D)
+        self.project = Linear(feature_size, D)  # a_i -> memory (B, P, D)
         self.embed = _embedding(tgt_vocab, emb_size)
-        self.init_h = nn.Linear(D, H)
-        self.init_c = nn.Linear(D, H)
+        self.init_h = Linear(D, H)
+        self.init_c = Linear(D, H)
         self.attention = Attention(make_score("additive", query_size=H, key_size=D))
-        self.gate = nn.Linear(H, 1) if gate else None
+        self.gate = Linear(H, 1) if gate else None
         self.cell = nn.LSTMCell(emb_size + D, H)
-        self.out_h = nn.Linear(H, emb_size)
-        self.out_z = nn.Linear(D, emb_size, bias=False)
-        self.output = nn.Linear(emb_size, tgt_vocab)
+        self.out_h = Linear(H, emb_size)
+        self.out_z = Linear(D, emb_size, bias=False)
+        self.output = Linear(emb_size, tgt_vocab)
         self.dropout = Dropout(dropout)
 
     def check_options(self, options: DecodeOptions) -> None:

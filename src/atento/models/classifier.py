@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from atento.kernels import Linear
 from atento.models.lm import TextTransformer
 from atento.nn.dropout import Dropout
 
@@ -51,7 +52,7 @@ class SentenceClassifier(nn.Module):
         self.body, self.pooling = body, pooling
         self.dropout = Dropout(dropout)
         d_model = body.embed.embedding_dim
-        self.head = nn.Linear(d_model, num_classes)
+        self.head = Linear(d_model, num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from atento.attention.multihead import KVCache
 from atento.data.vocab import PAD_ID
-from atento.kernels import decode_linear
+from atento.kernels import Linear, decode_linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, log_softmax_fp32
 from atento.models.lm_state import LMState
 from atento.nn.dropout import Dropout
@@ -40,7 +40,7 @@ class HeadTransform(nn.Module):
 
     def __init__(self, d_model: int, *, activation: str, eps: float) -> None:
         super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
+        self.dense = Linear(d_model, d_model)
         self.act = activation_fn(activation)
         self.norm = nn.LayerNorm(d_model, eps=eps)
 
@@ -93,8 +93,8 @@ class TextTransformer(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=norm_eps) if pre_norm else nn.Identity()
         self.transform = (HeadTransform(d_model, activation=activation, eps=norm_eps)
                           if head_transform else None)  # fmt: skip
-        self.pooler = nn.Linear(d_model, d_model) if pooler else None
-        self.output = nn.Linear(d_model, vocab_size, bias=output_bias)
+        self.pooler = Linear(d_model, d_model) if pooler else None
+        self.output = Linear(d_model, vocab_size, bias=output_bias)
         self._reset_parameters()
         self.output.weight = self.embed.weight
 

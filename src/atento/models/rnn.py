@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from atento.attention import Attention, make_score
 from atento.data.vocab import PAD_ID
+from atento.kernels import Linear
 from atento.models.base import (  # EncoderOutput re-exported: atento.models.rnn.EncoderOutput
     DEFAULT_OPTIONS,
     DecodeOptions,
@@ -150,15 +151,15 @@ class RNNDecoder(nn.Module):
         self.dropout = Dropout(dropout)
         in_size = emb_size + (hidden_size if self.input_feeding else 0)
         self.rnn = _rnn(cell, in_size, hidden_size, layers, dropout)
-        self.bridge = nn.Linear(hidden_size, layers * hidden_size)
+        self.bridge = Linear(hidden_size, layers * hidden_size)
         self.attention: Attention | None = None
         if attention != "none":
             score = make_score(
                 attention, query_size=hidden_size, key_size=hidden_size, max_src_len=max_src_len
             )
             self.attention = Attention(score)
-            self.combine = nn.Linear(2 * hidden_size, hidden_size, bias=False)
-        self.output = nn.Linear(hidden_size, vocab_size)
+            self.combine = Linear(2 * hidden_size, hidden_size, bias=False)
+        self.output = Linear(hidden_size, vocab_size)
 
     def init_state(self, enc: EncoderOutput) -> RNNDecoderState:
         """Start from the top encoder layer's final state, bridged: s_0 = tanh(W [h_fwd; h_bwd])."""

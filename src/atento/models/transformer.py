@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from atento.attention.masks import causal_mask
 from atento.attention.multihead import autocast_input
 from atento.data.vocab import PAD_ID
-from atento.kernels import decode_linear
+from atento.kernels import Linear, decode_linear
 from atento.models.base import DEFAULT_OPTIONS, DecodeOptions, EncoderOutput, log_softmax_fp32
 from atento.nn.dropout import Dropout
 from atento.nn.positional import LearnedPositions, make_positions
@@ -159,7 +159,7 @@ class TransformerSeq2Seq(nn.Module):
         # pre-norm leaves the residual stream un-normalised: one final LayerNorm per stack
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
-        self.output = nn.Linear(d_model, tgt_vocab, bias=False)
+        self.output = Linear(d_model, tgt_vocab, bias=False)
         # a fixed bias on the logits (Marian's final_logits_bias): a buffer, as in Marian,
         # saved with the weights but not trained
         self.output_bias: Tensor | None

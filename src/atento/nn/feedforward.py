@@ -15,6 +15,7 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from atento.kernels import Linear
 from atento.nn.dropout import Dropout
 
 # model.activation -> the function
@@ -40,8 +41,8 @@ class PositionwiseFeedForward(nn.Module):
         self, *, d_model: int, ff_size: int, dropout: float = 0.0, activation: str = "relu"
     ) -> None:
         super().__init__()
-        self.w1 = nn.Linear(d_model, ff_size)
-        self.w2 = nn.Linear(ff_size, d_model)
+        self.w1 = Linear(d_model, ff_size)
+        self.w2 = Linear(ff_size, d_model)
         self.dropout = Dropout(dropout)
         self.activation = activation
         self.act = activation_fn(activation)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from atento.kernels import train_kernels, train_mm
+
 CHUNK = 1024  # rows per chunk: 32 MB of fp32 logits at V = 8,000
 
 
@@ -55,16 +57,18 @@ def _chunk_loss(
 
 def _fused(
     h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
-    dtype: torch.dtype, grad: bool, chunk: int,
+    dtype: torch.dtype, grad: bool, chunk: int, onednn: tuple[bool, bool] = (False, False),
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
     """The summed loss and, with `grad`, d loss / d h (N, D) in h's dtype, d loss / d weight
-    (V, D) and d loss / d bias (V,) (None without a bias) in fp32."""
+    (V, D) and d loss / d bias (V,) (None without a bias) in fp32. `onednn`: the logits' and
+    d loss / d h's products on oneDNN (`atento.kernels.train_kernels`; fp32 only)."""
     N, V = h.size(0), weight.size(0)
     w = weight.detach().to(dtype)
     x = h.detach().to(dtype)
     rows = min(chunk, N)
-    z32 = torch.empty(rows, V, dtype=torch.float32, device=h.device)
     zlow = None if dtype == torch.float32 else torch.empty(rows, V, dtype=dtype, device=h.device)
+    dnn_logits = zlow is None and onednn[0]  # oneDNN writes a new block (no out=)
+    z32 = None if dnn_logits else torch.empty(rows, V, dtype=torch.float32, device=h.device)
     grad_h = torch.empty(N, h.size(1), dtype=h.dtype, device=h.device) if grad else None
     grad_w = torch.zeros(V, weight.size(1), dtype=torch.float32, device=h.device) if grad else None
     with_bias = grad and bias is not None
@@ -73,11 +77,13 @@ def _fused(
     for start in range(0, N, chunk):
         xc = x[start : start + chunk]
         r = xc.size(0)
-        z = z32[:r]
-        if zlow is None:
-            torch.mm(xc, w.t(), out=z)
+        if dnn_logits:
+            z = g = None  # the last chunk's block is free before oneDNN writes the next one
+            z = train_mm(xc, w, True)
+        elif zlow is None:
+            z = torch.mm(xc, w.t(), out=z32[:r])
         else:
-            z.copy_(torch.mm(xc, w.t(), out=zlow[:r]))
+            z = z32[:r].copy_(torch.mm(xc, w.t(), out=zlow[:r]))
         if bias is not None:
             z.add_(bias.float())
         out = None if zlow is None else zlow[:r]
@@ -87,17 +93,17 @@ def _fused(
             continue
         if grad_b is not None:  # from the fp32 gradient (z, before or without the eps / V)
             grad_b += z.sum(0) - r * eps / V if out is not None else g.sum(0)
-        grad_h[start : start + r] = g @ w
+        grad_h[start : start + r] = train_mm(g, w.t(), True) if onednn[1] else g @ w
         grad_w += (g.t() @ xc).float()
     return total, grad_h, grad_w, grad_b
 
 
 class _FusedOutputLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, target, eps, dtype, chunk):  # noqa: D102
+    def forward(ctx, h, weight, bias, target, eps, dtype, chunk, onednn):  # noqa: D102
         need = ctx.needs_input_grad
         with torch.autocast(h.device.type, enabled=False):
-            grads = _fused(h, weight, bias, target, eps, dtype, any(need[:3]), chunk)
+            grads = _fused(h, weight, bias, target, eps, dtype, any(need[:3]), chunk, onednn)
         total, grad_h, grad_w, grad_b = grads
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
@@ -111,7 +117,7 @@ class _FusedOutputLoss(torch.autograd.Function):
         gh = grad_h.mul_(grad.to(grad_h.dtype)) if need[0] else None
         gw = grad_w.mul_(grad).to(ctx.weight_dtype) if need[1] else None
         gb = grad_b.mul_(grad).to(ctx.bias_dtype) if need[2] else None
-        return gh, gw, gb, None, None, None, None
+        return gh, gw, gb, None, None, None, None, None
 
 
 def fused_output_loss(
@@ -126,7 +132,10 @@ def fused_output_loss(
     if h.dim() != 2 or targets.shape != h.shape[:1]:
         raise ValueError(f"h must be (N, D) and targets (N,), got {tuple(h.shape)} and "
                          f"{tuple(targets.shape)}")  # fmt: skip
-    return _FusedOutputLoss.apply(h, weight, bias, targets, float(label_smoothing), dtype, chunk)
+    onednn = train_kernels(h[:chunk], weight) if dtype == torch.float32 else (False, False)
+    return _FusedOutputLoss.apply(
+        h, weight, bias, targets, float(label_smoothing), dtype, chunk, onednn
+    )
 
 
 @dataclass

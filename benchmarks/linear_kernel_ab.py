@@ -1,0 +1,97 @@
+"""`runtime.linear_kernel` plain against auto (or onednn), paired on the same batches in one
+process: the fp32 training products of the linear layers on PyTorch's BLAS (MKL) or on oneDNN.
+
+    python benchmarks/linear_kernel_ab.py configs/multi30k_fr_en_transformer.yaml \
+        data.dir=../shared/data/multi30k runtime.precision=fp32 --seconds 300 --skip 30
+
+Every batch is trained on twice, once per kernel choice (which goes first alternates), so both
+sides see the same shapes and the same minutes of a machine whose speed drifts; the ratio is
+the sum of the plain steps' times over the sum of the other side's. A step in which `auto`
+measured a new shape (its first batch of a size class of rows) is left out with its pair, as
+are the first `--skip` seconds. Prints one JSON line. Training each batch twice is for the
+timing only; nothing here is a training run. `--b plain` gives the noise floor (plain against
+plain). Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from atento import kernels  # noqa: E402
+from atento.cli.common import start_runtime  # noqa: E402
+from atento.config_io import load_config  # noqa: E402
+from atento.registry import placement_for  # noqa: E402
+from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
+from atento.training.loop import Trainer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--skip", type=float, default=30.0)
+    parser.add_argument("--a", default="plain", choices=("auto", "plain", "onednn"))
+    parser.add_argument("--b", default="auto", choices=("auto", "plain", "onednn"))
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
+    placement = placement_for(cfg)
+    start_runtime(cfg.runtime, placement, training=True)
+    times = {"a": [], "b": []}
+    tokens = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
+        start = time.perf_counter()
+        epoch = pairs = 0
+        while time.perf_counter() - start < args.seconds:
+            for idx in trainer.task.batch_plan(epoch):
+                batch = trainer.task.collate(idx).to(placement.device)
+                order = ("a", "b") if pairs % 2 == 0 else ("b", "a")
+                took = {}
+                known = len(kernels._train_choice)
+                for side in order:
+                    set_linear_kernel(getattr(args, side))
+                    tick = time.perf_counter()
+                    _, count = trainer.train_step(batch)
+                    took[side] = time.perf_counter() - tick
+                pairs += 1
+                warm = time.perf_counter() - start >= args.skip
+                if warm and len(kernels._train_choice) == known:  # no measurement inside
+                    for side in took:
+                        times[side].append(took[side])
+                    tokens += count
+                if time.perf_counter() - start >= args.seconds:
+                    break
+            epoch += 1
+    a, b = sum(times["a"]), sum(times["b"])
+    per_pair = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
+    row = {
+        "label": args.label or Path(args.config).stem,
+        "a": args.a,
+        "b": args.b,
+        "pairs": len(per_pair),
+        "a_tokens_per_second": round(tokens / a, 1),
+        "b_tokens_per_second": round(tokens / b, 1),
+        "speedup_b_over_a": round(a / b, 4),
+        "pair_ratio_median": round(statistics.median(per_pair), 4),
+        "precision": placement.precision,
+        "threads": torch.get_num_threads(),
+        "cpu_flags": cpu_features(),
+        "overrides": args.overrides,
+    }
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
