@@ -35,7 +35,7 @@ from atento.training.loop import Trainer  # noqa: E402
 
 MATMUL = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
           "aten::mv", "aten::addmv", "aten::dot", "aten::_addmm_activation",
-          "aten::mkldnn_linear", "aten::_mkl_linear"}  # fmt: skip
+          "aten::mkldnn_linear", "aten::_mkl_linear", "mkldnn::_linear_pointwise"}  # fmt: skip
 
 
 def group(name: str) -> str:

@@ -42,6 +42,7 @@ def test_profile_group_names():
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert group("aten::addmm") == "matrix products"
+    assert group("mkldnn::_linear_pointwise") == "matrix products"  # runtime.linear_kernel
     assert group("aten::_scaled_dot_product_flash_attention_for_cpu") == "fused attention"
     assert group("aten::mkldnn_rnn_layer") == "recurrent kernels"
     assert group("Torch-Compiled Region: 0/0") == "compiled regions"
