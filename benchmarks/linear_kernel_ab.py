@@ -19,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from timing import benchmark_trainer  # noqa: E402
+
 from atento import kernels  # noqa: E402
-from atento.cli.common import start_runtime  # noqa: E402
-from atento.config_io import load_config  # noqa: E402
-from atento.registry import placement_for  # noqa: E402
+from atento.options import LINEAR_KERNELS  # noqa: E402
 from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
-from atento.training.loop import Trainer  # noqa: E402
 
 
 def main() -> None:
@@ -41,17 +39,14 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--skip", type=float, default=30.0)
-    parser.add_argument("--a", default="plain", choices=("auto", "plain", "onednn"))
-    parser.add_argument("--b", default="auto", choices=("auto", "plain", "onednn"))
+    parser.add_argument("--a", default="plain", choices=LINEAR_KERNELS)
+    parser.add_argument("--b", default="auto", choices=LINEAR_KERNELS)
     parser.add_argument("--label", default="")
     args = parser.parse_args()
-    cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
-    placement = placement_for(cfg)
-    start_runtime(cfg.runtime, placement, training=True)
     times = {"a": [], "b": []}
     tokens = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
+    with benchmark_trainer(args.config, args.overrides) as trainer:
+        placement = trainer.placement
         start = time.perf_counter()
         epoch = pairs = 0
         while time.perf_counter() - start < args.seconds:

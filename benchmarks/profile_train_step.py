@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from atento.cli.common import start_runtime  # noqa: E402
-from atento.config_io import load_config  # noqa: E402
-from atento.registry import placement_for  # noqa: E402
+from timing import benchmark_trainer  # noqa: E402
+
 from atento.runtime import cpu_features  # noqa: E402
 from atento.training.loop import Trainer  # noqa: E402
 
@@ -95,11 +93,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40, help="operators listed")
     parser.add_argument("--out", help="file for the table (default: benchmarks/results/...)")
     args = parser.parse_args()
-    cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
-    placement = placement_for(cfg)
-    start_runtime(cfg.runtime, placement, training=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
+    with benchmark_trainer(args.config, args.overrides) as trainer:
+        placement = trainer.placement
         state = {"epoch": 0, "plan": list(trainer.task.batch_plan(0))}
         warm = steps(trainer, args.warmup, state)
         with profile(activities=[ProfilerActivity.CPU]) as prof:

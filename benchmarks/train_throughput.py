@@ -24,7 +24,6 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from atento.cli.common import start_runtime  # noqa: E402
-from atento.config_io import load_config  # noqa: E402
+from timing import benchmark_trainer  # noqa: E402
+
 from atento.models.factory import count_parameters  # noqa: E402
-from atento.registry import placement_for  # noqa: E402
-from atento.training.loop import Trainer  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +44,8 @@ def main() -> None:
     parser.add_argument("--skip", type=float, default=30.0)
     parser.add_argument("--label", default="")
     args = parser.parse_args()
-    cfg = load_config(args.config, [*args.overrides, "train.valid_every=0"])
-    placement = placement_for(cfg)
-    start_runtime(cfg.runtime, placement, training=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, placement=placement)
+    with benchmark_trainer(args.config, args.overrides) as trainer:
+        placement = trainer.placement
         start = time.perf_counter()
         tokens = updates = all_tokens = 0
         measured_from = None

@@ -281,15 +281,12 @@ def _train_choices(rows: int, weight: Tensor) -> tuple[bool, bool]:
             known = remembered.get(name)
             if known is None:
                 gen = torch.Generator().manual_seed(0)  # leaves the global generator alone
-                with torch.no_grad():
-                    if kind == "forward":
-                        a, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
-                        plain = _best_time(lambda a=a, w=w: F.linear(a, w))
-                        fast = _best_time(lambda a=a, w=w: _dnn(a, w))
-                    else:  # gy (M, N) @ W (N, K): W^T as a transposed view
-                        a, w = torch.randn(rows, n, generator=gen), torch.randn(n, k, generator=gen)
-                        plain = _best_time(lambda a=a, w=w: a @ w)
-                        fast = _best_time(lambda a=a, w=w: _dnn(a, w.t()))
+                w = torch.randn(n, k, generator=gen)
+                # forward: x (M, K) W^T; input gradient: gy (M, N) W, i.e. W^T as the "weight"
+                a = torch.randn(rows, k if kind == "forward" else n, generator=gen)
+                view = w if kind == "forward" else w.t()
+                plain = _best_time(functools.partial(train_mm, a, view, False))
+                fast = _best_time(functools.partial(train_mm, a, view, True))
                 known = fast <= MARGIN * plain
                 _remember(name, known)
             picks.append(bool(known))

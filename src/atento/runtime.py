@@ -237,13 +237,14 @@ def choose_placement(
 _linear_kernel = "plain"  # this process's runtime.linear_kernel (the command line sets it)
 
 
-def set_linear_kernel(mode: str) -> None:
+def set_linear_kernel(mode: str, source: str = "runtime.linear_kernel") -> None:
     """Which kernels run the linear layers' fp32 CPU training products
     (`atento.kernels.train_linear`): auto (oneDNN where measured faster on this machine, per
-    shape), plain (PyTorch's own, bit-identical to F.linear) or onednn (wherever it can)."""
+    shape), plain (PyTorch's own, bit-identical to F.linear) or onednn (wherever it can).
+    Another value is an AtentoError naming `source`."""
     global _linear_kernel
     if mode not in LINEAR_KERNELS:
-        raise ValueError(f"linear kernel must be one of {', '.join(LINEAR_KERNELS)}, got {mode!r}")
+        raise AtentoError(f"{source} must be one of {', '.join(LINEAR_KERNELS)}, got {mode!r}")
     _linear_kernel = mode
 
 
@@ -273,12 +274,9 @@ def apply_process_settings(
             "(runtime.kernel_cache)"
         )
     if training:
-        mode = os.environ.get("ATENTO_LINEAR_KERNEL") or runtime.linear_kernel
-        if mode not in LINEAR_KERNELS:
-            raise AtentoError(
-                f"ATENTO_LINEAR_KERNEL must be one of {', '.join(LINEAR_KERNELS)}, got {mode!r}"
-            )
-        set_linear_kernel(mode)
+        env = os.environ.get("ATENTO_LINEAR_KERNEL")
+        mode = env or runtime.linear_kernel
+        set_linear_kernel(mode, source="ATENTO_LINEAR_KERNEL" if env else "runtime.linear_kernel")
         if mode != "plain" and placement.precision == "fp32":
             applied.append(
                 f"fp32 linear layers' products: {mode} "

@@ -93,7 +93,7 @@ def _fused(
             continue
         if grad_b is not None:  # from the fp32 gradient (z, before or without the eps / V)
             grad_b += z.sum(0) - r * eps / V if out is not None else g.sum(0)
-        grad_h[start : start + r] = train_mm(g, w.t(), True) if onednn[1] else g @ w
+        grad_h[start : start + r] = train_mm(g, w.t(), onednn[1])  # g W
         grad_w += (g.t() @ xc).float()
     return total, grad_h, grad_w, grad_b
 
