@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from atento.nn.dropout import Dropout, dropout, keep_mask, keep_probability
+from atento.nn.dropout import Dropout, dropout, keep_mask, keep_probability, relu_dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
@@ -88,3 +88,77 @@ def test_output_equals_mask_times_scale(dtype):
     assert torch.equal(y == 0, expect == 0)  # the same elements dropped
     rtol = 2e-7 if dtype == torch.float32 else 2**-8  # one rounding of the product
     torch.testing.assert_close(y.double(), expect, rtol=rtol, atol=0)
+
+
+# ------------------------------------------------------------------ relu + dropout in one step
+def _both_paths(a: torch.Tensor, p: float, seed: int = 3):
+    """relu_dropout and dropout(relu) from the same generator state: outputs and input
+    gradients (for the same upstream gradient)."""
+    results = []
+    upstream = torch.randn(a.shape, generator=torch.Generator().manual_seed(9)).to(a.dtype)
+    for fused in (True, False):
+        x = a.detach().clone().requires_grad_(True)
+        torch.manual_seed(seed)
+        h = relu_dropout(x, p) if fused else dropout(torch.relu(x), p)
+        h.backward(upstream)
+        results.append((h.detach(), x.grad))
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_relu_dropout_is_bit_identical_to_the_composition(dtype, p):
+    a = torch.randn(7, 33, 40, dtype=dtype)
+    a[0, 0, :5] = 0.0  # relu's gradient at 0 is 0 on both paths
+    (h1, g1), (h2, g2) = _both_paths(a, p)
+    assert torch.equal(h1, h2)
+    assert torch.equal(g1, g2)
+    # an element's gradient is nonzero only where it was positive and kept
+    assert not ((g1 != 0) & (h1 <= 0)).any()
+    assert (h1 == 0).sum() > (a <= 0).sum()  # some positive elements were dropped
+
+
+def test_relu_dropout_keeps_one_tensor_for_backward():
+    a = torch.randn(4, 8, 32, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        h = relu_dropout(a * 1.0, 0.1)
+    # one tensor: the output itself (which the next linear map saves anyway)
+    assert len(saved) == 1 and saved[0].data_ptr() == h.data_ptr()
+
+
+def test_relu_dropout_falls_back_outside_training():
+    a = torch.randn(5, 16)
+    assert torch.equal(relu_dropout(a, 0.1, training=False), torch.relu(a))
+    assert torch.equal(relu_dropout(a, 0.0), torch.relu(a))
+    with torch.no_grad():  # no graph: the plain composition, same mask from the same seed
+        torch.manual_seed(1)
+        got = relu_dropout(a.requires_grad_(True), 0.2)
+        torch.manual_seed(1)
+        assert torch.equal(got, dropout(torch.relu(a), 0.2))
+    with pytest.raises(ValueError, match="dropout probability"):
+        relu_dropout(torch.randn(3, requires_grad=True), 1.5)
+
+
+def test_feed_forward_fused_and_separate_train_alike():
+    from atento.nn.feedforward import PositionwiseFeedForward
+
+    torch.manual_seed(0)
+    ffn = PositionwiseFeedForward(d_model=16, ff_size=64, dropout=0.1)
+    x = torch.randn(3, 11, 16)
+    grads = []
+    for fused in (True, False):
+        ffn.zero_grad()
+        ffn.fuse_relu = fused
+        torch.manual_seed(5)
+        out = ffn(x)
+        out.pow(2).sum().backward()
+        grads.append((out.detach(), [q.grad.clone() for q in ffn.parameters()]))
+    (o1, g1), (o2, g2) = grads
+    assert torch.equal(o1, o2)
+    assert all(torch.equal(u, v) for u, v in zip(g1, g2, strict=True))

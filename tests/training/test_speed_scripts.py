@@ -77,11 +77,24 @@ def test_dropout_mask_times_both_forms_per_dtype():
     assert all("compare to bool" in r and "dropout fwd+bwd" in r for r in rows)
 
 
-def test_linear_kernel_ab_pairs_the_same_batches():
-    done = _script("linear_kernel_ab.py", TOY, *FAST, "--seconds", "4", "--skip", "0",
+def test_paired_ab_pairs_the_same_batches():
+    done = _script("paired_ab.py", TOY, *FAST, "--seconds", "4", "--skip", "0",
                    "--b", "onednn", "--label", "toy")  # fmt: skip
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["label"] == "toy" and (row["a"], row["b"]) == ("plain", "onednn")
+    assert row["lever"] == "linear_kernel"
     assert row["pairs"] > 0 and row["precision"] == "fp32"
     a, b = row["a_tokens_per_second"], row["b_tokens_per_second"]
     assert row["speedup_b_over_a"] == pytest.approx(b / a, rel=1e-2)  # the same tokens
+
+
+def test_paired_ab_fuse_relu_lever():
+    done = _script("paired_ab.py", TOY, *FAST, "--seconds", "3", "--skip", "0",
+                   "--lever", "fuse_relu")  # fmt: skip
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (row["lever"], row["a"], row["b"]) == ("fuse_relu", "off", "on")
+    assert row["pairs"] > 0
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paired_ab.py"), TOY,
+                          "--lever", "fuse_relu", "--b", "auto"],
+                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert bad.returncode == 2 and "takes off, on, not 'auto'" in bad.stderr

@@ -62,6 +62,52 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     return (x * keep) * scale
 
 
+class _ReluDropout(torch.autograd.Function):
+    """h = dropout(relu(a)) saving h alone: relu's gradient and the mask are both `h > 0`
+    (an element is positive only where a > 0 and it was kept), so backward is
+    threshold_backward(grad, h, 0) * (1/q). The next layer saves h anyway (a linear map's
+    input), so the step keeps one tensor of the hidden layer's size instead of three (relu's
+    output, the mask, the dropped output). Values and gradients are bit-identical to
+    `dropout(F.relu(a), p)`: the same mask, the same products in the same dtype."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, keep: Tensor, scale: float) -> Tensor:
+        h = torch.relu(a).mul_(keep)
+        if a.dtype not in (torch.float32, torch.float64):
+            h.mul_(scale)  # as dropout's (x * keep) * scale for bf16/fp16
+        ctx.save_for_backward(h)
+        ctx.scale, ctx.float_mask = scale, a.dtype in (torch.float32, torch.float64)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (h,) = ctx.saved_tensors
+        if ctx.float_mask:  # dropout's backward was grad * (keep * scale): the same rounding
+            return torch.ops.aten.threshold_backward(grad, h, 0).mul_(ctx.scale), None, None
+        return torch.ops.aten.threshold_backward(grad * ctx.scale, h, 0), None, None
+
+
+def relu_dropout(a: Tensor, p: float, training: bool = True) -> Tensor:
+    """`dropout(F.relu(a), p, training)` with one saved tensor instead of three on CPU where
+    autograd records the step (`_ReluDropout`); otherwise exactly that composition."""
+    if (
+        not training
+        or p == 0.0
+        or not torch.is_grad_enabled()
+        or not a.requires_grad
+        or a.device.type != "cpu"
+        or p == 1.0
+        or torch.compiler.is_compiling()
+    ):
+        return dropout(F.relu(a), p, training)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    keep, scale = keep_mask(a.shape, p, a.dtype), 1.0 / keep_probability(p)
+    if a.dtype in (torch.float32, torch.float64):
+        keep.mul_(scale)
+    return _ReluDropout.apply(a, keep, scale)
+
+
 class Dropout(nn.Module):
     """Drop-in for `nn.Dropout(p)` with the cheap CPU mask."""
 

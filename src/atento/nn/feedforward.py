@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atento.kernels import Linear
-from atento.nn.dropout import Dropout
+from atento.nn.dropout import Dropout, relu_dropout
 
 # model.activation -> the function
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -35,7 +35,14 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
 
 
 class PositionwiseFeedForward(nn.Module):
-    """Two linear maps D -> F -> D with an activation between, applied at every position."""
+    """Two linear maps D -> F -> D with an activation between, applied at every position.
+
+    With ReLU, the activation and the dropout after it are one autograd step
+    (`nn.dropout.relu_dropout`, bit-identical): a training step keeps one (B, T, F) tensor
+    per layer where it kept three. `fuse_relu = False` (on the class or an instance) gives
+    the two separate modules' path, which the tests and benchmarks compare against."""
+
+    fuse_relu = True
 
     def __init__(
         self, *, d_model: int, ff_size: int, dropout: float = 0.0, activation: str = "relu"
@@ -49,4 +56,6 @@ class PositionwiseFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, D) -> (B, T, D)."""
+        if self.fuse_relu and self.activation == "relu":
+            return self.w2(relu_dropout(self.w1(x), self.dropout.p, self.training))
         return self.w2(self.dropout(self.act(self.w1(x))))

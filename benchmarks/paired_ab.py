@@ -1,16 +1,21 @@
-"""`runtime.linear_kernel` plain against auto (or onednn), paired on the same batches in one
-process: the fp32 training products of the linear layers on PyTorch's BLAS (MKL) or on oneDNN.
+"""Two settings of one training-speed lever, paired on the same batches in one process:
 
-    python benchmarks/linear_kernel_ab.py configs/multi30k_fr_en_transformer.yaml \
+    --lever linear_kernel  `runtime.linear_kernel` (--a plain --b auto, the default): the fp32
+                           products of the linear layers on PyTorch's BLAS (MKL) or on oneDNN
+    --lever fuse_relu      the feed-forward's ReLU + dropout as one autograd step or as two
+                           (`PositionwiseFeedForward.fuse_relu`; --a off --b on)
+
+    python benchmarks/paired_ab.py configs/multi30k_fr_en_transformer.yaml \
         data.dir=../shared/data/multi30k runtime.precision=fp32 --seconds 300 --skip 30
 
-Every batch is trained on twice, once per kernel choice (which goes first alternates), so both
+Every batch is trained on twice, once per setting (which goes first alternates), so both
 sides see the same shapes and the same minutes of a machine whose speed drifts; the ratio is
-the sum of the plain steps' times over the sum of the other side's. A step in which `auto`
-measured a new shape (its first batch of a size class of rows) is left out with its pair, as
-are the first `--skip` seconds. Prints one JSON line. Training each batch twice is for the
-timing only; nothing here is a training run. `--b plain` gives the noise floor (plain against
-plain). Run it on an otherwise idle machine.
+the sum of side a's step times over the sum of side b's. A step in which `auto` measured a
+new shape (its first batch of a size class of rows) is left out with its pair, as are the
+first `--skip` seconds. Prints one JSON line. Training each batch twice is for the timing
+only; nothing here is a training run. `--b` equal to `--a` gives the noise floor. Run it on
+an otherwise idle machine. (Session 7's figures were taken with this script under its old
+name, `linear_kernel_ab.py`, which had only the linear-kernel lever.)
 """
 
 from __future__ import annotations
@@ -29,8 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from timing import benchmark_trainer  # noqa: E402
 
 from atento import kernels  # noqa: E402
+from atento.nn.feedforward import PositionwiseFeedForward  # noqa: E402
 from atento.options import LINEAR_KERNELS  # noqa: E402
 from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
+
+
+def _fuse_relu(value: str) -> None:
+    PositionwiseFeedForward.fuse_relu = value == "on"
+
+
+# lever -> (its settings, the function that applies one, default a, default b)
+LEVERS = {
+    "linear_kernel": (LINEAR_KERNELS, set_linear_kernel, "plain", "auto"),
+    "fuse_relu": (("off", "on"), _fuse_relu, "off", "on"),
+}
 
 
 def main() -> None:
@@ -39,10 +56,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--skip", type=float, default=30.0)
-    parser.add_argument("--a", default="plain", choices=LINEAR_KERNELS)
-    parser.add_argument("--b", default="auto", choices=LINEAR_KERNELS)
+    parser.add_argument("--lever", default="linear_kernel", choices=sorted(LEVERS))
+    parser.add_argument("--a", help="side a's setting (the lever's default: plain, off)")
+    parser.add_argument("--b", help="side b's setting (the lever's default: auto, on)")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
+    settings, apply, default_a, default_b = LEVERS[args.lever]
+    args.a, args.b = args.a or default_a, args.b or default_b
+    for side in (args.a, args.b):
+        if side not in settings:
+            parser.error(f"--lever {args.lever} takes {', '.join(settings)}, not {side!r}")
     times = {"a": [], "b": []}
     tokens = 0
     with benchmark_trainer(args.config, args.overrides) as trainer:
@@ -56,7 +79,7 @@ def main() -> None:
                 took = {}
                 known = len(kernels._train_choice)
                 for side in order:
-                    set_linear_kernel(getattr(args, side))
+                    apply(getattr(args, side))
                     tick = time.perf_counter()
                     _, count = trainer.train_step(batch)
                     took[side] = time.perf_counter() - tick
@@ -73,6 +96,7 @@ def main() -> None:
     per_pair = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
     row = {
         "label": args.label or Path(args.config).stem,
+        "lever": args.lever,
         "a": args.a,
         "b": args.b,
         "pairs": len(per_pair),
