@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: the micro-benchmarks' timer (`attention_train.py`,
 `dropout_mask.py`) and the training benchmarks' trainer (`train_throughput.py`,
-`profile_train_step.py`, `paired_ab.py`). Import after putting `src` on sys.path."""
+`profile_train_step.py`, `paired_ab.py`, `step_memory.py`). Import after putting `src` on
+sys.path."""
 
 from __future__ import annotations
 

@@ -98,3 +98,14 @@ def test_paired_ab_fuse_relu_lever():
                           "--lever", "fuse_relu", "--b", "auto"],
                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "takes off, on, not 'auto'" in bad.stderr
+
+
+def test_step_memory_names_the_lines_that_save_tensors():
+    rows = {}
+    for fuse in ("on", "off"):
+        done = _script("step_memory.py", TOY, *FAST, "--batches", "2", "--fuse-relu", fuse)
+        rows[fuse] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert "saved for the backward on the largest batch" in done.stdout
+        assert rows[fuse]["steps"] == 4 and rows[fuse]["peak_mib"] > 0
+    # the toy Transformer has dropout after ReLU: the fused step saves less
+    assert rows["on"]["saved_mib"] < rows["off"]["saved_mib"]
