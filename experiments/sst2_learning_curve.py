@@ -7,6 +7,8 @@ against the number of labelled training rows, three arms:
   by every size and seed), then fine-tuned (`configs/sst2_bert.yaml`) on the labelled rows;
 - `scratch`: the same encoder from random weights, its SentencePiece tokenizer built from the
   labelled rows (like the bag of words, it sees nothing but them);
+- `birnn`: the bidirectional GRU with attention pooling of `configs/sst2_birnn.yaml`, from
+  random weights like `scratch` (not in the default `--arms`);
 - `bow`: the bag-of-words logistic regression of `sst2_pretraining.py` on the same rows.
 
     .venv/bin/python experiments/sst2_learning_curve.py [--sizes 500 2000 8000 all]
@@ -14,6 +16,7 @@ against the number of labelled training rows, three arms:
         [--pretrain-minutes 60 | --pretrain-steps N] [--pretrain-set KEY=VALUE ...]
         [--set KEY=VALUE ...]
         [--runs runs/exp_curve] [--out experiments/results/sst2_learning_curve] [--summarize]
+        [--dev N [--dev-seed S]]
 
 Labelled subsets: for seed s, the training rows in the order of `random.Random(s).shuffle`,
 and the first N of them: nested (the 500 rows of a seed are among its 2,000), seeded, NOT
@@ -25,6 +28,13 @@ at its end (`train.valid_every=0`), so the checkpoint that `atento evaluate --js
 the last one: nothing is selected on the validation set. `--set` overrides go to every
 `atento train` (e.g. runtime.threads=2), `--pretrain-set` to the pretraining only (default
 data.drop_contained=true: each sentence read once, whole, per epoch).
+
+`--dev N` is for choosing settings without looking at the validation set: N whole sentences of
+sentence_split/train.tsv are held out the way sentence_split/ itself was made (its README:
+the rows that occur inside no other row are the sentences; every row occurring inside a
+held-out sentence leaves training), and every arm, the pretraining included, trains on the
+rest and is scored on them (files under RUNS/dev/). Settings chosen there are then run once
+on the real split.
 
 Results are appended to OUT.jsonl as each run finishes; a rerun skips the (arm, labelled
 rows, seed) already there, so the curve can be filled over several sessions. OUT.txt (mean
@@ -47,10 +57,13 @@ from pathlib import Path
 
 from cls_common import DATA, ROOT, bag_of_words, cpu_flags, cpu_model, evaluate, train
 
-ARMS = ("pretrained", "scratch", "bow")
+ARMS = ("pretrained", "scratch", "birnn", "bow")
 LABELS = {"pretrained": "MLM-pretrained encoder", "scratch": "encoder from scratch",
+          "birnn": "BiGRU, attention pooling (from scratch)",
           "bow": "bag-of-words logistic regression"}  # fmt: skip
-COLORS = {"pretrained": "tab:orange", "scratch": "tab:blue", "bow": "k"}
+COLORS = {"pretrained": "tab:orange", "scratch": "tab:blue", "birnn": "tab:green", "bow": "k"}
+CONFIGS = {"pretrained": "configs/sst2_bert.yaml", "scratch": "configs/sst2_bert.yaml",
+           "birnn": "configs/sst2_birnn.yaml"}  # fmt: skip
 
 
 def data_lines(path: Path) -> tuple[str, list[str]]:
@@ -81,6 +94,62 @@ def write_subset(train_path: Path, size: int, seed: int, out: Path) -> Path:
     return out
 
 
+def row_text(row: str) -> str:
+    """The sentence of a `sentence<TAB>label` row, trailing spaces stripped."""
+    return row.split("\t", 1)[0].strip()
+
+
+def spans(text: str) -> set[str]:
+    """Every run of whole tokens of `text` (the text itself included)."""
+    tokens, n = text.split(), len(text.split())
+    return {" ".join(tokens[i:j]) for i in range(n) for j in range(i + 1, n + 1)}
+
+
+def full_sentences(rows: list[str]) -> list[str]:
+    """The distinct row texts that occur inside no other row at token boundaries: SST-2's whole
+    sentences, the rest being their labelled phrases (sentence_split/'s README)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from atento.data.labelled import drop_contained
+
+    return sorted(drop_contained([row_text(r) for r in rows]))
+
+
+def dev_split(train_path: Path, n: int, seed: int, out_dir: Path) -> tuple[Path, Path]:
+    """(train, dev) files: `n` whole sentences of `train_path` drawn with `seed` as the dev set
+    (each once, in file order), and every row that occurs in none of them as training."""
+    header, rows = data_lines(train_path)
+    sentences = full_sentences(rows)
+    if not 0 < n < len(sentences):
+        raise SystemExit(f"--dev: {n} is not between 1 and the {len(sentences)} sentences")
+    chosen = set(random.Random(seed).sample(sentences, n))
+    held: set[str] = set().union(*(spans(x) for x in chosen))
+    dev, seen = [], set()
+    for r in rows:
+        text = row_text(r)
+        if text in chosen and text not in seen:
+            seen.add(text)
+            dev.append(r)
+    train = [r for r in rows if row_text(r) not in held]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "train.tsv", out_dir / "dev.tsv"
+    for path, part in zip(paths, (train, dev), strict=True):
+        path.write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+    return paths
+
+
+def data_files(args) -> tuple[str, str, str]:
+    """(training file, validation file, format), relative to the root: sentence_split/'s, or
+    with --dev its training file split into training and dev (written once)."""
+    train_path, valid_path, fmt = DATA["sst2"]
+    if not getattr(args, "dev", 0):
+        return train_path, valid_path, fmt
+    out_dir = ROOT / args.runs / "dev"
+    paths = out_dir / "train.tsv", out_dir / "dev.tsv"
+    if not all(x.is_file() for x in paths):
+        paths = dev_split(ROOT / train_path, args.dev, args.dev_seed, out_dir)
+    return (*(os.path.relpath(x, ROOT) for x in paths), fmt)
+
+
 def read_results(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -93,8 +162,12 @@ def key(row: dict) -> tuple[str, int, int]:
 
 def summary(rows: list[dict]) -> str:
     """Mean +- sd (n, min..max) of validation accuracy per arm and number of labelled rows."""
+    valid = {r.get("valid", "sentence_split/valid.tsv") for r in rows} or {"?"}
+    scored = ", ".join(sorted(valid))
+    if scored.endswith("sentence_split/valid.tsv"):
+        scored = "sentence_split/valid.tsv (1,000 whole sentences)"
     lines = [
-        "SST-2 learning curve, sentence_split/valid.tsv (1,000 whole sentences) accuracy",
+        f"SST-2 learning curve, {scored} accuracy",
         f"{'arm':11} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
         f"{'steps':>6} {'budget':>11} {'train min':>9}",
     ]
@@ -164,6 +237,9 @@ def pretrain(args, log) -> dict:
     out = Path(args.runs) / "mlm"
     overrides = [*budget(args.pretrain_minutes, args.pretrain_steps), "train.seed=1",
                  *args.set, *args.pretrain_set]  # fmt: skip
+    if args.dev:  # the dev sentences stay out of the pretraining too
+        train_path, dev_path, _ = data_files(args)
+        overrides += [f"data.train={train_path}", f"data.exclude={dev_path}"]
     # it checkpoints at each validation: a session that stops it loses no more than that
     result = train("configs/sst2_mlm.yaml", out, overrides, log, resume=True)
     return {"run": str(out), "minutes": args.pretrain_minutes, "steps": result["steps"],
@@ -193,22 +269,23 @@ def fresh(out: Path, log) -> Path:
 
 def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict:
     """One point of the curve: its subset, training (or the bag of words), evaluation."""
-    train_path, valid_path, fmt = DATA["sst2"]
+    train_path, valid_path, fmt = data_files(args)
     name = f"n{size}_s{seed}"
     path = write_subset(ROOT / train_path, size, seed, ROOT / args.runs / "subsets" / f"{name}.tsv")
     subset = os.path.relpath(path, ROOT)  # as the configs name their files
     row = {"arm": arm, "labelled": size, "seed": seed, "minutes": args.minutes,
            "budget": budget_name(args.minutes, args.steps),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "machine": f"{cpu_model()} ({cpu_flags()})"}  # fmt: skip
+           "machine": f"{cpu_model()} ({cpu_flags()})", "valid": valid_path}  # fmt: skip
     if arm == "bow":
         bow = bag_of_words(subset, valid_path, fmt)
         return {**row, "minutes": 0.0, **bow}
-    init = f"model.init_from={pre['run']}" if arm == "pretrained" else "model.init_from="
-    overrides = [f"data.train={subset}", init, *budget(args.minutes, args.steps),
-                 f"train.seed={seed}", "train.valid_every=0", *args.set]  # fmt: skip
+    init = [f"model.init_from={pre['run']}" if arm == "pretrained" else "model.init_from="]
+    overrides = [f"data.train={subset}", *init * (arm != "birnn"),
+                 *budget(args.minutes, args.steps), f"train.seed={seed}", "train.valid_every=0",
+                 *args.set]  # fmt: skip
     out = fresh(Path(args.runs) / f"{arm}_{name}", log)
-    result = train("configs/sst2_bert.yaml", out, overrides, log)
+    result = train(CONFIGS[arm], out, overrides, log)
     report = evaluate(out, valid_path, log)
     return {**row, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
             "steps": result["steps"], "train_seconds": result["seconds"],
@@ -227,7 +304,7 @@ def check_budgets(rows: list[dict], args) -> None:
         pre_minutes = pre.get("minutes", args.pretrain_minutes)
         have = (r.get("budget") or budget_name(r["minutes"], 0),
                 pre.get("budget") or budget_name(pre_minutes, 0))  # fmt: skip
-        if r["arm"] == "scratch":
+        if r["arm"] != "pretrained":
             have, wanted = have[:1], want[:1]
         else:
             wanted = want
@@ -239,7 +316,7 @@ def check_budgets(rows: list[dict], args) -> None:
 
 
 def sizes_of(args) -> list[int]:
-    _, rows = data_lines(ROOT / DATA["sst2"][0])
+    _, rows = data_lines(ROOT / data_files(args)[0])
     return [len(rows) if s == "all" else int(s) for s in args.sizes]
 
 
@@ -248,7 +325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", default=["500", "2000", "8000", "all"],
                    help="labelled rows per run (a number or all)")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["pretrained", "scratch", "bow"])
     p.add_argument("--minutes", type=float, default=10.0, help="fine-tuning minutes per run")
     p.add_argument("--steps", type=int, default=0,
                    help="fine-tuning updates per run instead of --minutes")  # fmt: skip
@@ -265,6 +342,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="OUT.jsonl (appended), OUT.txt, OUT.png")  # fmt: skip
     p.add_argument("--summarize", action="store_true",
                    help="start nothing: the table and plot of OUT.jsonl")  # fmt: skip
+    p.add_argument("--dev", type=int, default=0, metavar="N",
+                   help="hold out N whole training sentences, score on them")  # fmt: skip
+    p.add_argument("--dev-seed", type=int, default=0, help="the draw of --dev's sentences")
     args = p.parse_args(argv)
     for s in args.sizes:
         if s != "all" and not s.isdigit():

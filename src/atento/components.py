@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from atento.models.captioning import ShowAttendTellConfig, build_show_attend_tell
 from atento.models.factory import RNNConfig, TransformerConfig, build_rnn, build_transformer
+from atento.models.rnn_classifier import BiRNNConfig, build_birnn
 from atento.models.text import BertConfig, GPTConfig, build_bert, build_gpt
 from atento.tasks.base import Task
 from atento.tasks.captioning import CaptionTask
@@ -32,6 +33,8 @@ ARCHITECTURES: dict[str, tuple[type, Callable, bool]] = {
     # the LSTM's small recurrent products gain nothing from bf16 on a CPU either
     "show_attend_tell": (ShowAttendTellConfig, build_show_attend_tell, False),
     "bert": (BertConfig, build_bert, True),
+    # a sentence classifier on bidirectional GRU/LSTM annotations (task: classify)
+    "birnn": (BiRNNConfig, build_birnn, False),
 }
 
 TASKS: dict[str, type[Task]] = {

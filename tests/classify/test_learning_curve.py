@@ -120,3 +120,25 @@ def test_a_budget_in_steps_sets_no_time_limit_and_is_checked():
         curve.check_budgets(rows, curve.parse_args(["--steps", "900", "--pretrain-steps", "5000"]))
     assert " 800 steps " in curve.summary(rows)
     assert "pretraining (runs/x/mlm): 5000 steps, 9000 updates" in curve.summary(rows)
+
+
+def test_dev_split_holds_out_whole_sentences_and_all_their_phrases(tmp_path):
+    rows = ["a great film\t1", "great film\t1", "a great\t1", "film\t1",  # one sentence
+            "a dull plot twist\t0", "dull plot\t0", "plot\t0",  # another
+            "sad ending\t0", "ending\t0", "film noir fans\t1"]  # fmt: skip
+    assert curve.full_sentences(rows) == ["a dull plot twist", "a great film", "film noir fans",
+                                          "sad ending"]  # fmt: skip
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    dev_train, dev = curve.dev_split(train, 1, seed=0, out_dir=tmp_path / "dev")
+    held = dev.read_text().splitlines()
+    assert held[0] == "sentence\tlabel" and len(held) == 2
+    sentence = curve.row_text(held[1])
+    kept = [curve.row_text(r) for r in dev_train.read_text().splitlines()[1:]]
+    # nothing inside the held-out sentence stays in training; everything else does
+    assert not set(kept) & curve.spans(sentence)
+    assert len(kept) == len(rows) - sum(curve.row_text(r) in curve.spans(sentence) for r in rows)
+    assert curve.dev_split(train, 1, seed=0, out_dir=tmp_path / "again")[1].read_text() == \
+        dev.read_text()  # fmt: skip
+    with pytest.raises(SystemExit, match="between 1 and the 4 sentences"):
+        curve.dev_split(train, 4, seed=0, out_dir=tmp_path / "x")

@@ -31,6 +31,12 @@ from atento.nn.dropout import Dropout
 POOLINGS = ("cls", "mean", "last")
 
 
+def masked_mean(h: Tensor, pad_mask: Tensor) -> Tensor:
+    """States (B, T, D) and pad_mask (B, T) True = real token -> the real positions' mean (B, D)."""
+    m = pad_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 @dataclass
 class ClassifierOutput:
     """logits (B, C); lm_logits (N, V) at the N real positions that have a next token (row
@@ -75,8 +81,7 @@ class SentenceClassifier(nn.Module):
         if self.pooling == "cls":
             return h[:, 0]
         if self.pooling == "mean":
-            m = pad_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-            return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+            return masked_mean(h, pad_mask)
         last = pad_mask.long().sum(1).clamp_min(1) - 1  # (B,) index of the last real token
         return h[torch.arange(h.size(0), device=h.device), last]
 

@@ -1,4 +1,5 @@
-"""Sentence classification (`task: classify`) with a BERT-style encoder or a GPT.
+"""Sentence classification (`task: classify`) with a BERT-style encoder, a GPT or a
+bidirectional RNN (`birnn`).
 
     task: classify
     data:
@@ -8,11 +9,13 @@
       tokenizer: sentencepiece  # a new tokenizer, or the pretrained run's with init_from
       lm_weight: 0.0            # gpt: weight of the auxiliary language-model loss
     model:
-      arch: bert                # bert: pooled encoder states; gpt: the last token's state
+      arch: bert                # bert: pooled encoder states; gpt: the last token's state;
+                                # birnn: pooled bidirectional RNN annotations (no init_from)
       init_from: runs/sst2_mlm  # optional: start from a pretrained run's weights
 
-Inputs: `[CLS] x [SEP]` for `bert`; `x` + an end token for `gpt` (`</s>`, or a line break for
-a character LM: what the LM saw at the end of a line), whose state is the one classified.
+Inputs: `[CLS] x [SEP]` for `bert` and `birnn`; `x` + an end token for `gpt` (`</s>`, or a line
+break for a character LM: what the LM saw at the end of a line), whose state is the one
+classified.
 The training sentences are read once, streaming, into the corpus store
 (`atento.data.store.sentences`: memory-mapped rows of ids and an int32 class column, prepared
 on first use or by `atento prepare`); the validation file is read into memory.
@@ -93,7 +96,7 @@ class ClassBatch(Movable):
 class ClassifyTask(Task):
     name = "classify"
     predictor = ClassifierPredictor
-    architectures = ("bert", "gpt")
+    architectures = ("bert", "gpt", "birnn")
     data_config = ClassifyDataConfig
     selection = Selection("accuracy", higher_is_better=True)
     unit = "sent"
@@ -112,7 +115,9 @@ class ClassifyTask(Task):
     def piece_limit(self) -> int | None:
         """The most pieces of a sentence the model takes (learned positions); None = any."""
         m = self.cfg.model
-        return m.context - self.overhead() if m.positions == "learned" else None
+        if getattr(m, "positions", None) != "learned":  # sinusoids, or an RNN: any length
+            return None
+        return m.context - self.overhead()
 
     def _end_id(self) -> int:
         tok = self.tokenizers["text"]
@@ -307,6 +312,17 @@ class ClassifyTask(Task):
             raise AtentoError(f"the sentence is {len(pieces)} pieces, longer than the model "
                               f"takes ({limit})")  # fmt: skip
         ids = self.sequence(pieces)
+        pooling = getattr(run.model, "pooling_attention", None)
+        if pooling is not None:  # an RNN classifier: its one attention row, over the pieces
+            if run.model.pooling != "attention":
+                raise AtentoError(f"model.pooling={run.model.pooling} has no attention weights "
+                                  "to show (model.pooling=attention has)")  # fmt: skip
+            if layer not in (-1, 0):
+                raise ValueError(f"layer {layer} out of range (an RNN classifier has one: 0)")
+            if head not in (None, 0):
+                raise ValueError(f"head {head} out of range (0..0)")
+            labels = piece_labels(tok, ids, {tok.bos_id: "[CLS]", tok.eos_id: "[SEP]"})
+            return pooling(ids), ["[pool]"], labels
         heads = run.model.self_attention(ids, layer=layer, head=head)  # ValueError: the caller
         names = {tok.bos_id: "[CLS]", tok.eos_id: "[SEP]"}
         if self.causal:
