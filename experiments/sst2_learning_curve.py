@@ -141,7 +141,7 @@ def data_files(args) -> tuple[str, str, str]:
     """(training file, validation file, format), relative to the root: sentence_split/'s, or
     with --dev its training file split into training and dev (written once)."""
     train_path, valid_path, fmt = DATA["sst2"]
-    if not getattr(args, "dev", 0):
+    if not args.dev:
         return train_path, valid_path, fmt
     out_dir = ROOT / args.runs / "dev"
     paths = out_dir / "train.tsv", out_dir / "dev.tsv"
@@ -162,12 +162,12 @@ def key(row: dict) -> tuple[str, int, int]:
 
 def summary(rows: list[dict]) -> str:
     """Mean +- sd (n, min..max) of validation accuracy per arm and number of labelled rows."""
-    valid = {r.get("valid", "sentence_split/valid.tsv") for r in rows} or {"?"}
-    scored = ", ".join(sorted(valid))
-    if scored.endswith("sentence_split/valid.tsv"):
-        scored = "sentence_split/valid.tsv (1,000 whole sentences)"
+    # rows without "valid" predate --dev: they were scored on sentence_split/valid.tsv
+    scored = sorted({r.get("valid") or DATA["sst2"][1] for r in rows} or {DATA["sst2"][1]})
+    names = ["sentence_split/valid.tsv (1,000 whole sentences)" if x == DATA["sst2"][1] else x
+             for x in scored]  # fmt: skip
     lines = [
-        f"SST-2 learning curve, {scored} accuracy",
+        f"SST-2 learning curve, {', '.join(names)} accuracy",
         f"{'arm':11} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
         f"{'steps':>6} {'budget':>11} {'train min':>9}",
     ]

@@ -128,8 +128,8 @@ class RNNClassifier(nn.Module):
     @torch.no_grad()
     def pooling_attention(self, ids: list[int]) -> Tensor:
         """The attention pooling's weights over one input, (1, 1, T): the heatmap's one row."""
-        if self.key_proj is None:
-            raise ValueError(
+        if self.key_proj is None:  # a user's request, not a layer or head out of range
+            raise AtentoError(
                 f"model.pooling={self.pooling} has no attention weights to show "
                 "(model.pooling=attention has)"
             )

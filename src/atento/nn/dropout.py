@@ -45,6 +45,19 @@ def keep_mask(
     return torch.ge(words.view(torch.int16)[:n], threshold, out=mask).view(shape)
 
 
+def _scaled_mask(x: Tensor, p: float) -> tuple[Tensor, float, bool]:
+    """The CPU mask of `x`'s shape and dtype, its scale 1/q, and whether the scale is folded
+    into the mask (fp32/fp64: a float mask holding 0 or 1/q, whose product and backward,
+    grad * mask, are the fastest elementwise form; torch.where with a scalar is several times
+    slower). bf16/fp16 cannot hold 1/q exactly: their mask stays 0/1 and the scale is a
+    separate scalar product (computed in fp32)."""
+    keep, scale = keep_mask(x.shape, p, x.dtype), 1.0 / keep_probability(p)
+    folded = x.dtype in (torch.float32, torch.float64)
+    if folded:
+        keep.mul_(scale)
+    return keep, scale, folded
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/q (see the module doc)."""
     if not training or p == 0.0:
@@ -53,13 +66,8 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if x.device.type != "cpu" or p == 1.0 or torch.compiler.is_compiling():
         return F.dropout(x, p, training=True)
-    keep, scale = keep_mask(x.shape, p, x.dtype), 1.0 / keep_probability(p)
-    if x.dtype in (torch.float32, torch.float64):
-        # a float mask holding 0 or 1/q: the product (and its backward, grad * mask) is the
-        # fastest elementwise form; torch.where with a scalar is several times slower
-        return x * keep.mul_(scale)
-    # bf16/fp16 cannot hold 1/q exactly, but a scalar product is computed in fp32
-    return (x * keep) * scale
+    keep, scale, folded = _scaled_mask(x, p)
+    return x * keep if folded else (x * keep) * scale
 
 
 class _ReluDropout(torch.autograd.Function):
@@ -71,20 +79,20 @@ class _ReluDropout(torch.autograd.Function):
     `dropout(F.relu(a), p)`: the same mask, the same products in the same dtype."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, keep: Tensor, scale: float) -> Tensor:
+    def forward(ctx, a: Tensor, keep: Tensor, scale: float, folded: bool) -> Tensor:
         h = torch.relu(a).mul_(keep)
-        if a.dtype not in (torch.float32, torch.float64):
+        if not folded:
             h.mul_(scale)  # as dropout's (x * keep) * scale for bf16/fp16
         ctx.save_for_backward(h)
-        ctx.scale, ctx.float_mask = scale, a.dtype in (torch.float32, torch.float64)
+        ctx.scale, ctx.folded = scale, folded
         return h
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (h,) = ctx.saved_tensors
-        if ctx.float_mask:  # dropout's backward was grad * (keep * scale): the same rounding
-            return torch.ops.aten.threshold_backward(grad, h, 0).mul_(ctx.scale), None, None
-        return torch.ops.aten.threshold_backward(grad * ctx.scale, h, 0), None, None
+        if ctx.folded:  # dropout's backward was grad * (keep * scale): the same rounding
+            return torch.ops.aten.threshold_backward(grad, h, 0).mul_(ctx.scale), None, None, None
+        return torch.ops.aten.threshold_backward(grad * ctx.scale, h, 0), None, None, None
 
 
 def relu_dropout(a: Tensor, p: float, training: bool = True) -> Tensor:
@@ -102,10 +110,7 @@ def relu_dropout(a: Tensor, p: float, training: bool = True) -> Tensor:
         return dropout(F.relu(a), p, training)
     if not 0.0 < p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-    keep, scale = keep_mask(a.shape, p, a.dtype), 1.0 / keep_probability(p)
-    if a.dtype in (torch.float32, torch.float64):
-        keep.mul_(scale)
-    return _ReluDropout.apply(a, keep, scale)
+    return _ReluDropout.apply(a, *_scaled_mask(a, p))
 
 
 class Dropout(nn.Module):

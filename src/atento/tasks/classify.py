@@ -314,9 +314,6 @@ class ClassifyTask(Task):
         ids = self.sequence(pieces)
         pooling = getattr(run.model, "pooling_attention", None)
         if pooling is not None:  # an RNN classifier: its one attention row, over the pieces
-            if run.model.pooling != "attention":
-                raise AtentoError(f"model.pooling={run.model.pooling} has no attention weights "
-                                  "to show (model.pooling=attention has)")  # fmt: skip
             if layer not in (-1, 0):
                 raise ValueError(f"layer {layer} out of range (an RNN classifier has one: 0)")
             if head not in (None, 0):
