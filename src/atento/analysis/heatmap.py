@@ -40,7 +40,8 @@ def plot_attention(
             f"{len(src_labels)} source labels"
         )
     width = min(2.0 + 0.38 * cols, 30.0)
-    height = min(1.6 + 0.34 * rows, 30.0)
+    # at least room for the rotated labels and the colorbar's, a one-row map included
+    height = min(max(1.6 + 0.34 * rows, 2.8), 30.0)
     fig, ax = plt.subplots(figsize=(width, height))
     image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(cols), labels=list(src_labels), rotation=90)

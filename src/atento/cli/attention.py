@@ -126,8 +126,10 @@ def _self_attention(loaded: LoadedRun, args: argparse.Namespace) -> int:
         if args.grid:
             plot_heads(heads, cols, rows, path, layer=shown, title=text)
         else:
-            weights = heads.mean(0) if args.head is None else heads[args.head]
-            which = "mean of heads" if args.head is None else f"head {args.head}"
+            if args.head is None and len(heads) > 1:
+                weights, which = heads.mean(0), "mean of heads"
+            else:  # the head asked for, or the only one
+                weights, which = heads[args.head or 0], f"head {args.head or 0}"
             plot_attention(weights, cols, rows, path, title=f"layer {shown}, {which}: {text}",
                            xlabel="attended to (key)", ylabel="position (query)")  # fmt: skip
         print(f"{path}\t{text}")
