@@ -9,6 +9,8 @@ against the number of labelled training rows, three arms:
   labelled rows (like the bag of words, it sees nothing but them);
 - `birnn`: the bidirectional GRU with attention pooling of `configs/sst2_birnn.yaml`, from
   random weights like `scratch` (not in the default `--arms`);
+- `birnn_pretrained`: the same BiGRU whose encoder was MLM-pretrained once
+  (`configs/sst2_birnn_mlm.yaml`, the same sentences and budget as `pretrained`'s);
 - `bow`: the bag-of-words logistic regression of `sst2_pretraining.py` on the same rows.
 
     .venv/bin/python experiments/sst2_learning_curve.py [--sizes 500 2000 8000 all]
@@ -16,7 +18,7 @@ against the number of labelled training rows, three arms:
         [--pretrain-minutes 60 | --pretrain-steps N] [--pretrain-set KEY=VALUE ...]
         [--set KEY=VALUE ...]
         [--runs runs/exp_curve] [--out experiments/results/sst2_learning_curve] [--summarize]
-        [--dev N [--dev-seed S]]
+        [--dev N [--dev-seed S] [--select-every K]] [--pretrained ARM=RUN ...]
 
 Labelled subsets: for seed s, the training rows in the order of `random.Random(s).shuffle`,
 and the first N of them: nested (the 500 rows of a seed are among its 2,000), seeded, NOT
@@ -35,6 +37,13 @@ the rows that occur inside no other row are the sentences; every row occurring i
 held-out sentence leaves training), and every arm, the pretraining included, trains on the
 rest and is scored on them (files under RUNS/dev/). Settings chosen there are then run once
 on the real split.
+
+`--dev N --select-every K` is model selection the honest way: every network arm trains on the
+rows outside the N dev sentences, validates on the dev sentences every K updates, and its best
+checkpoint there (`checkpoint_best`, by accuracy) is what is scored on
+sentence_split/valid.tsv; the bag of words trains on the same rows. `--pretrained ARM=RUN`
+reuses an MLM run already made (e.g. one of another --runs folder) for ARM instead of
+pretraining one.
 
 Results are appended to OUT.jsonl as each run finishes; a rerun skips the (arm, labelled
 rows, seed) already there, so the curve can be filled over several sessions. OUT.txt (mean
@@ -55,15 +64,24 @@ import sys
 import time
 from pathlib import Path
 
-from cls_common import DATA, ROOT, bag_of_words, cpu_flags, cpu_model, evaluate, train
+from cls_common import DATA, ROOT, bag_of_words, cpu_flags, cpu_model, evaluate, metrics, train
 
-ARMS = ("pretrained", "scratch", "birnn", "bow")
+ARMS = ("pretrained", "scratch", "birnn_pretrained", "birnn", "bow")
 LABELS = {"pretrained": "MLM-pretrained encoder", "scratch": "encoder from scratch",
+          "birnn_pretrained": "BiGRU, attention pooling, MLM-pretrained",
           "birnn": "BiGRU, attention pooling (from scratch)",
           "bow": "bag-of-words logistic regression"}  # fmt: skip
-COLORS = {"pretrained": "tab:orange", "scratch": "tab:blue", "birnn": "tab:green", "bow": "k"}
-CONFIGS = {"pretrained": "configs/sst2_bert.yaml", "scratch": "configs/sst2_bert.yaml",
-           "birnn": "configs/sst2_birnn.yaml"}  # fmt: skip
+COLORS = {"pretrained": "tab:orange", "scratch": "tab:blue", "birnn_pretrained": "tab:red",
+          "birnn": "tab:green", "bow": "k"}  # fmt: skip
+CONFIGS = {
+    "pretrained": "configs/sst2_bert.yaml",
+    "scratch": "configs/sst2_bert.yaml",
+    "birnn_pretrained": "configs/sst2_birnn.yaml",
+    "birnn": "configs/sst2_birnn.yaml",
+}
+# the arms that start from an MLM run: its config and its folder under --runs
+PRETRAIN = {"pretrained": ("configs/sst2_mlm.yaml", "mlm"),
+            "birnn_pretrained": ("configs/sst2_birnn_mlm.yaml", "birnn_mlm")}  # fmt: skip
 
 
 def data_lines(path: Path) -> tuple[str, list[str]]:
@@ -138,8 +156,9 @@ def dev_split(train_path: Path, n: int, seed: int, out_dir: Path) -> tuple[Path,
 
 
 def data_files(args) -> tuple[str, str, str]:
-    """(training file, validation file, format), relative to the root: sentence_split/'s, or
-    with --dev its training file split into training and dev (written once)."""
+    """(training file, file that selects or scores, format), relative to the root:
+    sentence_split/'s, or with --dev its training file split into training and dev (written
+    once)."""
     train_path, valid_path, fmt = DATA["sst2"]
     if not args.dev:
         return train_path, valid_path, fmt
@@ -192,6 +211,10 @@ def summary(rows: list[dict]) -> str:
             f", {info['steps']} updates, "
             f"masked-token accuracy {info.get('accuracy', float('nan')):.3f}"
         )
+    for dev, every in sorted({(r["selected_on"], r["select_every"]) for r in rows
+                              if r.get("selected_on")}):  # fmt: skip
+        lines.append(f"checkpoints selected on {dev} (accuracy, every {every} updates); "
+                     "the bag of words trained on the same rows")  # fmt: skip
     machines = sorted({r["machine"] for r in rows if r.get("machine")})
     lines += [f"machine: {m}" for m in machines]
     return "\n".join(lines) + "\n"
@@ -232,16 +255,28 @@ def write_reports(rows: list[dict], out: Path) -> None:
         plot(rows, out.with_suffix(".png"))
 
 
-def pretrain(args, log) -> dict:
-    """The one MLM pretraining run shared by every size and seed (read back when done)."""
-    out = Path(args.runs) / "mlm"
+def pretrain(arm: str, args, log) -> dict:
+    """The one MLM pretraining run of `arm` shared by every size and seed (read back when
+    done), or the run that --pretrained names for it."""
+    config, folder = PRETRAIN[arm]
+    reuse = dict(x.split("=", 1) for x in args.pretrained).get(arm)
+    if reuse:
+        done = ROOT / reuse / "result.json"
+        if not done.is_file():
+            raise SystemExit(f"--pretrained: {reuse} has no result.json (unfinished?)")
+        result = json.loads(done.read_text())
+        last = metrics(Path(reuse))[-1]
+        return {"run": reuse, "minutes": 0.0, "steps": result["steps"],
+                "budget": budget_name(0, result["steps"]), "accuracy": last.get("accuracy"),
+                "reused": True}  # fmt: skip
+    out = Path(args.runs) / folder
     overrides = [*budget(args.pretrain_minutes, args.pretrain_steps), "train.seed=1",
                  *args.set, *args.pretrain_set]  # fmt: skip
     if args.dev:  # the dev sentences stay out of the pretraining too
         train_path, dev_path, _ = data_files(args)
         overrides += [f"data.train={train_path}", f"data.exclude={dev_path}"]
     # it checkpoints at each validation: a session that stops it loses no more than that
-    result = train("configs/sst2_mlm.yaml", out, overrides, log, resume=True)
+    result = train(config, out, overrides, log, resume=True)
     return {"run": str(out), "minutes": args.pretrain_minutes, "steps": result["steps"],
             "budget": budget_name(args.pretrain_minutes, args.pretrain_steps),
             "accuracy": result["last"].get("accuracy"), "overrides": overrides}  # fmt: skip
@@ -270,19 +305,29 @@ def fresh(out: Path, log) -> Path:
 def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict:
     """One point of the curve: its subset, training (or the bag of words), evaluation."""
     train_path, valid_path, fmt = data_files(args)
+    select = {}
+    if args.select_every:  # select on the dev sentences, score on the validation set
+        select = {"selected_on": valid_path, "select_every": args.select_every}
+        valid_path = DATA["sst2"][1]
     name = f"n{size}_s{seed}"
     path = write_subset(ROOT / train_path, size, seed, ROOT / args.runs / "subsets" / f"{name}.tsv")
     subset = os.path.relpath(path, ROOT)  # as the configs name their files
     row = {"arm": arm, "labelled": size, "seed": seed, "minutes": args.minutes,
            "budget": budget_name(args.minutes, args.steps),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "machine": f"{cpu_model()} ({cpu_flags()})", "valid": valid_path}  # fmt: skip
+           "machine": f"{cpu_model()} ({cpu_flags()})", "valid": valid_path, **select}  # fmt: skip
     if arm == "bow":
         bow = bag_of_words(subset, valid_path, fmt)
         return {**row, "minutes": 0.0, **bow}
-    init = [f"model.init_from={pre['run']}" if arm == "pretrained" else "model.init_from="]
+    init = [f"model.init_from={pre['run']}"] if arm in PRETRAIN else ["model.init_from="]
+    validation = ["train.valid_every=0"]  # once, at the end: the last checkpoint is scored
+    if select:
+        validation = [
+            f"data.valid={select['selected_on']}",
+            f"train.valid_every={args.select_every}",
+        ]
     overrides = [f"data.train={subset}", *init * (arm != "birnn"),
-                 *budget(args.minutes, args.steps), f"train.seed={seed}", "train.valid_every=0",
+                 *budget(args.minutes, args.steps), f"train.seed={seed}", *validation,
                  *args.set]  # fmt: skip
     out = fresh(Path(args.runs) / f"{arm}_{name}", log)
     result = train(CONFIGS[arm], out, overrides, log)
@@ -290,7 +335,7 @@ def run_one(arm: str, size: int, seed: int, args, pre: dict | None, log) -> dict
     return {**row, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
             "steps": result["steps"], "train_seconds": result["seconds"],
             "wall_seconds": result["wall_seconds"], "run": str(out),
-            "pretrain": pre if arm == "pretrained" else None}  # fmt: skip
+            "pretrain": pre if arm in PRETRAIN else None}  # fmt: skip
 
 
 def check_budgets(rows: list[dict], args) -> None:
@@ -304,7 +349,7 @@ def check_budgets(rows: list[dict], args) -> None:
         pre_minutes = pre.get("minutes", args.pretrain_minutes)
         have = (r.get("budget") or budget_name(r["minutes"], 0),
                 pre.get("budget") or budget_name(pre_minutes, 0))  # fmt: skip
-        if r["arm"] != "pretrained":
+        if r["arm"] not in PRETRAIN or pre.get("reused"):  # a reused run is named, not budgeted
             have, wanted = have[:1], want[:1]
         else:
             wanted = want
@@ -345,7 +390,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dev", type=int, default=0, metavar="N",
                    help="hold out N whole training sentences, score on them")  # fmt: skip
     p.add_argument("--dev-seed", type=int, default=0, help="the draw of --dev's sentences")
+    p.add_argument("--select-every", type=int, default=0, metavar="K",
+                   help="with --dev: validate on the dev sentences every K updates, keep the "
+                   "best, score it on sentence_split/valid.tsv")  # fmt: skip
+    p.add_argument("--pretrained", nargs="*", default=[], metavar="ARM=RUN",
+                   help="an MLM run for ARM to fine-tune instead of pretraining one")  # fmt: skip
     args = p.parse_args(argv)
+    if args.select_every and not args.dev:
+        p.error("--select-every needs --dev N (the sentences that select)")
+    if args.select_every < 0:
+        p.error("--select-every: give a positive number of updates")
+    for x in args.pretrained:
+        if x.partition("=")[0] not in PRETRAIN or not x.partition("=")[2]:
+            p.error(f"--pretrained: {x!r} is not ARM=RUN with ARM one of {', '.join(PRETRAIN)}")
     for s in args.sizes:
         if s != "all" and not s.isdigit():
             p.error(f"--sizes: {s!r} is neither a number nor all")
@@ -366,9 +423,10 @@ def main(argv: list[str] | None = None) -> None:
         done = {key(r) for r in rows}
         todo = [(a, n, s) for n in sizes_of(args) for s in args.seeds for a in args.arms
                 if (a, n, s) not in done]  # fmt: skip
-        pre = pretrain(args, log) if any(a == "pretrained" for a, _, _ in todo) else None
+        pre = {arm: pretrain(arm, args, log) for arm in PRETRAIN
+               if any(a == arm for a, _, _ in todo)}  # fmt: skip
         for arm, size, seed in todo:
-            row = run_one(arm, size, seed, args, pre, log)
+            row = run_one(arm, size, seed, args, pre.get(arm), log)
             with out.with_suffix(".jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)

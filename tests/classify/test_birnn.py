@@ -11,7 +11,8 @@ import torch
 import atento
 from atento.cli.main import main
 from atento.config_io import config_from_dict, dump_config
-from atento.models.rnn_classifier import RNNClassifier
+from atento.models.pretrained import load_pretrained
+from atento.models.rnn_classifier import RNNClassifier, RNNMaskedLM, build_birnn
 
 from .conftest import TRAIN
 
@@ -130,10 +131,10 @@ def test_the_page_server_classifies_with_it(birnn_run):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("model.init_from=runs/x", "model.init_from is not available for model.arch=birnn"),
     ("model.pooling=first", "model.pooling"),
     ("model.hidden_size=25", "model.hidden_size"),
-    ("model.context=64", "model.context"),
+    ("model.heads=4", "model.heads"),
+    ("model.context=2", "model.context"),
 ])  # fmt: skip
 def test_bad_config_is_one_line_and_exit_2(toy_data, tmp_path, capsys, override, message):
     raw = {"task": "classify",
@@ -161,3 +162,86 @@ def test_mean_pooling_has_no_attention_to_draw(toy_data, tmp_path, capsys):
     assert main(["attention", str(tmp_path / "r"), "a good film", "--out",
                  str(tmp_path / "a.png")]) == 2  # fmt: skip
     assert "model.pooling=max has no attention weights" in capsys.readouterr().err
+
+
+def test_the_masked_lm_scores_the_chosen_positions_alone_and_padded_in_a_batch():
+    torch.manual_seed(0)
+    model = RNNMaskedLM(vocab_size=30, emb_size=8, hidden_size=12, layers=2, cell="lstm",
+                        dropout=0.0).eval()  # fmt: skip
+    ids, mask = _batch()
+    every = model(ids, mask)  # (B, T, V)
+    chosen = torch.zeros_like(mask)
+    chosen[0, 1] = chosen[1, 1] = chosen[2, 3] = True
+    torch.testing.assert_close(model(ids, mask, select=chosen), every[chosen])
+    n = int(mask[1].sum())
+    alone = model(ids[1:2, :n], mask[1:2, :n])
+    torch.testing.assert_close(alone[0], every[1, :n], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def birnn_mlm_run(toy_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "birnn_mlm"
+    raw = {"task": "mlm",
+           "data": {"train": str(toy_data["train"]), "format": "sst2",
+                    "tokenizer": "sentencepiece", "vocab_size": 60, "valid_fraction": 0.1},
+           "model": dict(BIRNN), "train": {**TRAIN, "max_steps": 20, "valid_every": 10,
+                                            "lr": 0.01},
+           "runtime": {"device": "cpu"}}  # fmt: skip
+    path = tmp_path_factory.mktemp("cfg") / "birnn_mlm.yaml"
+    dump_config(config_from_dict(raw), path)
+    assert main(["train", str(path), "--out", str(out)]) == 0
+    return out
+
+
+def _classify_config(toy_data, **model):
+    raw = {"task": "classify",
+           "data": {"train": str(toy_data["train"]), "valid": str(toy_data["valid"]),
+                    "format": "sst2", "tokenizer": "sentencepiece"},
+           "model": {**BIRNN, **model}, "train": {**TRAIN, "max_steps": 30, "lr": 0.01},
+           "runtime": {"device": "cpu"}}  # fmt: skip
+    return config_from_dict(raw)
+
+
+def test_a_classifier_starts_from_the_masked_lms_encoder(birnn_mlm_run, toy_data, tmp_path,
+                                                          capsys):  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", str(birnn_mlm_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["loss"] > 0 and 0.0 <= report["accuracy"] <= 1.0
+    cfg = _classify_config(toy_data, init_from=str(birnn_mlm_run))
+    pretrained = load_pretrained(cfg)
+    assert pretrained.task == "mlm" and not any(k.startswith("head.") for k in pretrained.weights)
+    model = build_birnn(cfg, vocab_size=pretrained.tokenizer.embedding_rows, num_classes=2,
+                        pretrained=pretrained)  # fmt: skip
+    encoder = model.encoder.state_dict()
+    assert encoder.keys() == {k[len("encoder.") :] for k in pretrained.weights}
+    assert all(torch.equal(v, pretrained.weights["encoder." + k]) for k, v in encoder.items())
+    path = tmp_path / "c.yaml"
+    dump_config(cfg, path)
+    out = tmp_path / "cls"
+    assert main(["train", str(path), "--out", str(out)]) == 0
+    run = atento.load(out)  # the pretrained run's tokenizer, and every tool
+    assert run.run.task.tokenizers["text"].vocab_size == pretrained.tokenizer.vocab_size
+    assert [g.label for g in run.classify(["a very good film"])] in (["0"], ["1"])
+    capsys.readouterr()
+    assert main(["attention", str(birnn_mlm_run), "a good film", "--out",
+                 str(tmp_path / "a.png")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "has no attention weights to show" in err and len(err.splitlines()) == 1
+
+
+def test_an_init_from_of_other_shapes_is_one_line_and_exit_2(birnn_mlm_run, toy_data, tmp_path,
+                                                              capsys):  # fmt: skip
+    path = tmp_path / "c.yaml"
+    dump_config(_classify_config(toy_data, init_from=str(birnn_mlm_run), hidden_size=32), path)
+    capsys.readouterr()
+    assert main(["train", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # after the runtime's line: one error line, no traceback
+    assert last.startswith("atento train: error: config: model.hidden_size=32")
+    assert "model.hidden_size=24" in last and "Traceback" not in err
+    capsys.readouterr()
+    assert (
+        main(["train", str(path), "model.init_from=runs/none", "--out", str(tmp_path / "r")]) == 2
+    )
+    assert "model.init_from: run directory not found" in capsys.readouterr().err.splitlines()[-1]

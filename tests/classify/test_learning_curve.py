@@ -142,3 +142,71 @@ def test_dev_split_holds_out_whole_sentences_and_all_their_phrases(tmp_path):
         dev.read_text()  # fmt: skip
     with pytest.raises(SystemExit, match="between 1 and the 4 sentences"):
         curve.dev_split(train, 4, seed=0, out_dir=tmp_path / "x")
+
+
+def test_select_every_selects_on_the_dev_sentences_and_scores_the_validation_set(
+    tmp_path, monkeypatch
+):
+    dev_dir = tmp_path / "dev"
+    dev_dir.mkdir()
+    (dev_dir / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull one\t0\n")
+    (dev_dir / "dev.tsv").write_text("sentence\tlabel\nsad ending\t0\n")
+    calls = {}
+    monkeypatch.setattr(
+        curve,
+        "train",
+        lambda config, out, overrides, log, **kw: (
+            calls.update(config=config, overrides=overrides)
+            or {"steps": 10, "seconds": 1.0, "wall_seconds": 1.0}
+        ),
+    )
+    monkeypatch.setattr(
+        curve,
+        "evaluate",
+        lambda run, data, log: calls.update(scored=data) or {"accuracy": 0.5, "macro_f1": 0.5},
+    )
+    monkeypatch.setattr(curve, "bag_of_words", lambda tr, va, fmt: calls.update(bow=(tr, va)) or {
+        "accuracy": 0.5})  # fmt: skip
+    args = curve.parse_args(["--dev", "1", "--select-every", "5", "--runs", str(tmp_path),
+                             "--steps", "10"])  # fmt: skip
+    row = curve.run_one("scratch", 2, 1, args, None, print)
+    valid = curve.DATA["sst2"][1]
+    assert calls["scored"] == valid and row["valid"] == valid  # scored on the validation set
+    dev = next(x for x in calls["overrides"] if x.startswith("data.valid="))
+    assert Path(curve.ROOT / dev.split("=", 1)[1]).resolve() == (dev_dir / "dev.tsv").resolve()
+    assert "train.valid_every=5" in calls["overrides"]
+    assert "train.valid_every=0" not in calls["overrides"]
+    assert row["selected_on"] == dev.split("=", 1)[1] and row["select_every"] == 5
+    train = next(x for x in calls["overrides"] if x.startswith("data.train="))
+    assert (curve.ROOT / train.split("=", 1)[1]).resolve() == (dev_dir / "train.tsv").resolve()
+    row = curve.run_one("bow", 2, 1, args, None, print)  # the same rows, the same scoring
+    assert calls["bow"][1] == valid and row["selected_on"] == dev.split("=", 1)[1]
+    assert "checkpoints selected on" in curve.summary([row])
+    plain = curve.parse_args(["--dev", "1", "--runs", str(tmp_path), "--steps", "10"])
+    curve.run_one("scratch", 2, 1, plain, None, print)  # --dev alone: scored on the dev split
+    assert Path(curve.ROOT / calls["scored"]).resolve() == (dev_dir / "dev.tsv").resolve()
+    assert "train.valid_every=0" in calls["overrides"]
+
+
+def test_select_every_needs_a_dev_split_and_pretrained_a_finished_run(tmp_path):
+    with pytest.raises(SystemExit):
+        curve.parse_args(["--select-every", "50"])
+    args = curve.parse_args(["--pretrained", f"birnn_pretrained={tmp_path / 'none'}"])
+    with pytest.raises(SystemExit, match="has no result.json"):
+        curve.pretrain("birnn_pretrained", args, print)
+    for bad in ("mlm=runs/x", "pretrained", "pretrained="):
+        with pytest.raises(SystemExit):
+            curve.parse_args(["--pretrained", bad])
+
+
+def test_a_reused_pretraining_is_read_back_and_not_budgeted(tmp_path):
+    run = tmp_path / "mlm"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"steps": 4000}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 4000, "accuracy": 0.3}) + "\n")
+    args = curve.parse_args(["--pretrained", f"pretrained={run}", "--pretrain-steps", "800"])
+    pre = curve.pretrain("pretrained", args, print)
+    assert pre["run"] == str(run) and pre["steps"] == 4000 and pre["reused"]
+    assert pre["budget"] == "4000 steps" and pre["accuracy"] == 0.3
+    rows = [{**_row("pretrained", 500, 1, 0.7), "pretrain": pre}]
+    curve.check_budgets(rows, args)  # its own budget is not this call's 800: fine

@@ -54,7 +54,7 @@ def load_pretrained(cfg: Config) -> Pretrained:
     """Read `cfg.model.init_from`'s best checkpoint and check that it fits `cfg` (module doc);
     AtentoError naming the mismatch otherwise."""
     run, ckpt, model, task = open_init_from(cfg)
-    check_keys(cfg, model, run, (*SHAPE_KEYS, *VARIANT_KEYS))
+    check_keys(cfg, model, run, getattr(cfg.model, "matching_keys", (*SHAPE_KEYS, *VARIANT_KEYS)))
     tok = ckpt.tokenizers.get("text")
     if tok is None:
         raise AtentoError(f"model.init_from={run} holds no text tokenizer (task {task})")

@@ -1,5 +1,5 @@
 """A sentence classifier on a bidirectional RNN's annotations (`task: classify`,
-`model.arch: birnn`).
+`model.arch: birnn`), and the same encoder pretrained as a masked language model (`task: mlm`).
 
     h_1 .. h_n = BiGRU/BiLSTM(E x_1 .. E x_n)     annotations [forward; backward], the
                                                   encoder of the translation RNN (models/rnn.py)
@@ -12,9 +12,15 @@
 
 The single-task BiLSTM is the classic reference for SST-2 (GLUE's baseline: 85.9 on whole
 sentences, with GloVe vectors); this one starts from random embeddings and the run's own
-SentencePiece pieces, and has no pretrained start (`model.init_from` is refused). With
-attention pooling, `atento attention` shows the weights a_t over the sentence: which pieces the
-classifier read its label from.
+SentencePiece pieces, or from a `task: mlm` run of `model.arch: birnn` (`model.init_from`):
+
+    masked LM:  logits_t = W_v Dropout(h_t) + b_v   at the chosen positions t only
+
+BERT's masking and loss (tasks/mlm.py) on the same annotations: with [MASK] at t, the forward
+direction reads x_1 .. x_{t-1} and the backward one x_{t+1} .. x_n, so h_t predicts x_t from
+both sides of it. `init_from` copies the encoder (embeddings and RNN) exactly; the pooling and
+the head start fresh. With attention pooling, `atento attention` shows the weights a_t over the
+sentence: which pieces the classifier read its label from.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from atento.config import check
 from atento.errors import AtentoError
 from atento.kernels import Linear
 from atento.models.classifier import ClassifierOutput, masked_mean
+from atento.models.pretrained import load_exactly
 from atento.models.rnn import RNNEncoder
 from atento.nn.dropout import Dropout
 
 if TYPE_CHECKING:
     from atento.config import Config
+    from atento.models.pretrained import Pretrained
 
 RNN_POOLINGS = ("attention", "mean", "max")
 
@@ -51,15 +59,16 @@ class BiRNNConfig:
     dropout: float = 0.3  # on the embeddings, between layers and before the output layer
     pooling: str = "attention"  # attention | mean | max
     attention_size: int = 128  # W's width in the attention pooling
-    init_from: str = ""  # refused: no pretrained RNN start (a `bert` or `gpt` run has one)
+    context: int = 128  # task: mlm: [CLS] + pieces + [SEP] cut to this (a classifier: any)
+    init_from: str = ""  # a birnn run (task: mlm, or classify): its encoder is the start
+
+    # what an init_from run must share (pretrained.check_keys): the encoder's shapes
+    matching_keys = ("cell", "emb_size", "hidden_size", "layers")
 
     def validate(self, cfg: Config) -> None:
-        if cfg.task != "classify":
-            raise AtentoError(f"config: model.arch=birnn is for task: classify, not {cfg.task}")
-        if self.init_from:
+        if cfg.task not in ("classify", "mlm"):
             raise AtentoError(
-                "config: model.init_from is not available for model.arch=birnn (it starts "
-                "from random weights; pretrained starts are bert and gpt runs)"
+                f"config: model.arch=birnn is for task: classify or mlm, not {cfg.task}"
             )
         check(self.cell in ("gru", "lstm"), cfg, "model.cell", "gru, lstm")
         check(self.emb_size > 0, cfg, "model.emb_size", "a positive number")
@@ -69,6 +78,7 @@ class BiRNNConfig:
         check(0.0 <= self.dropout < 1.0, cfg, "model.dropout", "a value in [0, 1)")
         check(self.pooling in RNN_POOLINGS, cfg, "model.pooling", ", ".join(RNN_POOLINGS))
         check(self.attention_size > 0, cfg, "model.attention_size", "a positive number")
+        check(self.context >= 3, cfg, "model.context", "at least 3 ([CLS] x [SEP])")
 
 
 class RNNClassifier(nn.Module):
@@ -145,12 +155,60 @@ class RNNClassifier(nn.Module):
             self.train(was)
 
 
-def build_birnn(cfg: Config, *, vocab_size: int, num_classes: int = 0, **_: object) -> nn.Module:
-    """The classifier of `cfg.model` (task: classify gives `num_classes`)."""
+class RNNMaskedLM(nn.Module):
+    """The classifier's encoder with an output layer over the vocabulary at the masked
+    positions (`task: mlm`, module doc); `head` is what `init_from` leaves behind."""
+
+    causal = False
+
+    def __init__(
+        self, *, vocab_size: int, emb_size: int, hidden_size: int, layers: int, cell: str,
+        dropout: float,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.encoder = RNNEncoder(vocab_size=vocab_size, emb_size=emb_size,
+                                  hidden_size=hidden_size, layers=layers, cell=cell,
+                                  dropout=dropout)  # fmt: skip
+        self.dropout = Dropout(dropout)
+        self.head = Linear(hidden_size, vocab_size)
+
+    def length_limit(self) -> int | None:
+        return None
+
+    def forward(self, ids: Tensor, pad_mask: Tensor, *, select: Tensor | None = None) -> Tensor:
+        """ids (B, T), pad_mask (B, T) -> logits over the vocabulary at the `select`ed positions
+        (N, V), or at every position (B, T, V)."""
+        h = self.encoder(ids, pad_mask).memory
+        return self.head(self.dropout(h if select is None else h[select]))
+
+    def self_attention(self, ids: list[int], *, layer: int = -1, head: int | None = None):
+        raise AtentoError(
+            "a model.arch=birnn masked language model has no attention weights to show "
+            "(its classifiers with model.pooling=attention have)"
+        )
+
+
+ENCODER = "encoder."  # the prefix of the RNN encoder in both modules
+
+
+def build_birnn(
+    cfg: Config, *, vocab_size: int, num_classes: int = 0, pretrained: Pretrained | None = None
+) -> nn.Module:
+    """The classifier of `cfg.model` (task: classify gives `num_classes`) or its masked
+    language model (task: mlm); with `pretrained`, its encoder's weights copied exactly."""
     m = cfg.model
-    if not num_classes:
-        raise AtentoError("config: model.arch=birnn is a classifier (task: classify)")
-    return RNNClassifier(vocab_size=vocab_size, num_classes=num_classes, emb_size=m.emb_size,
-                         hidden_size=m.hidden_size, layers=m.layers, cell=m.cell,
-                         dropout=m.dropout, pooling=m.pooling,
-                         attention_size=m.attention_size)  # fmt: skip
+    sizes = dict(vocab_size=vocab_size, emb_size=m.emb_size, hidden_size=m.hidden_size,
+                 layers=m.layers, cell=m.cell, dropout=m.dropout)  # fmt: skip
+    if cfg.task == "mlm":
+        model: nn.Module = RNNMaskedLM(**sizes)
+    elif num_classes:
+        model = RNNClassifier(num_classes=num_classes, pooling=m.pooling,
+                              attention_size=m.attention_size, **sizes)  # fmt: skip
+    else:
+        raise AtentoError("config: model.arch=birnn is a classifier (task: classify) or a masked "
+                          "language model (task: mlm)")  # fmt: skip
+    if pretrained is not None:
+        weights = {k[len(ENCODER) :]: v for k, v in pretrained.weights.items()
+                   if k.startswith(ENCODER)}  # fmt: skip
+        load_exactly(model.encoder, weights, pretrained.run)
+    return model

@@ -131,7 +131,7 @@ def sentence_ids(tok: Tokenizer, sentences: list[str], context: int) -> tuple[li
 class MaskedLMTask(Task):
     name = "mlm"
     predictor = MaskedLMPredictor
-    architectures = ("bert",)
+    architectures = ("bert", "birnn")
     data_config = MLMDataConfig
     selection = Selection("loss", higher_is_better=False)
     unit = "masked"
