@@ -67,7 +67,8 @@ from pathlib import Path
 from cls_common import DATA, ROOT, bag_of_words, cpu_flags, cpu_model, evaluate, metrics, train
 
 ARMS = ("pretrained", "scratch", "birnn_pretrained", "birnn", "bow")
-LABELS = {"pretrained": "MLM-pretrained encoder", "scratch": "encoder from scratch",
+LABELS = {"pretrained": "Transformer encoder, MLM-pretrained",
+          "scratch": "Transformer encoder from scratch",
           "birnn_pretrained": "BiGRU, attention pooling, MLM-pretrained",
           "birnn": "BiGRU, attention pooling (from scratch)",
           "bow": "bag-of-words logistic regression"}  # fmt: skip
@@ -187,7 +188,7 @@ def summary(rows: list[dict]) -> str:
              for x in scored]  # fmt: skip
     lines = [
         f"SST-2 learning curve, {', '.join(names)} accuracy",
-        f"{'arm':11} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
+        f"{'arm':16} {'labelled':>8} {'n':>2}  {'accuracy mean +- sd':20} {'min..max':14} "
         f"{'steps':>6} {'budget':>11} {'train min':>9}",
     ]
     for arm in ARMS:
@@ -201,7 +202,7 @@ def summary(rows: list[dict]) -> str:
                 name = group[0].get("budget", f"{group[0]['minutes']:g} min")
                 spent = f"{statistics.mean(r.get('train_seconds', 0) for r in group) / 60:.1f}"
             lines.append(
-                f"{arm:11} {size:8d} {len(acc):2d}  {statistics.mean(acc):.4f} +- {sd:.4f}"
+                f"{arm:16} {size:8d} {len(acc):2d}  {statistics.mean(acc):.4f} +- {sd:.4f}"
                 f"{'':5} {min(acc):.4f}..{max(acc):.4f} {steps:>6} {name:>11} {spent:>9}"
             )
     pre = {r["pretrain"]["run"]: r["pretrain"] for r in rows if r.get("pretrain")}

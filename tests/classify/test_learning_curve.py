@@ -210,3 +210,22 @@ def test_a_reused_pretraining_is_read_back_and_not_budgeted(tmp_path):
     assert pre["budget"] == "4000 steps" and pre["accuracy"] == 0.3
     rows = [{**_row("pretrained", 500, 1, 0.7), "pretrain": pre}]
     curve.check_budgets(rows, args)  # its own budget is not this call's 800: fine
+
+
+def test_each_pretrained_arm_fine_tunes_its_own_mlm_run(tmp_path, monkeypatch):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\na fine film\t1\na dull one\t0\n")
+    monkeypatch.setitem(curve.DATA, "sst2", (str(train), str(train), "sst2"))
+    calls = []
+    monkeypatch.setattr(curve, "train", lambda config, out, overrides, log, **kw: calls.append(
+        (config, overrides)) or {"steps": 10, "seconds": 1.0, "wall_seconds": 1.0})  # fmt: skip
+    monkeypatch.setattr(curve, "evaluate", lambda run, data, log: {"accuracy": 0.5,
+                                                                    "macro_f1": 0.5})  # fmt: skip
+    args = curve.parse_args(["--runs", str(tmp_path / "runs"), "--steps", "10"])
+    pre = {"run": "runs/x/birnn_mlm", "steps": 80}
+    row = curve.run_one("birnn_pretrained", 2, 1, args, pre, print)
+    assert calls[-1][0] == "configs/sst2_birnn.yaml" and row["pretrain"] == pre
+    assert "model.init_from=runs/x/birnn_mlm" in calls[-1][1]
+    row = curve.run_one("birnn", 2, 1, args, None, print)  # from scratch: no init_from at all
+    assert not any(x.startswith("model.init_from") for x in calls[-1][1]) and not row["pretrain"]
+    assert curve.PRETRAIN["birnn_pretrained"] == ("configs/sst2_birnn_mlm.yaml", "birnn_mlm")
