@@ -72,14 +72,19 @@ def test_the_head_learns_from_every_parameter():
 
 @pytest.fixture(scope="module")
 def birnn_run(toy_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "birnn"
     raw = {"task": "classify",
            "data": {"train": str(toy_data["train"]), "valid": str(toy_data["valid"]),
                     "format": "sst2", "tokenizer": "sentencepiece", "vocab_size": 60},
            "model": dict(BIRNN), "train": {**TRAIN, "max_steps": 60, "valid_every": 30,
                                             "lr": 0.01},
            "runtime": {"device": "cpu"}}  # fmt: skip
-    path = tmp_path_factory.mktemp("cfg") / "birnn.yaml"
+    return _trained(raw, tmp_path_factory, "birnn")
+
+
+def _trained(raw: dict, tmp_path_factory, name: str):
+    """`atento train` of the config `raw` into a new run directory `name`."""
+    out = tmp_path_factory.mktemp("runs") / name
+    path = tmp_path_factory.mktemp("cfg") / f"{name}.yaml"
     dump_config(config_from_dict(raw), path)
     assert main(["train", str(path), "--out", str(out)]) == 0
     return out
@@ -180,17 +185,13 @@ def test_the_masked_lm_scores_the_chosen_positions_alone_and_padded_in_a_batch()
 
 @pytest.fixture(scope="module")
 def birnn_mlm_run(toy_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "birnn_mlm"
     raw = {"task": "mlm",
            "data": {"train": str(toy_data["train"]), "format": "sst2",
                     "tokenizer": "sentencepiece", "vocab_size": 60, "valid_fraction": 0.1},
            "model": dict(BIRNN), "train": {**TRAIN, "max_steps": 20, "valid_every": 10,
                                             "lr": 0.01},
            "runtime": {"device": "cpu"}}  # fmt: skip
-    path = tmp_path_factory.mktemp("cfg") / "birnn_mlm.yaml"
-    dump_config(config_from_dict(raw), path)
-    assert main(["train", str(path), "--out", str(out)]) == 0
-    return out
+    return _trained(raw, tmp_path_factory, "birnn_mlm")
 
 
 def _classify_config(toy_data, **model):
