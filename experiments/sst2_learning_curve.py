@@ -250,10 +250,15 @@ def plot(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def named(out: Path, ext: str) -> Path:
+    """OUT + ext: `out` may hold dots of its own (e.g. a learning rate, lr0.002)."""
+    return out.with_name(out.name + ext)
+
+
 def write_reports(rows: list[dict], out: Path) -> None:
-    out.with_suffix(".txt").write_text(summary(rows))
+    named(out, ".txt").write_text(summary(rows))
     if rows:
-        plot(rows, out.with_suffix(".png"))
+        plot(rows, named(out, ".png"))
 
 
 def pretrain(arm: str, args, log) -> dict:
@@ -414,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_results(out.with_suffix(".jsonl"))
+    rows = read_results(named(out, ".jsonl"))
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -428,13 +433,13 @@ def main(argv: list[str] | None = None) -> None:
                if any(a == arm for a, _, _ in todo)}  # fmt: skip
         for arm, size, seed in todo:
             row = run_one(arm, size, seed, args, pre.get(arm), log)
-            with out.with_suffix(".jsonl").open("a") as f:
+            with named(out, ".jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)
             log(f"{arm} {size} rows, seed {seed}: accuracy {row['accuracy']:.4f}")
             write_reports(rows, out)
     write_reports(rows, out)
-    print(out.with_suffix(".txt").read_text(), end="")
+    print(named(out, ".txt").read_text(), end="")
 
 
 if __name__ == "__main__":

@@ -229,3 +229,10 @@ def test_each_pretrained_arm_fine_tunes_its_own_mlm_run(tmp_path, monkeypatch):
     row = curve.run_one("birnn", 2, 1, args, None, print)  # from scratch: no init_from at all
     assert not any(x.startswith("model.init_from") for x in calls[-1][1]) and not row["pretrain"]
     assert curve.PRETRAIN["birnn_pretrained"] == ("configs/sst2_birnn_mlm.yaml", "birnn_mlm")
+
+
+def test_an_out_with_dots_keeps_them(tmp_path):
+    out = tmp_path / "dev_lr0.002"
+    assert curve.named(out, ".jsonl") == tmp_path / "dev_lr0.002.jsonl"
+    curve.write_reports(ROWS, out)
+    assert (tmp_path / "dev_lr0.002.txt").is_file() and (tmp_path / "dev_lr0.002.png").is_file()
