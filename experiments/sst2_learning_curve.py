@@ -1,6 +1,6 @@
 """Does pretraining pay when labels are few? An SST-2 learning curve on the honest split
 (`../shared/data/sst2/sentence_split/`): accuracy on its 1,000 whole validation sentences
-against the number of labelled training rows, three arms:
+against the number of labelled training rows, five arms:
 
 - `pretrained`: the 4-layer encoder of `configs/sst2_mlm.yaml`, MLM-pretrained once on all of
   sentence_split/train.tsv's sentences (labels unused; `--pretrain-minutes`, seed 1, shared
@@ -10,7 +10,8 @@ against the number of labelled training rows, three arms:
 - `birnn`: the bidirectional GRU with attention pooling of `configs/sst2_birnn.yaml`, from
   random weights like `scratch` (not in the default `--arms`);
 - `birnn_pretrained`: the same BiGRU whose encoder was MLM-pretrained once
-  (`configs/sst2_birnn_mlm.yaml`, the same sentences and budget as `pretrained`'s);
+  (`configs/sst2_birnn_mlm.yaml`, the same sentences and budget as `pretrained`'s; not in the
+  default `--arms`);
 - `bow`: the bag-of-words logistic regression of `sst2_pretraining.py` on the same rows.
 
     .venv/bin/python experiments/sst2_learning_curve.py [--sizes 500 2000 8000 all]
@@ -38,12 +39,13 @@ held-out sentence leaves training), and every arm, the pretraining included, tra
 rest and is scored on them (files under RUNS/dev/). Settings chosen there are then run once
 on the real split.
 
-`--dev N --select-every K` is model selection the honest way: every network arm trains on the
-rows outside the N dev sentences, validates on the dev sentences every K updates, and its best
+`--dev N --select-every K` selects checkpoints on the dev split: every network arm trains on
+the rows outside the N dev sentences, validates on them every K updates, and its best
 checkpoint there (`checkpoint_best`, by accuracy) is what is scored on
 sentence_split/valid.tsv; the bag of words trains on the same rows. `--pretrained ARM=RUN`
 reuses an MLM run already made (e.g. one of another --runs folder) for ARM instead of
-pretraining one.
+pretraining one; it is what it is (under --dev, one pretrained on all training sentences has
+read the dev sentences' text, not their labels).
 
 Results are appended to OUT.jsonl as each run finishes; a rerun skips the (arm, labelled
 rows, seed) already there, so the curve can be filled over several sessions. OUT.txt (mean
