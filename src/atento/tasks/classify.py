@@ -10,7 +10,7 @@ bidirectional RNN (`birnn`).
       lm_weight: 0.0            # gpt: weight of the auxiliary language-model loss
     model:
       arch: bert                # bert: pooled encoder states; gpt: the last token's state;
-                                # birnn: pooled bidirectional RNN annotations (no init_from)
+                                # birnn: pooled bidirectional RNN annotations
       init_from: runs/sst2_mlm  # optional: start from a pretrained run's weights
 
 Inputs: `[CLS] x [SEP]` for `bert` and `birnn`; `x` + an end token for `gpt` (`</s>`, or a line
