@@ -268,14 +268,12 @@ def pretrain(arm: str, args, log) -> dict:
     done), or the run that --pretrained names for it."""
     config, folder = PRETRAIN[arm]
     reuse = dict(x.split("=", 1) for x in args.pretrained).get(arm)
-    if reuse:
-        done = ROOT / reuse / "result.json"
-        if not done.is_file():
-            raise SystemExit(f"--pretrained: {reuse} has no result.json (unfinished?)")
-        result = json.loads(done.read_text())
+    if reuse:  # any atento run: its last validation says where it stopped
+        if not (ROOT / reuse / "metrics.jsonl").is_file():
+            raise SystemExit(f"--pretrained: {reuse} has no metrics.jsonl (not a trained run)")
         last = metrics(Path(reuse))[-1]
-        return {"run": reuse, "minutes": 0.0, "steps": result["steps"],
-                "budget": budget_name(0, result["steps"]), "accuracy": last.get("accuracy"),
+        return {"run": reuse, "minutes": 0.0, "steps": last["step"],
+                "budget": budget_name(0, last["step"]), "accuracy": last.get("accuracy"),
                 "reused": True}  # fmt: skip
     out = Path(args.runs) / folder
     overrides = [*budget(args.pretrain_minutes, args.pretrain_steps), "train.seed=1",

@@ -192,7 +192,7 @@ def test_select_every_needs_a_dev_split_and_pretrained_a_finished_run(tmp_path):
     with pytest.raises(SystemExit):
         curve.parse_args(["--select-every", "50"])
     args = curve.parse_args(["--pretrained", f"birnn_pretrained={tmp_path / 'none'}"])
-    with pytest.raises(SystemExit, match="has no result.json"):
+    with pytest.raises(SystemExit, match="has no metrics.jsonl"):
         curve.pretrain("birnn_pretrained", args, print)
     for bad in ("mlm=runs/x", "pretrained", "pretrained="):
         with pytest.raises(SystemExit):
@@ -202,7 +202,6 @@ def test_select_every_needs_a_dev_split_and_pretrained_a_finished_run(tmp_path):
 def test_a_reused_pretraining_is_read_back_and_not_budgeted(tmp_path):
     run = tmp_path / "mlm"
     run.mkdir()
-    (run / "result.json").write_text(json.dumps({"steps": 4000}))
     (run / "metrics.jsonl").write_text(json.dumps({"step": 4000, "accuracy": 0.3}) + "\n")
     args = curve.parse_args(["--pretrained", f"pretrained={run}", "--pretrain-steps", "800"])
     pre = curve.pretrain("pretrained", args, print)
