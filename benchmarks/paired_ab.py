@@ -4,6 +4,9 @@
                            products of the linear layers on PyTorch's BLAS (MKL) or on oneDNN
     --lever fuse_relu      the feed-forward's ReLU + dropout as one autograd step or as two
                            (`PositionwiseFeedForward.fuse_relu`; --a off --b on)
+    --lever wgrad          with runtime.linear_kernel=auto, the weight gradients on PyTorch's
+                           `mm` always or in the form measured per shape (`kernels.weight_grad`;
+                           --a mm --b auto)
 
     python benchmarks/paired_ab.py configs/multi30k_fr_en_transformer.yaml \
         data.dir=../shared/data/multi30k runtime.precision=fp32 --seconds 300 --skip 30
@@ -38,15 +41,28 @@ from atento.nn.feedforward import PositionwiseFeedForward  # noqa: E402
 from atento.options import LINEAR_KERNELS  # noqa: E402
 from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
 
+_choices = kernels._train_choices
+
 
 def _fuse_relu(value: str) -> None:
     PositionwiseFeedForward.fuse_relu = value == "on"
+
+
+def _wgrad(value: str) -> None:
+    """auto: the form measured per shape; mm: PyTorch's product whatever was measured (the
+    measurement itself is the same on both sides)."""
+
+    def mm(rows, weight):
+        return _choices(rows, weight)._replace(wgrad="mm")
+
+    kernels._train_choices = _choices if value == "auto" else mm
 
 
 # lever -> (its settings, the function that applies one, default a, default b)
 LEVERS = {
     "linear_kernel": (LINEAR_KERNELS, set_linear_kernel, "plain", "auto"),
     "fuse_relu": (("off", "on"), _fuse_relu, "off", "on"),
+    "wgrad": (("mm", "auto"), _wgrad, "mm", "auto"),
 }
 
 

@@ -42,6 +42,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,7 @@ MARGIN = 0.95  # the packed kernel must take at most 95 % of F.linear's time
 PACK_ROWS = 32
 _packed: dict[int, _Entry] = {}  # id(weight) -> its entry, dropped when the weight is freed
 _lock = threading.Lock()
-_remembered: dict[str, bool] | None = None  # kernels.json, read at the first measurement
+_remembered: dict[str, bool | str] | None = None  # kernels.json, read at the first measurement
 _fused: dict[tuple[int, ...], _Fused] = {}  # ids of the fused weights -> their concatenation
 
 
@@ -225,7 +226,7 @@ def _choice_key(weight: Tensor, key: tuple[torch.dtype, int]) -> str:
     return f"{_machine()} | {shape} | {str(dtype).removeprefix('torch.')} | rows class {size_class}"
 
 
-def _remembered_choices() -> dict[str, bool]:
+def _remembered_choices() -> dict[str, bool | str]:
     global _remembered
     if _remembered is None:
         try:
@@ -235,11 +236,11 @@ def _remembered_choices() -> dict[str, bool]:
     return _remembered
 
 
-def _remember(name: str, packed: bool) -> None:
+def _remember(name: str, choice: bool | str) -> None:
     """Add a measured choice to kernels.json (written whole, then renamed); a cache that cannot
     be written only means measuring again in the next run."""
     choices = _remembered_choices()
-    choices[name] = packed
+    choices[name] = choice
     path = _choices_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +255,21 @@ def _remember(name: str, packed: bool) -> None:
 # Training: the fp32 products of linear layers on oneDNN where that is faster (issue 24)
 
 TRAIN_MIN_ROWS = 64  # smaller products keep F.linear without measuring
-_train_choice: dict[tuple, tuple[bool, bool]] = {}  # (shape, rows class) -> (forward, dgrad)
+WGRAD_FORMS = ("mm", "dnn", "dnn_t")  # the weight gradient's three ways, `weight_grad`
+
+
+class TrainKernels(NamedTuple):
+    """Which kernel runs each of a linear layer's three training products, x (M, K) and the
+    weight W (N, K): the forward x W^T and the input gradient gy W on oneDNN (True) or MKL
+    (PyTorch's `mm`); the weight gradient gy^T x as `weight_grad` form `wgrad`."""
+
+    forward: bool
+    dgrad: bool
+    wgrad: str = "mm"
+
+
+PLAIN = TrainKernels(False, False, "mm")  # PyTorch's own products: F.linear
+_train_choice: dict[tuple, TrainKernels] = {}  # (shape, rows class) -> its kernels
 
 
 def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -262,48 +277,80 @@ def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _train_choices(rows: int, weight: Tensor) -> tuple[bool, bool]:
-    """(forward on oneDNN?, input gradient on oneDNN?) for `rows` x weight (N, K): measured
-    once per machine, shape and size class of rows (kernels.json), each kernel on random
-    operands of the product's shape; oneDNN is kept where it takes <= MARGIN of MKL's time."""
-    if linear_kernel() == "onednn":
-        return True, True
+def weight_grad(grad: Tensor, x: Tensor, form: str) -> Tensor:
+    """gy^T x (N, K), contiguous, for gy (M, N) and x (M, K): PyTorch's `mm` ("mm"), or
+    oneDNN's product with the (N, K) result as its output ("dnn") or the (K, N) one, then
+    transposed ("dnn_t"). Which is fastest depends on the CPU and the shape: on a 2-core AMD
+    EPYC with AVX-512 (MKL runs its AVX2 code there) oneDNN's took 0.5-0.7x MKL's time, "dnn"
+    for N < K and "dnn_t" for N > K (benchmarks/README.md)."""
+    if form == "dnn":
+        return _dnn(grad.t(), x.t())
+    if form == "dnn_t":
+        return _dnn(x.t(), grad.t()).t().contiguous()
+    return grad.t() @ x
+
+
+def _fixed_wgrad(n: int, k: int) -> str:
+    """`runtime.linear_kernel=onednn`'s weight-gradient form, without measuring: the oneDNN
+    product whose output has the fewer rows (what was faster where measured)."""
+    return "dnn" if n < k else "dnn_t"
+
+
+def _measure(name: str, forms: dict[str, functools.partial]) -> str:
+    """The fastest of `forms` (the first is PyTorch's own): a oneDNN form is kept only where it
+    takes <= MARGIN of the first's time. Remembered in kernels.json under `name`."""
+    remembered = _remembered_choices()
+    known = remembered.get(name)
+    if known is None:
+        times = {form: _best_time(fn) for form, fn in forms.items()}
+        base, *others = forms
+        best = min(others, key=times.__getitem__)
+        known = best if times[best] <= MARGIN * times[base] else base
+        _remember(name, known)
+    return known
+
+
+def _train_choices(rows: int, weight: Tensor) -> TrainKernels:
+    """The kernels of `rows` x weight (N, K)'s three products: measured once per machine,
+    shape and size class of rows (kernels.json), each form on random operands of the
+    product's shape; oneDNN is kept where it takes <= MARGIN of MKL's time."""
     n, k = weight.shape
+    if linear_kernel() == "onednn":
+        return TrainKernels(True, True, _fixed_wgrad(n, k))
     key = (n, k, rows.bit_length())
     choice = _train_choice.get(key)
     if choice is not None:
         return choice
     with _lock:
-        remembered = _remembered_choices()
-        picks = []
-        for kind in ("forward", "dgrad"):
-            name = f"{_machine()} | train {kind} | {n}x{k} | float32 | rows class {key[2]}"
-            known = remembered.get(name)
-            if known is None:
-                gen = torch.Generator().manual_seed(0)  # leaves the global generator alone
-                w = torch.randn(n, k, generator=gen)
-                # forward: x (M, K) W^T; input gradient: gy (M, N) W, i.e. W^T as the "weight"
-                a = torch.randn(rows, k if kind == "forward" else n, generator=gen)
-                view = w if kind == "forward" else w.t()
-                plain = _best_time(functools.partial(train_mm, a, view, False))
-                fast = _best_time(functools.partial(train_mm, a, view, True))
-                known = fast <= MARGIN * plain
-                _remember(name, known)
-            picks.append(bool(known))
-        choice = _train_choice[key] = (picks[0], picks[1])
+        gen = torch.Generator().manual_seed(0)  # leaves the global generator alone
+        w = torch.randn(n, k, generator=gen)
+        x, gy = torch.randn(rows, k, generator=gen), torch.randn(rows, n, generator=gen)
+        P = functools.partial
+
+        def name(kind: str) -> str:
+            return f"{_machine()} | train {kind} | {n}x{k} | float32 | rows class {key[2]}"
+
+        picks = [
+            # forward x W^T; input gradient gy W, i.e. W^T as the "weight" (a view)
+            _measure(
+                name(kind), {False: P(train_mm, a, view, False), True: P(train_mm, a, view, True)}
+            )  # fmt: skip
+            for kind, a, view in (("forward", x, w), ("dgrad", gy, w.t()))
+        ]
+        wgrad = _measure(name("wgrad"), {f: P(weight_grad, gy, x, f) for f in WGRAD_FORMS})
+        choice = _train_choice[key] = TrainKernels(bool(picks[0]), bool(picks[1]), wgrad)
     return choice
 
 
 class _TrainLinear(torch.autograd.Function):
-    """y = x W^T + b with the forward and / or the input gradient on oneDNN; the weight
-    gradient stays PyTorch's (MKL): oneDNN's read the transposed operands slower (measured)."""
+    """y = x W^T + b with each of the three products on the kernel `kernels` names."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, fwd_dnn, dgrad_dnn):  # noqa: D102
+    def forward(ctx, x, weight, bias, kernels):  # noqa: D102
         x2 = x.reshape(-1, x.size(-1))
-        y = _dnn(x2, weight, bias) if fwd_dnn else F.linear(x2, weight, bias)
+        y = _dnn(x2, weight, bias) if kernels.forward else F.linear(x2, weight, bias)
         ctx.save_for_backward(x2, weight)
-        ctx.dgrad_dnn, ctx.with_bias, ctx.in_shape = dgrad_dnn, bias is not None, x.shape
+        ctx.kernels, ctx.with_bias, ctx.in_shape = kernels, bias is not None, x.shape
         return y.view(*x.shape[:-1], weight.size(0))
 
     @staticmethod
@@ -314,21 +361,20 @@ class _TrainLinear(torch.autograd.Function):
         need = ctx.needs_input_grad
         dx = dw = db = None
         if need[0]:
-            dx = _dnn(g2, weight.t()) if ctx.dgrad_dnn else g2 @ weight
+            dx = _dnn(g2, weight.t()) if ctx.kernels.dgrad else g2 @ weight
             dx = dx.view(ctx.in_shape)
         if need[1]:
-            dw = g2.t() @ x2
+            dw = weight_grad(g2, x2, ctx.kernels.wgrad)
         if ctx.with_bias and need[2]:
             db = g2.sum(0)
-        return dx, dw, db, None, None
+        return dx, dw, db, None
 
 
-def train_kernels(x: Tensor, weight: Tensor) -> tuple[bool, bool]:
-    """(forward on oneDNN?, input gradient on oneDNN?) for x (..., K) times weight (N, K)^T in a
-    training step, as `runtime.linear_kernel` says (auto: as measured on this machine, per shape
-    and size class of rows). (False, False), i.e. PyTorch's own products, for plain mode, no
-    gradients, autocast, off the CPU, not fp32, a compiled graph, or fewer than TRAIN_MIN_ROWS
-    rows."""
+def train_kernels(x: Tensor, weight: Tensor) -> TrainKernels:
+    """The kernels of x (..., K) times weight (N, K)^T's training products, as
+    `runtime.linear_kernel` says (auto: as measured on this machine, per shape and size class
+    of rows). `PLAIN`, i.e. PyTorch's own products, for plain mode, no gradients, autocast,
+    off the CPU, not fp32, a compiled graph, or fewer than TRAIN_MIN_ROWS rows."""
     if (
         linear_kernel() == "plain"
         or not torch.is_grad_enabled()
@@ -340,20 +386,20 @@ def train_kernels(x: Tensor, weight: Tensor) -> tuple[bool, bool]:
         or torch.compiler.is_compiling()
         or not _available()
     ):
-        return False, False
+        return PLAIN
     rows = x.numel() // max(x.size(-1), 1)
     if rows < TRAIN_MIN_ROWS:
-        return False, False
+        return PLAIN
     return _train_choices(rows, weight)
 
 
 def train_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`F.linear(x, weight, bias)` for a training forward, with its fp32 CPU products on oneDNN
-    where `train_kernels` says so; `F.linear` itself where neither is."""
-    fwd, dgrad = train_kernels(x, weight)
-    if not (fwd or dgrad):
+    where `train_kernels` says so; `F.linear` itself where none is."""
+    kernels = train_kernels(x, weight)
+    if kernels == PLAIN:
         return F.linear(x, weight, bias)
-    return _TrainLinear.apply(x, weight, bias, fwd, dgrad)
+    return _TrainLinear.apply(x, weight, bias, kernels)
 
 
 def train_mm(x: Tensor, weight: Tensor, onednn: bool) -> Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from atento import kernels
 from atento.config_io import load_config
 from atento.errors import AtentoError
-from atento.kernels import Linear, train_kernels
+from atento.kernels import PLAIN, WGRAD_FORMS, Linear, TrainKernels, train_kernels, weight_grad
 from atento.runtime import apply_process_settings, linear_kernel, set_linear_kernel
 from atento.training.fused_output import fused_output_loss
 from atento.training.loop import Trainer
@@ -48,11 +48,14 @@ def _pair(shape=(5, 30, 48), out=40, bias=True, seed=0):
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_onednn_values_and_gradients_equal_f_linear(bias, transposed):
+@pytest.mark.parametrize("out", [40, 56])  # fewer / more outputs than inputs: both wgrad forms
+def test_onednn_values_and_gradients_equal_f_linear(bias, transposed, out):
     set_linear_kernel("onednn")
-    (layer, x), (twin, x2) = _pair(bias=bias)
+    (layer, x), (twin, x2) = _pair(bias=bias, out=out)
     xs, x2s = (x.transpose(0, 1), x2.transpose(0, 1)) if transposed else (x, x2)  # strided
-    assert train_kernels(xs, layer.weight) == (True, True)
+    assert train_kernels(xs, layer.weight) == TrainKernels(
+        True, True, "dnn" if out < 48 else "dnn_t"
+    )
     y, y2 = layer(xs), twin(x2s)
     assert type(y.grad_fn).__name__ == "_TrainLinearBackward"
     torch.testing.assert_close(y, y2, rtol=1e-5, atol=1e-5)
@@ -63,6 +66,18 @@ def test_onednn_values_and_gradients_equal_f_linear(bias, transposed):
     torch.testing.assert_close(layer.weight.grad, twin.weight.grad, rtol=1e-5, atol=1e-5)
     if bias:
         torch.testing.assert_close(layer.bias.grad, twin.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", WGRAD_FORMS)
+def test_every_weight_gradient_form_is_gy_t_x(form):
+    """gy^T x (N, K), contiguous, from contiguous and strided operands, for N < K and N > K."""
+    g = torch.Generator().manual_seed(1)
+    for n, k in ((24, 40), (40, 24)):
+        gy, x = torch.randn(70, n, generator=g), torch.randn(70, k, generator=g)
+        for a, b in ((gy, x), (gy.t().contiguous().t(), x[:, None].expand(70, 2, k)[:, 0])):
+            dw = weight_grad(a, b, form)
+            assert dw.shape == (n, k) and dw.is_contiguous()
+            torch.testing.assert_close(dw, gy.t() @ x, rtol=1e-5, atol=1e-5)
 
 
 def test_frozen_weight_and_input_without_gradient():
@@ -85,14 +100,14 @@ def test_f_linear_itself_where_the_kernel_does_not_apply(monkeypatch):
     (layer, x), _ = _pair()
     expected = F.linear(x, layer.weight, layer.bias)
     set_linear_kernel("plain")
-    assert torch.equal(layer(x), expected) and train_kernels(x, layer.weight) == (False, False)
+    assert torch.equal(layer(x), expected) and train_kernels(x, layer.weight) == PLAIN
     set_linear_kernel("onednn")
     with torch.no_grad():
         assert torch.equal(layer(x), expected)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert train_kernels(x, layer.weight) == (False, False)
-    assert train_kernels(x[:1, :10], layer.weight) == (False, False)  # 10 rows
-    assert train_kernels(x.double(), layer.weight.double()) == (False, False)
+        assert train_kernels(x, layer.weight) == PLAIN
+    assert train_kernels(x[:1, :10], layer.weight) == PLAIN  # 10 rows
+    assert train_kernels(x.double(), layer.weight.double()) == PLAIN
     small = layer(x[:1, :10])
     assert torch.equal(small, F.linear(x[:1, :10], layer.weight, layer.bias))
     assert "TrainLinear" not in type(small.grad_fn).__name__
@@ -106,8 +121,10 @@ def test_auto_measures_once_and_remembers_the_choice(monkeypatch, tmp_path):
     assert torch.equal(torch.get_rng_state(), rng)  # measured on its own generator
     saved = json.loads(Path(tmp_path / "cache" / "kernels.json").read_text())
     mine = {k.split(" | train ")[1]: v for k, v in saved.items() if " | train " in k}
-    assert mine == {"forward | 40x48 | float32 | rows class 8": choice[0],
-                    "dgrad | 40x48 | float32 | rows class 8": choice[1]}  # fmt: skip
+    assert mine == {"forward | 40x48 | float32 | rows class 8": choice.forward,
+                    "dgrad | 40x48 | float32 | rows class 8": choice.dgrad,
+                    "wgrad | 40x48 | float32 | rows class 8": choice.wgrad}  # fmt: skip
+    assert choice.wgrad in WGRAD_FORMS
     # a later process takes the remembered choice without timing anything
     monkeypatch.setattr(kernels, "_remembered", None)
     monkeypatch.setattr(kernels, "_train_choice", {})
@@ -154,11 +171,12 @@ def test_fifty_training_steps_agree_with_the_plain_path(config, tmp_path, monkey
     plain = _losses(_trainer(tmp_path, config, "plain"), 50)
     set_linear_kernel("onednn")
     trainer = _trainer(tmp_path, config, "onednn")
-    used = []
-    real = kernels._TrainLinear.apply
+    used, forms = [], set()
+    real, real_wgrad = kernels._TrainLinear.apply, kernels.weight_grad
     monkeypatch.setattr(kernels._TrainLinear, "apply", lambda *a: used.append(1) or real(*a))
+    monkeypatch.setattr(kernels, "weight_grad", lambda g, x, f: forms.add(f) or real_wgrad(g, x, f))
     assert _losses(trainer, 50) == pytest.approx(plain, rel=1e-4)
-    assert used  # the products did go through oneDNN
+    assert used and forms <= {"dnn", "dnn_t"} and forms  # the products did go through oneDNN
     assert plain[-1] < plain[0]
 
 

@@ -100,6 +100,14 @@ def test_paired_ab_fuse_relu_lever():
     assert bad.returncode == 2 and "takes off, on, not 'auto'" in bad.stderr
 
 
+def test_paired_ab_wgrad_lever():
+    done = _script("paired_ab.py", TOY, *FAST, "runtime.linear_kernel=auto", "--seconds", "3",
+                   "--skip", "0", "--lever", "wgrad")  # fmt: skip
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (row["lever"], row["a"], row["b"]) == ("wgrad", "mm", "auto")
+    assert row["pairs"] > 0
+
+
 def test_step_memory_names_the_lines_that_save_tensors():
     rows = {}
     for fuse in ("on", "off"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from atento.kernels import train_kernels, train_mm
+from atento.kernels import PLAIN, TrainKernels, train_kernels, train_mm, weight_grad
 
 CHUNK = 1024  # rows per chunk: 32 MB of fp32 logits at V = 8,000
 
@@ -57,17 +57,17 @@ def _chunk_loss(
 
 def _fused(
     h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
-    dtype: torch.dtype, grad: bool, chunk: int, onednn: tuple[bool, bool] = (False, False),
+    dtype: torch.dtype, grad: bool, chunk: int, kernels: TrainKernels = PLAIN,
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
     """The summed loss and, with `grad`, d loss / d h (N, D) in h's dtype, d loss / d weight
-    (V, D) and d loss / d bias (V,) (None without a bias) in fp32. `onednn`: the logits' and
-    d loss / d h's products on oneDNN (`atento.kernels.train_kernels`; fp32 only)."""
+    (V, D) and d loss / d bias (V,) (None without a bias) in fp32. `kernels`: the kernels of
+    the three products (`atento.kernels.train_kernels`; fp32 only)."""
     N, V = h.size(0), weight.size(0)
     w = weight.detach().to(dtype)
     x = h.detach().to(dtype)
     rows = min(chunk, N)
     zlow = None if dtype == torch.float32 else torch.empty(rows, V, dtype=dtype, device=h.device)
-    dnn_logits = zlow is None and onednn[0]  # oneDNN writes a new block (no out=)
+    dnn_logits = zlow is None and kernels.forward  # oneDNN writes a new block (no out=)
     z32 = None if dnn_logits else torch.empty(rows, V, dtype=torch.float32, device=h.device)
     grad_h = torch.empty(N, h.size(1), dtype=h.dtype, device=h.device) if grad else None
     grad_w = torch.zeros(V, weight.size(1), dtype=torch.float32, device=h.device) if grad else None
@@ -93,17 +93,17 @@ def _fused(
             continue
         if grad_b is not None:  # from the fp32 gradient (z, before or without the eps / V)
             grad_b += z.sum(0) - r * eps / V if out is not None else g.sum(0)
-        grad_h[start : start + r] = train_mm(g, w.t(), onednn[1])  # g W
-        grad_w += (g.t() @ xc).float()
+        grad_h[start : start + r] = train_mm(g, w.t(), kernels.dgrad)  # g W
+        grad_w += weight_grad(g, xc, kernels.wgrad).float()
     return total, grad_h, grad_w, grad_b
 
 
 class _FusedOutputLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, target, eps, dtype, chunk, onednn):  # noqa: D102
+    def forward(ctx, h, weight, bias, target, eps, dtype, chunk, kernels):  # noqa: D102
         need = ctx.needs_input_grad
         with torch.autocast(h.device.type, enabled=False):
-            grads = _fused(h, weight, bias, target, eps, dtype, any(need[:3]), chunk, onednn)
+            grads = _fused(h, weight, bias, target, eps, dtype, any(need[:3]), chunk, kernels)
         total, grad_h, grad_w, grad_b = grads
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
@@ -132,9 +132,9 @@ def fused_output_loss(
     if h.dim() != 2 or targets.shape != h.shape[:1]:
         raise ValueError(f"h must be (N, D) and targets (N,), got {tuple(h.shape)} and "
                          f"{tuple(targets.shape)}")  # fmt: skip
-    onednn = train_kernels(h[:chunk], weight) if dtype == torch.float32 else (False, False)
+    kernels = train_kernels(h[:chunk], weight) if dtype == torch.float32 else PLAIN
     return _FusedOutputLoss.apply(
-        h, weight, bias, targets, float(label_smoothing), dtype, chunk, onednn
+        h, weight, bias, targets, float(label_smoothing), dtype, chunk, kernels
     )
 
 
