@@ -4,6 +4,9 @@
                            products of the linear layers on PyTorch's BLAS (MKL) or on oneDNN
     --lever fuse_relu      the feed-forward's ReLU + dropout as one autograd step or as two
                            (`PositionwiseFeedForward.fuse_relu`; --a off --b on)
+    --lever explicit_attention  `train.explicit_attention` (--a false --b true): attention in
+                           training steps as PyTorch's fused kernel or as two products and a
+                           softmax (`attention.multihead`)
     --lever wgrad          with runtime.linear_kernel=auto, the weight gradients on PyTorch's
                            `mm` always or in the form measured per shape (`kernels.weight_grad`;
                            --a mm --b auto)
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from timing import benchmark_trainer  # noqa: E402
 
 from atento import kernels  # noqa: E402
+from atento.attention.multihead import set_explicit_attention  # noqa: E402
 from atento.nn.feedforward import PositionwiseFeedForward  # noqa: E402
 from atento.options import LINEAR_KERNELS  # noqa: E402
 from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
@@ -44,11 +48,15 @@ from atento.runtime import cpu_features, set_linear_kernel  # noqa: E402
 _choices = kernels._train_choices
 
 
-def _fuse_relu(value: str) -> None:
+def _fuse_relu(value: str, trainer) -> None:
     PositionwiseFeedForward.fuse_relu = value == "on"
 
 
-def _wgrad(value: str) -> None:
+def _explicit(value: str, trainer) -> None:
+    set_explicit_attention(trainer.model, {"true": True, "false": False, "auto": None}[value])
+
+
+def _wgrad(value: str, trainer) -> None:
     """auto: the form measured per shape; mm: PyTorch's product whatever was measured (the
     measurement itself is the same on both sides)."""
 
@@ -60,8 +68,14 @@ def _wgrad(value: str) -> None:
 
 # lever -> (its settings, the function that applies one, default a, default b)
 LEVERS = {
-    "linear_kernel": (LINEAR_KERNELS, set_linear_kernel, "plain", "auto"),
+    "linear_kernel": (
+        LINEAR_KERNELS,
+        lambda mode, trainer: set_linear_kernel(mode),
+        "plain",
+        "auto",
+    ),
     "fuse_relu": (("off", "on"), _fuse_relu, "off", "on"),
+    "explicit_attention": (("false", "true", "auto"), _explicit, "false", "true"),
     "wgrad": (("mm", "auto"), _wgrad, "mm", "auto"),
 }
 
@@ -95,7 +109,7 @@ def main() -> None:
                 took = {}
                 known = len(kernels._train_choice)
                 for side in order:
-                    apply(getattr(args, side))
+                    apply(getattr(args, side), trainer)
                     tick = time.perf_counter()
                     _, count = trainer.train_step(batch)
                     took[side] = time.perf_counter() - tick

@@ -1,6 +1,7 @@
-"""`train.explicit_attention`: CPU training steps (by default those under bf16 autocast over
-short key sequences) compute attention as two products and a softmax instead of PyTorch's fused
-kernel; the two forms give the same outputs and gradients, and the switch decides which runs."""
+"""`train.explicit_attention`: CPU training steps (by default those over short key sequences,
+in fp32 and under bf16 autocast) compute attention as two products and a softmax instead of
+PyTorch's fused kernel; the two forms give the same outputs and gradients, and the switch
+decides which runs."""
 
 from unittest import mock
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from atento.attention import MultiHeadAttention, causal_mask
-from atento.attention.multihead import EXPLICIT_KEYS, set_explicit_attention
+from atento.attention.multihead import EXPLICIT_KEYS, EXPLICIT_KEYS_FP32, set_explicit_attention
 from atento.config_io import load_config
 from atento.training.loop import Trainer
 from conftest import CONFIGS
@@ -81,10 +82,12 @@ def test_explicit_form_under_bf16_autocast_is_bf16_products_with_an_fp32_softmax
 
 
 def test_which_form_runs():
-    """auto: explicit only for a CPU step that builds gradients under bf16 autocast over <=
-    EXPLICIT_KEYS keys; true: every CPU training step; false: never."""
+    """auto: explicit only for a CPU step that builds gradients over <= EXPLICIT_KEYS keys
+    under bf16 autocast, <= EXPLICIT_KEYS_FP32 in fp32; true: every CPU training step; false:
+    never."""
     mha = MultiHeadAttention(d_model=D, heads=4).train()
     short, long_ = torch.randn(2, 5, D), torch.randn(2, EXPLICIT_KEYS + 1, D)
+    fp32_edge = torch.randn(2, EXPLICIT_KEYS_FP32, D)
 
     def fused_calls(x, grad=True, bf16=True):
         spy = mock.patch.object(F, "scaled_dot_product_attention",
@@ -98,7 +101,15 @@ def test_which_form_runs():
     assert fused_calls(short) == 0
     assert fused_calls(long_) == 1  # the fused kernel is the faster from 256 keys on
     assert fused_calls(short, grad=False) == 1  # validation / decoding: unchanged
-    assert fused_calls(short, bf16=False) == 1  # fp32: within noise, and a higher peak
+    assert fused_calls(short, bf16=False) == 0  # fp32 over few keys: explicit too
+    assert fused_calls(fp32_edge, bf16=False) == 0 and fused_calls(fp32_edge) == 0
+    assert fused_calls(torch.randn(2, EXPLICIT_KEYS_FP32 + 1, D), bf16=False) == 1
+    assert fused_calls(long_[:, : EXPLICIT_KEYS_FP32 + 1]) == 0  # bf16's limit is higher
+    mha64 = MultiHeadAttention(d_model=D, heads=4).double().train()
+    with mock.patch.object(F, "scaled_dot_product_attention",
+                           wraps=F.scaled_dot_product_attention) as sdpa:  # fmt: skip
+        mha64(short.double())
+    assert sdpa.call_count == 1  # float64 keeps the fused kernel
     model = torch.nn.Sequential(mha)
     set_explicit_attention(model, True)
     assert fused_calls(long_, bf16=False) == 0 and fused_calls(short, grad=False) == 1

@@ -14,14 +14,14 @@ Two paths compute the same thing:
 - explicit: the energies come from the very `ScaledDotScore` the RNN decoder uses and the weights
   from the same `masked_softmax` as `Attention`, so heatmaps and analysis get (B, H, T, S) weights.
 
-A training step on a CPU under bf16 autocast with at most `EXPLICIT_KEYS` = 128 keys takes a
-third, explicit form (`train.explicit_attention`, on every module: null = that choice, true = in
-every CPU training step, false = never): the two products in the inputs' dtype (bf16 under
-autocast), the softmax in fp32. PyTorch 2.13's fused CPU kernel is built for long sequences: at
-Multi30k's ~17 keys its forward + backward took 3x the explicit form's time in bf16 (where it
-also needs fp32 copies of q, k, v) and 2x in fp32; the two meet between 128 and 256 keys. In
-whole fp32 steps the gain was within noise and the peak grew by ~90 MB, so auto leaves fp32 on
-the fused kernel (docs/design.md, "Explicit attention in training steps").
+A training step on a CPU over few keys takes a third, explicit form (`train.explicit_attention`,
+on every module: null = that choice, true = in every CPU training step, false = never): the two
+products in the inputs' dtype (bf16 under autocast), the softmax in fp32. PyTorch 2.13's fused
+CPU kernel is built for long sequences: at Multi30k's ~17 keys its forward + backward took 3x
+the explicit form's time in bf16 (where it also needs fp32 copies of q, k, v) and 2-2.4x in
+fp32 on two AMD EPYCs; the two meet between 128 and 256 keys in bf16 and between 64 and 256 in
+fp32. Hence auto: at most `EXPLICIT_KEYS` = 128 keys under bf16 / fp16 autocast, at most
+`EXPLICIT_KEYS_FP32` = 64 in fp32 (docs/design.md, "Explicit attention in training steps").
 
 Incremental decoding keeps a `KVCache` per layer in the decoder state (never on the module):
 self-attention appends one step of keys/values per call; cross-attention keys/values are projected
@@ -117,7 +117,8 @@ class KVCache:
         return KVCache(fn(self.keys), fn(self.values))
 
 
-EXPLICIT_KEYS = 128  # measured crossover: explicit faster at <= 128 keys, fused from 256 on
+EXPLICIT_KEYS = 128  # bf16: explicit faster at <= 128 keys, fused from 256 on (measured)
+EXPLICIT_KEYS_FP32 = 64  # fp32: the crossover lay between 64 and 256 keys on the CPUs measured
 
 
 def _low_precision_cpu(x: Tensor) -> bool:
@@ -249,14 +250,19 @@ class MultiHeadAttention(nn.Module):
     def _explicit_training(self, q: Tensor, kv: KVCache) -> bool:
         """Whether this call takes the explicit form: a CPU training step (gradients flow)
         outside a compiled graph (where inductor fuses attention itself), with `explicit`
-        True, or None (auto) under bf16 / fp16 autocast over at most `EXPLICIT_KEYS` keys."""
+        True, or None (auto) over at most `EXPLICIT_KEYS` keys under bf16 / fp16 autocast and
+        at most `EXPLICIT_KEYS_FP32` in fp32."""
         if torch.compiler.is_compiling():  # first: no guard on the key length in a graph
             return False
         if self.explicit is False or q.device.type != "cpu":
             return False
         if not (q.requires_grad and torch.is_grad_enabled()):
             return False
-        return self.explicit is True or (_low_precision_cpu(q) and kv.length <= EXPLICIT_KEYS)
+        if self.explicit is True:
+            return True
+        if _low_precision_cpu(q):
+            return kv.length <= EXPLICIT_KEYS
+        return q.dtype == torch.float32 and kv.length <= EXPLICIT_KEYS_FP32
 
     def _attend(
         self, q: Tensor, kv: KVCache, mask: Tensor | None, p: float, need_weights: bool
@@ -287,8 +293,9 @@ def _explicit_attention(q: Tensor, kv: KVCache, mask: Tensor | None, p: float) -
 
 def set_explicit_attention(model: nn.Module, setting: bool | None) -> None:
     """`train.explicit_attention` on every `MultiHeadAttention` in `model`: None (auto) takes the
-    explicit form in CPU training steps under bf16 / fp16 autocast with at most
-    `EXPLICIT_KEYS` keys, True in every CPU training step, False never (the fused kernel)."""
+    explicit form in CPU training steps with at most `EXPLICIT_KEYS` keys under bf16 / fp16
+    autocast and `EXPLICIT_KEYS_FP32` in fp32, True in every CPU training step, False never
+    (the fused kernel)."""
     for module in model.modules():
         if isinstance(module, MultiHeadAttention):
             module.explicit = setting
