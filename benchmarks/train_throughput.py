@@ -16,6 +16,12 @@ line adds the compile figures (`compile_graphs`, `compile_seconds`: dynamo's cou
 `compile_step_seconds`: the wall time of the steps that compiled) and
 `tokens_per_second_with_compile`: every token over every second from the first step on,
 compilation included. `benchmarks/compile_ab.py` runs it with compiling off and on in rounds.
+
+A step in which `runtime.linear_kernel=auto` measured the kernels of a new (shape, size class
+of rows) (`atento.kernels`, once per machine: later runs read kernels.json) is left out of the
+window with its tokens; the line gives their number and seconds (`kernel_measuring_steps`,
+`kernel_measuring_seconds`). A run on a machine without kernels.json measures in its first
+minutes, on the steps that meet a new shape.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from timing import benchmark_trainer  # noqa: E402
 
+from atento import kernels  # noqa: E402
 from atento.models.factory import count_parameters  # noqa: E402
 
 
@@ -48,18 +55,26 @@ def main() -> None:
         placement = trainer.placement
         start = time.perf_counter()
         tokens = updates = all_tokens = 0
+        measuring_steps, measuring_seconds, left_out = 0, 0.0, 0.0
         measured_from = None
         warm_from = start  # the end of the last step that compiled something
         epoch = 0
         while time.perf_counter() - start < args.seconds:
             for idx in trainer.task.batch_plan(epoch):
                 batch = trainer.task.collate(idx).to(placement.device)
-                graphs = trainer.compiler.graphs
+                graphs, known = trainer.compiler.graphs, len(kernels._train_choice)
+                tick = time.perf_counter()
                 _, count = trainer.train_step(batch)
                 now = time.perf_counter()
                 all_tokens += count
                 if trainer.compiler.graphs != graphs:  # compiled: the steady state starts later
                     warm_from, measured_from, tokens, updates = now, None, 0, 0
+                    left_out = 0.0
+                elif len(kernels._train_choice) != known:  # measured kernels: not steady state
+                    measuring_steps += 1
+                    measuring_seconds += now - tick
+                    if measured_from is not None:
+                        left_out += now - tick
                 elif measured_from is None and now - warm_from >= args.skip:
                     measured_from = now
                 elif measured_from is not None:
@@ -69,7 +84,7 @@ def main() -> None:
                     break
             epoch += 1
         end = time.perf_counter()
-        seconds = end - measured_from if measured_from is not None else float("nan")
+        seconds = end - measured_from - left_out if measured_from is not None else float("nan")
         compiled = trainer.compiler.summary()
     row = {
         "label": args.label or Path(args.config).stem,
@@ -79,6 +94,8 @@ def main() -> None:
         "measured_seconds": round(seconds, 1),
         "tokens_per_second_with_compile": round(all_tokens / (end - start), 1),
         **compiled,
+        "kernel_measuring_steps": measuring_steps,
+        "kernel_measuring_seconds": round(measuring_seconds, 1),
         "parameters": count_parameters(trainer.model),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),

@@ -205,13 +205,25 @@ def _choices_path() -> Path:
 
 @functools.cache
 def _cpu() -> str:
-    """The CPU's model name and features with the torch version (read once per process)."""
+    """The CPU's model name, family / model / stepping numbers and features with the torch
+    version (read once per process). The numbers tell apart CPUs that share a name and flags
+    (a virtual machine's "AMD EPYC" with AVX-512 was a Zen 4 one day and a Zen 5 the next,
+    where the fastest fp32 weight-gradient kernel differed)."""
     model = platform.processor()
+    fields: dict[str, str] = {}
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.is_file() else []:
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if not key and fields:
+            break  # the first processor's block is enough
+        fields.setdefault(key, value.strip())
+    model = fields.get("model name", model)
+    numbers = " ".join(
+        f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields
+    )
+    if numbers:
+        model = f"{model} ({numbers})"
     return f"{model} | {cpu_features()} | torch {torch.__version__}"
 
 

@@ -202,3 +202,15 @@ def test_config_and_environment_choose_the_mode(monkeypatch):
         apply_process_settings(cfg.runtime, placement, training=True)
     with pytest.raises(Exception, match="runtime.linear_kernel"):
         load_config(CONFIGS / "toy_transformer.yaml", ["runtime.linear_kernel=mkl"])
+
+
+def test_measured_choices_are_keyed_by_the_cpus_numbers_too():
+    """Two CPUs with one model name and the same flags (a VM's "AMD EPYC", Zen 4 or Zen 5) get
+    separate kernels.json entries: the key holds the family / model / stepping numbers."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    key = kernels._cpu.__wrapped__()
+    assert f"torch {torch.__version__}" in key
+    if "cpu family" in text:
+        family = next(x for x in text.splitlines() if x.startswith("cpu family"))
+        assert f"(cpu family {family.split(':', 1)[1].strip()} model " in key

@@ -117,3 +117,16 @@ def test_step_memory_names_the_lines_that_save_tensors():
         assert rows[fuse]["steps"] == 4 and rows[fuse]["peak_mib"] > 0
     # the toy Transformer has dropout after ReLU: the fused step saves less
     assert rows["on"]["saved_mib"] < rows["off"]["saved_mib"]
+
+
+def test_train_throughput_leaves_kernel_measuring_steps_out(tmp_path, monkeypatch):
+    """With `runtime.linear_kernel=auto` and no kernels.json, the steps that measure kernels
+    are counted and left out of the steady-state window."""
+    monkeypatch.setenv("ATENTO_CACHE", str(tmp_path))  # the toy corpus store and kernels.json
+    monkeypatch.setenv("ATENTO_LINEAR_KERNEL", "auto")  # the suite's plain mode, overridden
+    done = _script("train_throughput.py", TOY, *FAST, "train.batch_tokens=512", "--seconds", "4",
+                   "--skip", "0")  # fmt: skip
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["kernel_measuring_steps"] >= 1 and row["kernel_measuring_seconds"] > 0
+    assert row["updates"] > 0 and row["target_tokens_per_second"] > 0
+    assert (tmp_path / "kernels.json").is_file()
