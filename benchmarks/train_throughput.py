@@ -62,7 +62,7 @@ def main() -> None:
         while time.perf_counter() - start < args.seconds:
             for idx in trainer.task.batch_plan(epoch):
                 batch = trainer.task.collate(idx).to(placement.device)
-                graphs, known = trainer.compiler.graphs, len(kernels._train_choice)
+                graphs, known = trainer.compiler.graphs, kernels.measurements()
                 tick = time.perf_counter()
                 _, count = trainer.train_step(batch)
                 now = time.perf_counter()
@@ -70,7 +70,7 @@ def main() -> None:
                 if trainer.compiler.graphs != graphs:  # compiled: the steady state starts later
                     warm_from, measured_from, tokens, updates = now, None, 0, 0
                     left_out = 0.0
-                elif len(kernels._train_choice) != known:  # measured kernels: not steady state
+                elif kernels.measurements() != known:  # measured kernels: not steady state
                     measuring_steps += 1
                     measuring_seconds += now - tick
                     if measured_from is not None:

@@ -282,6 +282,7 @@ class TrainKernels(NamedTuple):
 
 PLAIN = TrainKernels(False, False, "mm")  # PyTorch's own products: F.linear
 _train_choice: dict[tuple, TrainKernels] = {}  # (shape, rows class) -> its kernels
+_measured = 0  # training-kernel choices timed by this process (`measurements`)
 
 
 def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -289,8 +290,9 @@ def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def weight_grad(grad: Tensor, x: Tensor, form: str) -> Tensor:
-    """gy^T x (N, K), contiguous, for gy (M, N) and x (M, K): PyTorch's `mm` ("mm"), or
+def weight_grad(grad: Tensor, x: Tensor, form: str, contiguous: bool = True) -> Tensor:
+    """gy^T x (N, K), contiguous (or, with `contiguous=False`, possibly a transposed view: for
+    a caller that only adds it to something), for gy (M, N) and x (M, K): PyTorch's `mm` ("mm"), or
     oneDNN's product with the (N, K) result as its output ("dnn") or the (K, N) one, then
     transposed ("dnn_t"). Which is fastest depends on the CPU and the shape: on a 2-core AMD
     EPYC with AVX-512 (MKL runs its AVX2 code there) oneDNN's took 0.5-0.7x MKL's time, "dnn"
@@ -298,7 +300,8 @@ def weight_grad(grad: Tensor, x: Tensor, form: str) -> Tensor:
     if form == "dnn":
         return _dnn(grad.t(), x.t())
     if form == "dnn_t":
-        return _dnn(x.t(), grad.t()).t().contiguous()
+        product = _dnn(x.t(), grad.t()).t()
+        return product.contiguous() if contiguous else product
     return grad.t() @ x
 
 
@@ -308,12 +311,20 @@ def _fixed_wgrad(n: int, k: int) -> str:
     return "dnn" if n < k else "dnn_t"
 
 
+def measurements() -> int:
+    """How many training-kernel choices this process has timed (not read from kernels.json):
+    benchmarks leave the steps that measured out of their steady state."""
+    return _measured
+
+
 def _measure(name: str, forms: dict[str, functools.partial]) -> str:
     """The fastest of `forms` (the first is PyTorch's own): a oneDNN form is kept only where it
     takes <= MARGIN of the first's time. Remembered in kernels.json under `name`."""
+    global _measured
     remembered = _remembered_choices()
     known = remembered.get(name)
     if known is None:
+        _measured += 1
         times = {form: _best_time(fn) for form, fn in forms.items()}
         base, *others = forms
         best = min(others, key=times.__getitem__)

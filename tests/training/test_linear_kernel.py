@@ -117,7 +117,9 @@ def test_auto_measures_once_and_remembers_the_choice(monkeypatch, tmp_path):
     set_linear_kernel("auto")
     (layer, x), _ = _pair(shape=(4, 50, 48))  # 200 rows: size class 8
     rng = torch.get_rng_state()
+    timed = kernels.measurements()
     choice = train_kernels(x, layer.weight)
+    assert kernels.measurements() == timed + 3  # forward, input and weight gradient
     assert torch.equal(torch.get_rng_state(), rng)  # measured on its own generator
     saved = json.loads(Path(tmp_path / "cache" / "kernels.json").read_text())
     mine = {k.split(" | train ")[1]: v for k, v in saved.items() if " | train " in k}
@@ -131,6 +133,7 @@ def test_auto_measures_once_and_remembers_the_choice(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "_best_time", lambda fn: pytest.fail("measured again"))
     assert train_kernels(x, layer.weight) == choice
     assert train_kernels(x[:, :40], layer.weight) == choice  # 160 rows: the same class
+    assert kernels.measurements() == timed + 3  # read back, not timed
 
 
 def test_fused_output_loss_on_onednn_equals_the_plain_products():

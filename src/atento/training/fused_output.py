@@ -94,7 +94,7 @@ def _fused(
         if grad_b is not None:  # from the fp32 gradient (z, before or without the eps / V)
             grad_b += z.sum(0) - r * eps / V if out is not None else g.sum(0)
         grad_h[start : start + r] = train_mm(g, w.t(), kernels.dgrad)  # g W
-        grad_w += weight_grad(g, xc, kernels.wgrad).float()
+        grad_w += weight_grad(g, xc, kernels.wgrad, contiguous=False).float()
     return total, grad_h, grad_w, grad_b
 
 
