@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from atento import kernels
 from conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +131,13 @@ def test_train_throughput_leaves_kernel_measuring_steps_out(tmp_path, monkeypatc
     assert row["kernel_measuring_steps"] >= 1 and row["kernel_measuring_seconds"] > 0
     assert row["updates"] > 0 and row["target_tokens_per_second"] > 0
     assert (tmp_path / "kernels.json").is_file()
+
+
+@pytest.mark.skipif(not kernels._available(), reason="no oneDNN linear in this torch")
+def test_weight_grad_forms_times_every_form():
+    done = _script("weight_grad_forms.py", "--rows", "70", "--threads", "1", "--shapes", "24x40")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("70 x 24x40: ")]
+    assert len(rows) == 1
+    for name in ("forward mm", "forward onednn", "dgrad onednn", "wgrad mm", "wgrad dnn_t"):
+        assert f"{name} " in rows[0]
+    assert "GFLOP/s" in rows[0] and "cpu features" in done.stdout
