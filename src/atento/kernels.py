@@ -291,12 +291,12 @@ def _dnn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def weight_grad(grad: Tensor, x: Tensor, form: str, contiguous: bool = True) -> Tensor:
-    """gy^T x (N, K), contiguous (or, with `contiguous=False`, possibly a transposed view: for
-    a caller that only adds it to something), for gy (M, N) and x (M, K): PyTorch's `mm` ("mm"), or
-    oneDNN's product with the (N, K) result as its output ("dnn") or the (K, N) one, then
-    transposed ("dnn_t"). Which is fastest depends on the CPU and the shape: on a 2-core AMD
-    EPYC with AVX-512 (MKL runs its AVX2 code there) oneDNN's took 0.5-0.7x MKL's time, "dnn"
-    for N < K and "dnn_t" for N > K (benchmarks/README.md)."""
+    """gy^T x (N, K) for gy (M, N) and x (M, K): PyTorch's `mm` ("mm"), or oneDNN's product
+    with the (N, K) result as its output ("dnn") or the (K, N) one, then transposed ("dnn_t").
+    Contiguous, or with `contiguous=False` possibly a transposed view (for a caller that only
+    adds it to something). Which is fastest depends on the CPU and the shape: on a 2-core AMD
+    EPYC (Zen 5; MKL runs its AVX2 code there) oneDNN's took 0.5-0.7x MKL's time at ~3,300
+    rows, "dnn" for N < K and "dnn_t" for N > K (benchmarks/weight_grad_forms.py)."""
     if form == "dnn":
         return _dnn(grad.t(), x.t())
     if form == "dnn_t":
@@ -317,7 +317,7 @@ def measurements() -> int:
     return _measured
 
 
-def _measure(name: str, forms: dict[str, functools.partial]) -> str:
+def _measure(name: str, forms: dict[bool | str, functools.partial]) -> bool | str:
     """The fastest of `forms` (the first is PyTorch's own): a oneDNN form is kept only where it
     takes <= MARGIN of the first's time. Remembered in kernels.json under `name`."""
     global _measured
